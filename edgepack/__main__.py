@@ -1,0 +1,6 @@
+"""``python -m edgepack``."""
+
+from edgepack.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,411 @@
+"""edgepack's Python API: what the CLI calls, one function per command.
+
+>>> import edgepack
+>>> results = edgepack.build("examples/digits/digits.keras", targets=["tflite"],
+...                          calib="calibration/digits/calib")
+>>> results[0].report.top1_agreement
+0.995
+>>> checked = edgepack.check("bundles/digits-tflite", data="calibration/digits/eval")
+>>> checked.passed
+True
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from edgepack import __version__
+from edgepack.errors import BundleError, ConfigError, ModelLoadError
+from edgepack.options import (
+    BuildOptions,
+    resolve_build_options,
+    resolve_check_options,
+)
+from edgepack.profiles import TargetProfile, builtin_profile_names, load_profile
+
+log = logging.getLogger("edgepack")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """One target's bundle: where it is, what the drift check found, and its manifest."""
+
+    target: str
+    bundle: Path
+    manifest: dict[str, Any]
+    report: Any  # edgepack.drift.DriftReport
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.report.passed)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of re-checking a bundle's drift on a data set."""
+
+    bundle: Path
+    manifest: dict[str, Any]
+    report: Any  # edgepack.drift.DriftReport
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.report.passed)
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    name: str
+    description: str
+    backend: str
+    available: bool
+    firmware_note: str | None
+
+
+# ---------------------------------------------------------------------------- targets
+
+
+def targets() -> list[TargetInfo]:
+    """The built-in target profiles, and whether their backend exists in this version."""
+    from edgepack.backends import BACKENDS
+
+    infos = []
+    for name in builtin_profile_names():
+        profile = load_profile(name)
+        infos.append(TargetInfo(profile.name, profile.description, profile.backend,
+                                profile.backend in BACKENDS, profile.firmware_note))
+    return infos
+
+
+def resolve_targets(names: Sequence[str]) -> list[TargetProfile]:
+    """Profile names or paths -> profiles; ``all`` is every built-in profile with a backend."""
+    from edgepack.backends import BACKENDS
+
+    if not names:
+        raise ConfigError("no target given (use --target NAME; see 'edgepack targets')")
+    profiles: list[TargetProfile] = []
+    for name in names:
+        if name == "all":
+            profiles += [p for p in map(load_profile, builtin_profile_names())
+                         if p.backend in BACKENDS]
+        else:
+            profiles.append(load_profile(name))
+    unique = {p.name: p for p in profiles}
+    return list(unique.values())
+
+
+# ---------------------------------------------------------------------------- build
+
+
+def build(
+    model: str | os.PathLike[str],
+    targets: Sequence[str],
+    calib: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    num_calib: int | None = None,
+    seed: int | None = None,
+    force: bool | None = None,
+    drift_samples: int | None = None,
+    min_agreement: float | str | None = None,
+    max_drop: float | str | None = None,
+    min_sqnr: float | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> list[BuildResult]:
+    """Build one bundle per target from ``model``, calibrated on ``calib``, drift-checked.
+
+    Options not given here come from ``EDGEPACK_*`` variables, the project config and the
+    target profile, in that order. Returns one :class:`BuildResult` per target; a target whose
+    drift exceeds its budget still gets its bundle (``result.passed`` is False).
+    """
+    from edgepack.backends import get_backend
+    from edgepack.calib.dataset import open_sample_set
+    from edgepack.frontends import detect_format, load_source
+
+    work_dir = Path(cwd) if cwd is not None else Path.cwd()
+    env = dict(os.environ if environ is None else environ)
+    cli = {"out": None if out is None else str(out), "force": force,
+           "calibration.num_samples": num_calib, "calibration.seed": seed,
+           "drift.samples": drift_samples, "drift.min_agreement": min_agreement,
+           "drift.max_drop": max_drop, "drift.min_sqnr": min_sqnr}
+    model_path = _absolute(Path(model), work_dir)
+    plans = []
+    for profile in resolve_targets(targets):
+        backend = get_backend(profile.backend)
+        options = resolve_build_options(profile, backend.settings_type, cli, work_dir, env)
+        plans.append((profile, backend, options))
+    detect_format(model_path)
+    for _, _, options in plans:
+        _ensure_bundle_slot(model_path, options)
+
+    samples = open_sample_set(_absolute(Path(calib), work_dir))
+    log.info("loading %s", model_path)
+    source = load_source(model_path)
+    bound = samples.bind(source.inputs)
+    for _, backend, options in plans:
+        backend.check_support(source, options.settings)
+    return [_build_one(source, samples, bound, backend, options) for _, backend, options in plans]
+
+
+def _ensure_bundle_slot(model_path: Path, options: BuildOptions) -> None:
+    from edgepack.bundle import bundle_path, ensure_writable
+
+    ensure_writable(bundle_path(options.out_dir, model_path, options.profile.name), options.force)
+
+
+def _build_one(source: Any, samples: Any, bound: Any, backend: Any,
+               options: BuildOptions) -> BuildResult:
+    from edgepack.bundle import bundle_path, staged_bundle
+
+    started = time.perf_counter()
+    profile = options.profile
+    split = samples.split(options.num_calib, options.drift_samples, options.seed)
+    first = bound.load(split.calibration[:1])
+    input_shapes = {name: tuple(batch.shape[1:]) for name, batch in first.items()}
+
+    def calibration_batches() -> Any:
+        for ref in split.calibration:
+            yield bound.load([ref])
+
+    final = bundle_path(options.out_dir, source.path, profile.name)
+    log.info("%s: calibrating on %d samples, building", profile.name, len(split.calibration))
+    with staged_bundle(final, options.force) as staging:
+        built = backend.build(source, calibration_batches, input_shapes, options.settings,
+                              staging)
+        report = _drift(source, bound, split.held_out, backend, built, options, samples)
+        manifest = _manifest(source, samples, split, backend, built, options, report)
+        _write_bundle_files(staging, built, manifest, report, samples)
+    seconds = time.perf_counter() - started
+    log.info("%s: bundle %s (%.1f s)", profile.name, final, seconds)
+    return BuildResult(profile.name, final, manifest, report, seconds)
+
+
+def _drift(source: Any, bound: Any, refs: Sequence[Any], backend: Any, built: Any,
+           options: BuildOptions, samples: Any) -> Any:
+    from edgepack.drift import compare_outputs
+
+    if not refs:
+        raise ConfigError("no held-out samples left for the drift check; lower --num-calib")
+    emulator = backend.emulate(built.model_file, built.inputs, built.outputs)
+    feeds = bound.load(refs)
+    log.info("%s: drift check on %d held-out samples", options.profile.name, len(refs))
+    return compare_outputs(
+        source.run(feeds),
+        emulator.run(feeds),
+        bound.labels(refs),
+        options.thresholds,
+        runtime=emulator.runtime,
+        data={"path": str(samples.root), "fingerprint": samples.fingerprint(),
+              "split": "held-out part of the calibration set"},
+    )
+
+
+def _manifest(source: Any, samples: Any, split: Any, backend: Any, built: Any,
+              options: BuildOptions, report: Any) -> dict[str, Any]:
+    from edgepack.bundle import MANIFEST_SCHEMA_VERSION, file_sha256
+
+    profile = options.profile
+    layout = samples.preprocessing.layout
+    inputs = [dict(info.to_dict(), layout=info.layout or layout) for info in built.inputs]
+    return {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "target": {
+            "profile": profile.name,
+            "backend": backend.name,
+            "description": profile.description,
+            "profile_source": profile.source,
+            "profile_sha256": profile.sha256,
+            "firmware_note": profile.firmware_note,
+            "settings": _settings_dict(options.settings),
+            "drift": dict(profile.drift),
+        },
+        "model": {
+            "file": built.model_file.name,
+            "size_bytes": built.model_file.stat().st_size,
+            "sha256": file_sha256(built.model_file),
+            **built.details,
+        },
+        "inputs": inputs,
+        "outputs": [info.to_dict() for info in built.outputs],
+        "preprocessing": dict(samples.preprocessing.to_dict(),
+                              input=samples.contract.input_name or source.inputs[0].name),
+        "labels": list(samples.label_names) if samples.label_names else None,
+        "source": {
+            "format": source.format,
+            "file": source.path.name,
+            "path": str(source.path),
+            "sha256": source.sha256,
+            "inputs": [s.to_dict() for s in source.inputs],
+            "outputs": [s.to_dict() for s in source.outputs],
+        },
+        "calibration": {
+            "path": str(samples.root),
+            "fingerprint": samples.fingerprint(),
+            "set_size": len(samples),
+            "samples": len(split.calibration),
+            "held_out": len(split.held_out),
+            "seed": options.seed,
+            "method": "minmax",
+        },
+        "versions": _versions(source, built),
+        "drift": report.summary(),
+        "files": {},
+    }
+
+
+def _write_bundle_files(staging: Path, built: Any, manifest: dict[str, Any], report: Any,
+                        samples: Any) -> None:
+    from edgepack.bundle import DRIFT, LABELS, MANIFEST, file_sha256, write_json
+
+    write_json(staging / DRIFT, report.to_dict())
+    if samples.label_names:
+        (staging / LABELS).write_text("\n".join(samples.label_names) + "\n")
+    names = [built.model_file.name, DRIFT] + ([LABELS] if samples.label_names else [])
+    manifest["files"] = {name: file_sha256(staging / name) for name in names}
+    write_json(staging / MANIFEST, manifest)
+
+
+def _settings_dict(settings: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(settings)
+
+
+def _versions(source: Any, built: Any) -> dict[str, str]:
+    versions = {"edgepack": __version__, "python": platform.python_version(),
+                "numpy": metadata.version("numpy")}
+    versions.update(source.versions)
+    versions.update(built.versions)
+    return versions
+
+
+def _absolute(path: Path, cwd: Path) -> Path:
+    return path if path.is_absolute() else cwd / path
+
+
+# ---------------------------------------------------------------------------- check
+
+
+def check(
+    bundle: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    *,
+    model: str | os.PathLike[str] | None = None,
+    min_agreement: float | str | None = None,
+    max_drop: float | str | None = None,
+    min_sqnr: float | None = None,
+    samples: int | None = None,
+    seed: int = 0,
+    json_path: str | os.PathLike[str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> CheckResult:
+    """Re-run a bundle's drift check against its float source model on ``data``.
+
+    The source model is the one recorded in the manifest (or ``model``) and must have the
+    sha256 recorded there. ``data`` is a calibration-style folder; without a
+    ``calibration.toml`` it is read with the bundle's own preprocessing contract.
+    """
+    from edgepack.backends import get_backend
+    from edgepack.bundle import read_manifest, verify_model_file, write_json
+    from edgepack.calib.contract import Contract, Preprocessing
+    from edgepack.calib.dataset import open_sample_set
+    from edgepack.drift import compare_outputs
+    from edgepack.frontends import load_source
+
+    work_dir = Path(cwd) if cwd is not None else Path.cwd()
+    env = dict(os.environ if environ is None else environ)
+    bundle_dir = _absolute(Path(bundle), work_dir)
+    manifest = read_manifest(bundle_dir)
+    options = resolve_check_options(
+        manifest["target"].get("drift", {}), manifest["target"]["profile"],
+        {"drift.min_agreement": min_agreement, "drift.max_drop": max_drop,
+         "drift.min_sqnr": min_sqnr, "drift.samples": samples},
+        work_dir, env)
+    backend = get_backend(manifest["target"]["backend"])
+    model_file = verify_model_file(bundle_dir, manifest)
+    source = load_source(_source_path(manifest, bundle_dir, model, work_dir))
+
+    preprocessing = Preprocessing.from_dict(
+        {k: v for k, v in manifest["preprocessing"].items() if k != "input"},
+        f"{bundle_dir / 'manifest.json'}")
+    fallback = Contract(preprocessing, manifest["preprocessing"].get("input"),
+                        tuple(manifest["labels"]) if manifest.get("labels") else None)
+    data_set = open_sample_set(_absolute(Path(data), work_dir), fallback=fallback)
+    bound = data_set.bind(source.inputs)
+    refs = data_set.take(options.drift_samples, seed)
+    labels = _labels_in_bundle_order(data_set, refs, manifest, bound)
+
+    from edgepack.backends.base import TensorInfo
+
+    emulator = backend.emulate(model_file,
+                               [TensorInfo.from_dict(d) for d in manifest["inputs"]],
+                               [TensorInfo.from_dict(d) for d in manifest["outputs"]])
+    feeds = bound.load(refs)
+    report = compare_outputs(source.run(feeds), emulator.run(feeds), labels, options.thresholds,
+                             runtime=emulator.runtime,
+                             data={"path": str(data_set.root),
+                                   "fingerprint": data_set.fingerprint()})
+    if json_path is not None:
+        target = _absolute(Path(json_path), work_dir)
+        write_json(target, {"bundle": str(bundle_dir), **report.to_dict()})
+    return CheckResult(bundle_dir, manifest, report)
+
+
+def _source_path(manifest: dict[str, Any], bundle_dir: Path, model: Any, cwd: Path) -> Path:
+    from edgepack.frontends import sha256_of_path
+
+    recorded = manifest["source"]
+    if model is not None:
+        candidate = _absolute(Path(model), cwd)
+        if not candidate.exists():
+            raise ModelLoadError(f"{candidate}: no such model file or folder")
+    else:
+        candidate = Path(recorded["path"])
+        if not candidate.exists():
+            raise BundleError(
+                f"source model {recorded['path']} (recorded in the manifest) is not there; "
+                "pass it with --model"
+            )
+    if sha256_of_path(candidate) != recorded["sha256"]:
+        raise BundleError(
+            f"{candidate}: sha256 differs from the source model this bundle was built from"
+        )
+    return candidate
+
+
+def _labels_in_bundle_order(data_set: Any, refs: Sequence[Any], manifest: dict[str, Any],
+                            bound: Any) -> Any:
+    import numpy as np
+
+    labels = bound.labels(refs)
+    if labels is None or not manifest.get("labels"):
+        return None
+    bundle_index = {name: i for i, name in enumerate(manifest["labels"])}
+    unknown = sorted(set(data_set.label_names) - set(bundle_index))
+    if unknown:
+        raise BundleError(f"{data_set.root}: labels {unknown} are not among the bundle's labels")
+    mapping = np.array([bundle_index[name] for name in data_set.label_names])
+    return mapping[labels]
+
+
+# ---------------------------------------------------------------------------- inspect
+
+
+def inspect(bundle: str | os.PathLike[str]) -> dict[str, Any]:
+    """The bundle's manifest (checked), for display or scripting."""
+    from edgepack.bundle import read_manifest
+
+    return read_manifest(Path(bundle))

@@ -1,0 +1,312 @@
+"""TFLite full-integer backend for Android NPUs (NNAPI-style and vendor delegates).
+
+Conversion: TensorFlow's ``TFLiteConverter`` on a concrete function with a fixed input shape
+(NPU delegates want static shapes), ``Optimize.DEFAULT`` and a representative dataset drawn
+from the calibration set. That gives per-channel int8 weights, int8 activations and, with
+``TFLITE_BUILTINS_INT8`` only, a model whose every op is integer. The inputs and outputs are
+int8 or uint8 as the profile says.
+
+Emulation: the LiteRT interpreter (``ai-edge-litert``) with its built-in kernels and no
+default delegate, so results do not depend on which CPU delegate the host picks.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepack._native import captured_output, import_tensorflow, last_native_lines
+from edgepack.backends.base import (
+    BuiltModel,
+    CalibrationSamples,
+    Emulator,
+    QuantParams,
+    TensorInfo,
+)
+from edgepack.errors import ConversionError, UnsupportedError
+from edgepack.frontends.base import Feeds, Outputs, SourceModel
+
+IO_DTYPES = ("int8", "uint8")
+SUPPORTED_SOURCES = ("keras", "savedmodel")
+_FLOAT_TYPES = (np.float32, np.float16, np.float64)
+
+
+@dataclass(frozen=True)
+class TFLiteSettings:
+    """``[settings]`` of a TFLite profile."""
+
+    io_dtype: str = "int8"
+    allow_float_fallback: bool = False
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.io_dtype not in IO_DTYPES:
+            raise ValueError(f"io_dtype must be one of {IO_DTYPES}, got {self.io_dtype!r}")
+        if not isinstance(self.allow_float_fallback, bool):
+            raise ValueError("allow_float_fallback must be true or false")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number >= 1, got {self.batch_size!r}")
+
+
+class TFLiteBackend:
+    """Builds ``model.tflite`` and runs it in the LiteRT interpreter."""
+
+    name = "tflite"
+    model_file_name = "model.tflite"
+    settings_type = TFLiteSettings
+
+    def check_support(self, source: SourceModel, settings: TFLiteSettings) -> None:
+        if source.format not in SUPPORTED_SOURCES:
+            raise UnsupportedError(
+                f"the tflite backend converts Keras and SavedModel sources; "
+                f"{source.path.name} is {source.format}"
+            )
+        non_float = [s.name for s in source.inputs if not s.dtype.startswith("float")]
+        if non_float:
+            raise UnsupportedError(f"tflite full-int8 needs float inputs; not float: {non_float}")
+
+    def build(self, source: SourceModel, calibration: CalibrationSamples,
+              input_shapes: dict[str, tuple[int, ...]], settings: TFLiteSettings,
+              workdir: Path) -> BuiltModel:
+        tf = import_tensorflow()
+        with tempfile.TemporaryDirectory(prefix="edgepack-savedmodel-") as export_dir:
+            _export_fixed_shape(tf, source, input_shapes, settings.batch_size, Path(export_dir))
+            converter = tf.lite.TFLiteConverter.from_saved_model(export_dir)
+            flatbuffer = self._quantize(tf, converter, source, calibration, settings)
+        model_file = workdir / self.model_file_name
+        model_file.write_bytes(flatbuffer)
+        float_ops = _float_ops(model_file)
+        if float_ops and not settings.allow_float_fallback:
+            raise ConversionError(
+                f"ops left in float, but the profile demands full integer: {', '.join(float_ops)} "
+                "(set allow_float_fallback = true in the profile to accept CPU fallback)"
+            )
+        inputs, outputs = _io_details(model_file, source)
+        return BuiltModel(
+            model_file=model_file,
+            inputs=inputs,
+            outputs=outputs,
+            versions={"tensorflow": str(tf.__version__),
+                      "ai-edge-litert": metadata.version("ai-edge-litert")},
+            details={"ops": _op_counts(model_file), "float_ops": float_ops},
+        )
+
+    def _quantize(self, tf: Any, converter: Any, source: SourceModel,
+                  calibration: CalibrationSamples, settings: TFLiteSettings) -> bytes:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative(source, calibration, settings)
+        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if settings.allow_float_fallback:
+            ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
+        converter.target_spec.supported_ops = ops
+        converter.inference_input_type = getattr(tf, settings.io_dtype)
+        converter.inference_output_type = getattr(tf, settings.io_dtype)
+        return _convert(converter)
+
+    def emulate(self, model_file: Path, inputs: Sequence[TensorInfo],
+                outputs: Sequence[TensorInfo]) -> Emulator:
+        interpreter = _interpreter(model_file)
+        by_name = {d["name"]: d for d in interpreter.get_input_details()}
+        out_by_name = {d["name"]: d for d in interpreter.get_output_details()}
+        batch = int(next(iter(by_name.values()))["shape"][0])
+
+        def run(feeds: Feeds) -> Outputs:
+            total = len(next(iter(feeds.values())))
+            results: dict[str, list[np.ndarray]] = {o.source_name: [] for o in outputs}
+            for start in range(0, total, batch):
+                chunk = {k: v[start : start + batch] for k, v in feeds.items()}
+                count = len(next(iter(chunk.values())))
+                for info in inputs:
+                    data = _pad(np.asarray(chunk[info.source_name], np.float32), batch)
+                    detail = by_name[info.name]
+                    interpreter.set_tensor(detail["index"], quantize(data, info, detail["dtype"]))
+                interpreter.invoke()
+                for info in outputs:
+                    raw = interpreter.get_tensor(out_by_name[info.name]["index"])
+                    results[info.source_name].append(dequantize(raw, info)[:count])
+            return {name: np.concatenate(parts) for name, parts in results.items()}
+
+        return Emulator(runtime=f"ai-edge-litert {metadata.version('ai-edge-litert')} "
+                                "(built-in kernels, on host)", run=run)
+
+
+# ---------------------------------------------------------------------------- conversion
+
+
+def _signature_name(name: str, position: int) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_]", "_", name.split(":")[0]).strip("_")
+    return cleaned if cleaned and not cleaned[0].isdigit() else f"input_{position}"
+
+
+def _export_fixed_shape(tf: Any, source: SourceModel, input_shapes: dict[str, tuple[int, ...]],
+                        batch: int, export_dir: Path) -> None:
+    """Save a SavedModel whose serving signature has fixed input shapes and source output names.
+
+    Going through a SavedModel (rather than a concrete function) freezes the variables of
+    Keras 3 models, which the converter's calibration run needs.
+    """
+    function = _fixed_shape_function(tf, source, input_shapes, batch)
+    with captured_output():
+        if source.format == "keras":
+            import keras
+
+            archive = keras.export.ExportArchive()
+            archive.track(source.native)
+            archive.add_endpoint("serving_default", function)
+            archive.write_out(str(export_dir))
+        else:
+            module = tf.Module()
+            module.source = source.native
+            tf.saved_model.save(module, str(export_dir), signatures={"serving_default": function})
+
+
+def _fixed_shape_function(tf: Any, source: SourceModel,
+                          input_shapes: dict[str, tuple[int, ...]], batch: int) -> Any:
+    """A tf.function with fixed input shapes whose outputs are keyed by source output names."""
+    specs = [
+        tf.TensorSpec((batch, *input_shapes[s.name]), tf.float32, name=_signature_name(s.name, i))
+        for i, s in enumerate(source.inputs)
+    ]
+    output_names = [o.name for o in source.outputs]
+    if source.format == "keras":
+        model = source.native
+
+        def call(*args: Any) -> dict[str, Any]:
+            result = model(args[0] if len(args) == 1 else list(args), training=False)
+            values = result if isinstance(result, list | tuple) else [result]
+            return dict(zip(output_names, values, strict=True))
+
+    else:
+        signature = source.native.signatures["serving_default"]
+        input_names = [s.name for s in source.inputs]
+
+        def call(*args: Any) -> dict[str, Any]:
+            result = signature(**dict(zip(input_names, args, strict=True)))
+            return {name: result[name] for name in output_names}
+
+    return tf.function(call, input_signature=specs)
+
+
+def _representative(source: SourceModel, calibration: CalibrationSamples,
+                    settings: TFLiteSettings) -> Any:
+    names = [s.name for s in source.inputs]
+
+    def generate() -> Any:
+        for sample in calibration():
+            yield [np.repeat(sample[name], settings.batch_size, axis=0) for name in names]
+
+    return generate
+
+
+def _convert(converter: Any) -> bytes:
+    try:
+        with captured_output():
+            return bytes(converter.convert())
+    except Exception as exc:
+        text = " ".join(str(exc).split())
+        ops = sorted(set(re.findall(r"'(?:tfl|tf)\.(\w+)'", text)))
+        if ops:
+            raise ConversionError(
+                f"TFLite converter cannot build a full-integer model; ops: {', '.join(ops)}"
+                f" ({text[:200]})"
+            ) from None
+        detail = text[:300] or last_native_lines()
+        raise ConversionError(f"TFLite converter failed: {detail}") from None
+
+
+# ---------------------------------------------------------------------------- inspection
+
+
+def _interpreter(model_file: Path) -> Any:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    with captured_output():
+        interpreter = Interpreter(
+            model_path=str(model_file),
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
+        interpreter.allocate_tensors()
+    return interpreter
+
+
+def _float_ops(model_file: Path) -> list[str]:
+    """Ops that read or write a float tensor (QUANTIZE/DEQUANTIZE at the edge included)."""
+    interpreter = _interpreter(model_file)
+    dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    found = set()
+    for op in interpreter._get_ops_details():
+        tensors = [i for i in [*op["inputs"], *op["outputs"]] if i >= 0]
+        if any(dtypes.get(i) in _FLOAT_TYPES for i in tensors):
+            found.add(op["op_name"])
+    return sorted(found)
+
+
+def _op_counts(model_file: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for op in _interpreter(model_file)._get_ops_details():
+        counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _io_details(model_file: Path, source: SourceModel) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    """Bundle inputs/outputs, matched to source names through the model's signature."""
+    interpreter = _interpreter(model_file)
+    signature = interpreter._get_full_signature_list()["serving_default"]
+    index_to_key_in = {index: key for key, index in signature["inputs"].items()}
+    index_to_key_out = {index: key for key, index in signature["outputs"].items()}
+    sig_to_source = {_signature_name(s.name, i): s.name for i, s in enumerate(source.inputs)}
+    inputs = [
+        _info(d, sig_to_source[index_to_key_in[d["index"]]])
+        for d in interpreter.get_input_details()
+    ]
+    outputs = [_info(d, index_to_key_out[d["index"]]) for d in interpreter.get_output_details()]
+    order = {s.name: i for i, s in enumerate(source.outputs)}
+    outputs.sort(key=lambda info: order[info.source_name])
+    return inputs, outputs
+
+
+def _info(detail: dict[str, Any], source_name: str) -> TensorInfo:
+    scale, zero_point = detail["quantization"]
+    quant = QuantParams(float(scale), int(zero_point)) if scale else None
+    return TensorInfo(
+        name=detail["name"],
+        source_name=source_name,
+        shape=tuple(int(d) for d in detail["shape"]),
+        dtype=np.dtype(detail["dtype"]).name,
+        quantization=quant,
+    )
+
+
+# ---------------------------------------------------------------------------- numerics
+
+
+def quantize(values: np.ndarray, info: TensorInfo, dtype: Any) -> np.ndarray:
+    """real -> q = round(real / scale) + zero_point, rounding half away from zero, saturated."""
+    if info.quantization is None:
+        return values.astype(dtype)
+    scaled = values / np.float32(info.quantization.scale)
+    rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
+    limits = np.iinfo(dtype)
+    return np.clip(rounded + info.quantization.zero_point, limits.min, limits.max).astype(dtype)
+
+
+def dequantize(values: np.ndarray, info: TensorInfo) -> np.ndarray:
+    """q -> real = (q - zero_point) * scale."""
+    if info.quantization is None:
+        return values.astype(np.float32)
+    shifted = values.astype(np.float32) - np.float32(info.quantization.zero_point)
+    return shifted * np.float32(info.quantization.scale)
+
+
+def _pad(batch: np.ndarray, size: int) -> np.ndarray:
+    if len(batch) == size:
+        return batch
+    padding = np.zeros((size - len(batch), *batch.shape[1:]), dtype=batch.dtype)
+    return np.concatenate([batch, padding])

@@ -1,0 +1,118 @@
+"""Bundles on disk: atomic writing, the manifest, and reading a bundle back.
+
+A bundle is a folder ``<model-stem>-<profile>/`` with the model file, ``manifest.json``,
+``drift.json`` and, when the calibration set has labels, ``labels.txt``. It is written into a
+hidden temporary folder beside its final place and renamed at the end, so a failed build
+never leaves a half-written bundle behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from edgepack.errors import BundleError, BundleExistsError
+
+MANIFEST = "manifest.json"
+DRIFT = "drift.json"
+LABELS = "labels.txt"
+MANIFEST_SCHEMA_VERSION = 1
+SCHEMA_FILE = Path(__file__).parent / "schemas" / "manifest.schema.json"
+_REQUIRED = ("schema_version", "target", "model", "inputs", "outputs", "preprocessing", "source",
+             "calibration", "versions", "drift", "files")
+
+
+def bundle_path(out_dir: Path, model_path: Path, profile_name: str) -> Path:
+    """``OUT/<model-stem>-<profile>``."""
+    stem = model_path.name if model_path.is_dir() else model_path.stem
+    return out_dir / f"{stem}-{profile_name}"
+
+
+def ensure_writable(final: Path, force: bool) -> None:
+    """Refuse early (before any slow work) to overwrite a bundle without ``force``."""
+    if final.exists() and not force:
+        raise BundleExistsError(f"{final} exists; pass --force to replace it")
+    if final.exists() and not final.is_dir():
+        raise BundleExistsError(f"{final} exists and is not a bundle folder")
+
+
+@contextlib.contextmanager
+def staged_bundle(final: Path, force: bool) -> Iterator[Path]:
+    """A temporary folder that becomes ``final`` only if the block succeeds."""
+    ensure_writable(final, force)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a bundle is a normal folder
+    try:
+        yield staging
+        _replace(staging, final, force)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _replace(staging: Path, final: Path, force: bool) -> None:
+    ensure_writable(final, force)
+    if not final.exists():
+        os.replace(staging, final)
+        return
+    retired = final.with_name(f".{final.name}.old")
+    shutil.rmtree(retired, ignore_errors=True)
+    os.replace(final, retired)
+    os.replace(staging, final)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_manifest(bundle: Path) -> dict[str, Any]:
+    """Read and sanity-check ``manifest.json``; also verify the model file's hash."""
+    if not bundle.is_dir():
+        raise BundleError(f"{bundle}: no such bundle folder")
+    path = bundle / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{bundle}: not a bundle (no {MANIFEST})")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path}: not a manifest object")
+    missing = [key for key in _REQUIRED if key not in manifest]
+    if missing:
+        raise BundleError(f"{path}: missing key(s) {missing}")
+    if manifest["schema_version"] != MANIFEST_SCHEMA_VERSION:
+        raise BundleError(
+            f"{path}: schema_version {manifest['schema_version']} is not supported "
+            f"(this edgepack reads {MANIFEST_SCHEMA_VERSION})"
+        )
+    return manifest
+
+
+def verify_model_file(bundle: Path, manifest: dict[str, Any]) -> Path:
+    """The bundle's model file, after checking it against the manifest's sha256."""
+    model = bundle / manifest["model"]["file"]
+    if not model.is_file():
+        raise BundleError(f"{bundle}: model file {manifest['model']['file']} is missing")
+    if file_sha256(model) != manifest["model"]["sha256"]:
+        raise BundleError(f"{model}: sha256 differs from the manifest (the file was changed)")
+    return model

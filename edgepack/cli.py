@@ -1,0 +1,201 @@
+"""The ``edgepack`` command: Click options, then one call into :mod:`edgepack.api`.
+
+Errors are printed as one line on stderr with the exit code of their type
+(see :mod:`edgepack.errors`); ``-v`` adds native logs and, for internal errors, the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from edgepack import __version__
+from edgepack._native import set_verbosity
+from edgepack.errors import EXIT_DRIFT, EXIT_INTERNAL, EdgepackError
+from edgepack.options import parse_fraction
+
+F = Callable[..., Any]
+
+
+def _verbosity_options(function: F) -> F:
+    function = click.option("-q", "--quiet", count=True, help="Print less (errors only).")(function)
+    return click.option("-v", "--verbose", count=True,
+                        help="Print more: steps' native logs (-vv: also warnings).")(function)
+
+
+def _configure(verbose: int, quiet: int) -> None:
+    ctx = click.get_current_context()
+    state = ctx.find_root().ensure_object(dict)
+    state["verbose"] = state.get("verbose", 0) + verbose
+    state["quiet"] = state.get("quiet", 0) + quiet
+    set_verbosity(state["verbose"])
+    level = logging.WARNING if state["quiet"] else (
+        logging.DEBUG if state["verbose"] else logging.INFO)
+    logger = logging.getLogger("edgepack")
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("edgepack: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def _quiet() -> bool:
+    return bool(click.get_current_context().find_root().ensure_object(dict).get("quiet"))
+
+
+def _verbose() -> int:
+    return int(click.get_current_context().find_root().ensure_object(dict).get("verbose", 0))
+
+
+def _reported(function: F) -> F:
+    """Turn edgepack errors into one line and their exit code; anything else is a bug."""
+
+    @wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except EdgepackError as exc:
+            click.echo(f"edgepack: {exc.kind}: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("edgepack: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            if _verbose():
+                traceback.print_exc()
+            message = " ".join(str(exc).split())[:300]
+            click.echo(f"edgepack: internal error: {type(exc).__name__}: {message} "
+                       "(a bug: rerun with -v and report it)", err=True)
+            sys.exit(EXIT_INTERNAL)
+
+    return wrapper
+
+
+class _OneLineErrors(click.Group):
+    """A group whose usage errors are one line too (Click prints usage and a hint)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.ClickException as exc:
+            click.echo(f"edgepack: usage error: {exc.format_message()} (see --help)", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("edgepack: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="edgepack")
+@_verbosity_options
+def cli(verbose: int, quiet: int) -> None:
+    """Turn a trained model into drift-checked bundles for phones and edge devices."""
+    _configure(verbose, quiet)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=str))
+@click.option("-t", "--target", "targets", multiple=True, required=True,
+              help="Target profile name (see 'edgepack targets'), 'all', or a profile .toml.")
+@click.option("-c", "--calib", required=True, type=click.Path(path_type=str),
+              help="Calibration set folder (with calibration.toml).")
+@click.option("-o", "--out", default=None, help="Output folder for bundles [default: bundles].")
+@click.option("-n", "--num-calib", type=int, default=None,
+              help="Calibration samples to use [default: from the profile].")
+@click.option("--seed", type=int, default=None, help="Seed of the sample selection [default: 0].")
+@click.option("--force", is_flag=True, default=None, help="Replace existing bundles.")
+@click.option("--drift-samples", type=int, default=None,
+              help="Most held-out samples for the drift check.")
+@click.option("--min-agreement", default=None, help="Top-1 agreement budget, e.g. 99% or 0.99.")
+@click.option("--max-drop", default=None, help="Accuracy drop budget, e.g. 1% or 0.01.")
+@click.option("--min-sqnr", type=float, default=None, help="Minimum SQNR per output, in dB.")
+@_verbosity_options
+@_reported
+def build(model: str, targets: tuple[str, ...], calib: str, verbose: int, quiet: int,
+          **options: Any) -> None:
+    """Build one bundle per target from MODEL (.keras, .h5, SavedModel folder, .onnx)."""
+    _configure(verbose, quiet)
+    from edgepack import api
+    from edgepack.report_text import print_build_results
+
+    results = api.build(model, list(targets), calib, **options)
+    if not _quiet():
+        print_build_results(results)
+    if not all(result.passed for result in results):
+        click.echo("edgepack: drift exceeded: the budget does not hold for "
+                   + ", ".join(r.target for r in results if not r.passed)
+                   + " (bundles written)", err=True)
+        sys.exit(EXIT_DRIFT)
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=str))
+@click.option("-d", "--data", required=True, type=click.Path(path_type=str),
+              help="Evaluation folder (calibration.toml optional: the bundle's contract is used).")
+@click.option("-m", "--model", default=None, type=click.Path(path_type=str),
+              help="The float source model, if not where the manifest says.")
+@click.option("--min-agreement", default=None, help="Top-1 agreement budget, e.g. 99% or 0.99.")
+@click.option("--max-drop", default=None, help="Accuracy drop budget, e.g. 1% or 0.01.")
+@click.option("--min-sqnr", type=float, default=None, help="Minimum SQNR per output, in dB.")
+@click.option("--samples", type=int, default=None, help="Most samples to evaluate.")
+@click.option("--json", "json_path", default=None, type=click.Path(path_type=str),
+              help="Also write the drift report as JSON to this file.")
+@_verbosity_options
+@_reported
+def check(bundle: str, data: str, verbose: int, quiet: int, **options: Any) -> None:
+    """Re-check BUNDLE's drift against its float source model on DATA; exit 1 if over budget."""
+    _configure(verbose, quiet)
+    from edgepack import api
+    from edgepack.report_text import print_check_result
+
+    result = api.check(bundle, data, **options)
+    if not _quiet():
+        print_check_result(result)
+    if not result.passed:
+        click.echo("edgepack: drift exceeded: " + "; ".join(result.report.failures), err=True)
+        sys.exit(EXIT_DRIFT)
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print the raw manifest.")
+@_verbosity_options
+@_reported
+def inspect(bundle: str, as_json: bool, verbose: int, quiet: int) -> None:
+    """Summarise BUNDLE's manifest: inputs/outputs, quantization, size, drift."""
+    _configure(verbose, quiet)
+    from edgepack import api
+    from edgepack.report_text import print_manifest
+
+    manifest = api.inspect(bundle)
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2))
+    else:
+        print_manifest(manifest)
+
+
+@cli.command()
+@_verbosity_options
+@_reported
+def targets(verbose: int, quiet: int) -> None:
+    """List the target profiles."""
+    _configure(verbose, quiet)
+    from edgepack import api
+    from edgepack.report_text import print_targets
+
+    print_targets(api.targets())
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="edgepack")

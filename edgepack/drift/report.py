@@ -1,0 +1,152 @@
+"""The drift report: metrics per output, the budget, and the verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgepack.drift import metrics
+from edgepack.options import Thresholds
+
+REPORT_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class OutputDrift:
+    """Float-vs-quantized metrics for one model output."""
+
+    name: str
+    sqnr_db: float
+    cosine: float
+    max_abs_error: float
+    top1_agreement: float | None
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """Everything one drift check measured, and whether the budget holds."""
+
+    samples: int
+    outputs: list[OutputDrift]
+    primary_output: str
+    top1_agreement: float | None
+    accuracy_float: float | None
+    accuracy_quantized: float | None
+    thresholds: Thresholds
+    failures: list[str]
+    runtime: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def accuracy_drop(self) -> float | None:
+        if self.accuracy_float is None or self.accuracy_quantized is None:
+            return None
+        return self.accuracy_float - self.accuracy_quantized
+
+    @property
+    def min_sqnr_db(self) -> float:
+        return min(o.sqnr_db for o in self.outputs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "verdict": "pass" if self.passed else "fail",
+            "failures": list(self.failures),
+            "samples": self.samples,
+            "runtime": self.runtime,
+            "data": dict(self.data),
+            "primary_output": self.primary_output,
+            "top1_agreement": self.top1_agreement,
+            "accuracy_float": self.accuracy_float,
+            "accuracy_quantized": self.accuracy_quantized,
+            "accuracy_drop": self.accuracy_drop,
+            "min_sqnr_db": self.min_sqnr_db,
+            "thresholds": asdict(self.thresholds),
+            "outputs": [asdict(o) for o in self.outputs],
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The short form recorded in a bundle manifest."""
+        full = self.to_dict()
+        keys = ("verdict", "failures", "samples", "runtime", "top1_agreement", "accuracy_float",
+                "accuracy_quantized", "accuracy_drop", "min_sqnr_db", "thresholds")
+        return {key: full[key] for key in keys}
+
+
+def compare_outputs(
+    reference: Mapping[str, np.ndarray],
+    quantized: Mapping[str, np.ndarray],
+    labels: np.ndarray | None,
+    thresholds: Thresholds,
+    runtime: str = "",
+    data: Mapping[str, Any] | None = None,
+) -> DriftReport:
+    """Measure drift per output, then judge it against ``thresholds``.
+
+    The first output with a (batch, classes) shape is the primary one: top-1 agreement and
+    accuracy are measured on it. SQNR is checked on every output.
+    """
+    names = list(reference)
+    per_output = [_output_drift(name, reference[name], quantized[name]) for name in names]
+    primary = next((o for o in per_output if o.top1_agreement is not None), per_output[0])
+    acc_float = acc_quant = None
+    if labels is not None and primary.top1_agreement is not None:
+        acc_float = metrics.accuracy(reference[primary.name], labels)
+        acc_quant = metrics.accuracy(quantized[primary.name], labels)
+    report = DriftReport(
+        samples=len(next(iter(reference.values()))),
+        outputs=per_output,
+        primary_output=primary.name,
+        top1_agreement=primary.top1_agreement,
+        accuracy_float=acc_float,
+        accuracy_quantized=acc_quant,
+        thresholds=thresholds,
+        failures=[],
+        runtime=runtime,
+        data=dict(data or {}),
+    )
+    report.failures.extend(judge(report))
+    return report
+
+
+def judge(report: DriftReport) -> list[str]:
+    """One line per threshold that does not hold."""
+    limits = report.thresholds
+    failures = []
+    if limits.min_agreement is not None and report.top1_agreement is not None:
+        if report.top1_agreement < limits.min_agreement:
+            failures.append(
+                f"top-1 agreement {report.top1_agreement:.2%} < {limits.min_agreement:.2%}"
+            )
+    drop = report.accuracy_drop
+    if limits.max_drop is not None and drop is not None and drop > limits.max_drop:
+        failures.append(f"accuracy drop {drop:.2%} > {limits.max_drop:.2%}")
+    if limits.min_sqnr is not None:
+        for output in report.outputs:
+            if output.sqnr_db < limits.min_sqnr:
+                failures.append(
+                    f"SQNR of {output.name!r} {output.sqnr_db:.1f} dB < {limits.min_sqnr:.1f} dB"
+                )
+    return failures
+
+
+def _output_drift(name: str, reference: np.ndarray, quantized: np.ndarray) -> OutputDrift:
+    ref = np.asarray(reference, dtype=np.float32)
+    out = np.asarray(quantized, dtype=np.float32)
+    if ref.shape != out.shape:
+        raise ValueError(f"output {name!r}: float shape {ref.shape} != quantized {out.shape}")
+    agreement = metrics.top1_agreement(ref, out) if metrics.is_classifier_output(ref.shape) else None
+    return OutputDrift(
+        name=name,
+        sqnr_db=metrics.sqnr_db(ref, out),
+        cosine=metrics.cosine_similarity(ref, out),
+        max_abs_error=metrics.max_abs_error(ref, out),
+        top1_agreement=agreement,
+    )

@@ -1,0 +1,74 @@
+"""The one small representation every frontend produces: :class:`SourceModel`."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Feeds = Mapping[str, np.ndarray]
+Outputs = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output: name, shape (``None`` for dynamic axes) and dtype."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass
+class SourceModel:
+    """A loaded float model: its signature, a float reference runner, and the native handle.
+
+    ``run`` takes a batch per input (float32, batch axis first) and returns a batch per output,
+    keyed by the names in ``inputs`` and ``outputs``. ``native`` is what the frontend loaded
+    (a Keras model, a SavedModel, an ONNX path); only backends that understand ``format``
+    look at it.
+    """
+
+    path: Path
+    format: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    runner: Callable[[Feeds], Outputs]
+    native: Any = None
+    versions: dict[str, str] = field(default_factory=dict)
+    _sha256: str | None = None
+
+    def run(self, feeds: Feeds) -> Outputs:
+        return self.runner(feeds)
+
+    @property
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = sha256_of_path(self.path)
+        return self._sha256
+
+
+def sha256_of_path(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (names and contents, sorted)."""
+    if path.is_file():
+        return _file_sha256(path)
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(item.relative_to(path).as_posix().encode() + b"\0")
+        digest.update(_file_sha256(item).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,333 @@
+"""Options, resolved once into frozen dataclasses.
+
+Precedence, lowest first (each layer overrides the ones before it):
+
+1. built-in defaults (the dataclass defaults below);
+2. the target profile (``[calibration]``, ``[drift]``, ``[settings]``);
+3. the project config: ``edgepack.toml``, or ``[tool.edgepack]`` in ``pyproject.toml``, found in
+   the working directory or its parents; its ``[targets.<name>]`` tables apply to one target;
+4. ``EDGEPACK_*`` environment variables;
+5. command-line flags (or keyword arguments of :func:`edgepack.build` / :func:`edgepack.check`).
+
+Unknown keys, in any layer, are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgepack.errors import ConfigError
+from edgepack.profiles import TargetProfile
+
+
+def parse_fraction(value: Any) -> float:
+    """``"1%"`` -> 0.01; ``0.01`` -> 0.01. Used for agreement and accuracy-drop thresholds."""
+    text = str(value).strip()
+    try:
+        number = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ValueError(f"expected a fraction like 0.01 or 1%, got {value!r}") from None
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"expected a fraction between 0 and 1 (or 0% and 100%), got {value!r}")
+    return number
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _parse_count(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"expected a whole number >= 1, got {value!r}")
+    return number
+
+
+def _parse_seed(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    return int(value)
+
+
+def _optional(parser: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A threshold can be switched off with ``"off"`` (config, env) or ``none``."""
+
+    def parse(value: Any) -> Any:
+        if value is None or str(value).strip().lower() in {"off", "none"}:
+            return None
+        return parser(value)
+
+    return parse
+
+
+# Every generic option: dotted key -> parser. Backend settings ("settings.*") are checked
+# against the backend's own settings dataclass.
+GENERIC_KEYS: dict[str, Callable[[Any], Any]] = {
+    "out": str,
+    "force": _parse_bool,
+    "calibration.num_samples": _parse_count,
+    "calibration.seed": _parse_seed,
+    "drift.samples": _parse_count,
+    "drift.min_agreement": _optional(parse_fraction),
+    "drift.max_drop": _optional(parse_fraction),
+    "drift.min_sqnr": _optional(float),
+}
+
+ENV_KEYS = {
+    "EDGEPACK_OUT": "out",
+    "EDGEPACK_FORCE": "force",
+    "EDGEPACK_NUM_CALIB": "calibration.num_samples",
+    "EDGEPACK_SEED": "calibration.seed",
+    "EDGEPACK_DRIFT_SAMPLES": "drift.samples",
+    "EDGEPACK_MIN_AGREEMENT": "drift.min_agreement",
+    "EDGEPACK_MAX_DROP": "drift.max_drop",
+    "EDGEPACK_MIN_SQNR": "drift.min_sqnr",
+}
+# EDGEPACK_* variables that are not build options (read by scripts, not by the resolver).
+NON_OPTION_ENV = {"EDGEPACK_MODELS"}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Drift budget. ``None`` switches a threshold off."""
+
+    min_agreement: float | None = 0.99
+    max_drop: float | None = 0.01
+    min_sqnr: float | None = None
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything one target's build needs to know, resolved from all layers."""
+
+    profile: TargetProfile
+    settings: Any
+    out_dir: Path
+    force: bool = False
+    num_calib: int = 200
+    seed: int = 0
+    drift_samples: int = 500
+    thresholds: Thresholds = Thresholds()
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """What a drift check needs: how many samples, and the budget."""
+
+    drift_samples: int = 500
+    thresholds: Thresholds = Thresholds()
+
+
+_DEFAULTS: dict[str, Any] = {
+    "out": "bundles",
+    "force": False,
+    "calibration.num_samples": 200,
+    "calibration.seed": 0,
+    "drift.samples": 500,
+    "drift.min_agreement": Thresholds.min_agreement,
+    "drift.max_drop": Thresholds.max_drop,
+    "drift.min_sqnr": Thresholds.min_sqnr,
+}
+
+
+# ---------------------------------------------------------------------------- layers
+
+
+def profile_layer(profile: TargetProfile) -> dict[str, Any]:
+    """The option keys a profile sets, flattened to dotted keys."""
+    layer = {}
+    for section in ("calibration", "drift", "settings"):
+        for key, value in getattr(profile, section).items():
+            layer[f"{section}.{key}"] = value
+    return _checked(layer, f"profile {profile.source}", allow_settings=True)
+
+
+def find_config(start: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The nearest ``edgepack.toml`` or ``pyproject.toml`` with ``[tool.edgepack]``."""
+    for folder in [start, *start.parents]:
+        own = folder / "edgepack.toml"
+        if own.is_file():
+            return own, _load_toml(own)
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file():
+            table = _load_toml(pyproject).get("tool", {}).get("edgepack")
+            if table is not None:
+                return pyproject, table
+        if (folder / ".git").exists():
+            break
+    return None
+
+
+def config_layer(config: tuple[Path, dict[str, Any]] | None, target: str) -> dict[str, Any]:
+    """Generic keys of the project config, then its ``[targets.<target>]`` table."""
+    if config is None:
+        return {}
+    path, table = config
+    targets = table.get("targets", {})
+    if not isinstance(targets, dict):
+        raise ConfigError(f"{path}: 'targets' must be a table of per-target tables")
+    layer = _flatten({k: v for k, v in table.items() if k != "targets"}, f"{path}")
+    checked = _checked(layer, str(path), allow_settings=False)
+    per_target = targets.get(target, {})
+    if not isinstance(per_target, dict):
+        raise ConfigError(f"{path}: targets.{target} must be a table")
+    target_layer = _flatten(per_target, f"{path} [targets.{target}]")
+    checked.update(_checked(target_layer, f"{path} [targets.{target}]", allow_settings=True))
+    return checked
+
+
+def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``EDGEPACK_*`` variables; an unknown one is an error (a typo must not pass silently)."""
+    layer = {}
+    for name, value in environ.items():
+        if not name.startswith("EDGEPACK_") or name in NON_OPTION_ENV:
+            continue
+        if name not in ENV_KEYS:
+            known = ", ".join(sorted(ENV_KEYS))
+            raise ConfigError(f"unknown environment variable {name} (known: {known})")
+        layer[ENV_KEYS[name]] = value
+    return _checked(layer, "environment", allow_settings=False)
+
+
+def cli_layer(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Flags given on the command line (``None`` means: not given)."""
+    layer = {key: value for key, value in values.items() if value is not None}
+    return _checked(layer, "command line", allow_settings=True)
+
+
+# ---------------------------------------------------------------------------- resolution
+
+
+def resolve_build_options(
+    profile: TargetProfile,
+    settings_type: type,
+    cli: Mapping[str, Any],
+    cwd: Path,
+    environ: Mapping[str, str],
+) -> BuildOptions:
+    """Merge every layer for one target and validate the result."""
+    merged = _merge(
+        _DEFAULTS,
+        profile_layer(profile),
+        config_layer(find_config(cwd), profile.name),
+        env_layer(environ),
+        cli_layer(cli),
+    )
+    out = Path(merged["out"])
+    return BuildOptions(
+        profile=profile,
+        settings=_make_settings(settings_type, merged, profile),
+        out_dir=out if out.is_absolute() else cwd / out,
+        force=merged["force"],
+        num_calib=merged["calibration.num_samples"],
+        seed=merged["calibration.seed"],
+        drift_samples=merged["drift.samples"],
+        thresholds=_thresholds(merged),
+    )
+
+
+def resolve_check_options(
+    profile_drift: Mapping[str, Any],
+    target: str,
+    cli: Mapping[str, Any],
+    cwd: Path,
+    environ: Mapping[str, str],
+) -> CheckOptions:
+    """Thresholds for ``check``: the profile's drift table recorded in the bundle, then config,
+    environment and flags."""
+    profile = {f"drift.{k}": v for k, v in profile_drift.items()}
+    merged = _merge(
+        _DEFAULTS,
+        _checked(profile, "bundle manifest (profile drift)", allow_settings=False),
+        config_layer(find_config(cwd), target),
+        env_layer(environ),
+        cli_layer(cli),
+    )
+    return CheckOptions(drift_samples=merged["drift.samples"], thresholds=_thresholds(merged))
+
+
+def _thresholds(merged: Mapping[str, Any]) -> Thresholds:
+    return Thresholds(
+        min_agreement=merged["drift.min_agreement"],
+        max_drop=merged["drift.max_drop"],
+        min_sqnr=merged["drift.min_sqnr"],
+    )
+
+
+def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(layer)
+    return merged
+
+
+def _make_settings(settings_type: type, merged: Mapping[str, Any], profile: TargetProfile) -> Any:
+    values = {k.split(".", 1)[1]: v for k, v in merged.items() if k.startswith("settings.")}
+    fields = {f.name: f for f in dataclasses.fields(settings_type)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {sorted(unknown)} for backend {profile.backend!r} "
+            f"(known: {sorted(fields)})"
+        )
+    try:
+        return settings_type(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"target {profile.name!r}: {exc}") from None
+
+
+def _flatten(table: Mapping[str, Any], origin: str, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            if prefix:
+                raise ConfigError(f"{origin}: unexpected table {dotted!r}")
+            flat.update(_flatten(value, origin, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _checked(layer: Mapping[str, Any], origin: str, allow_settings: bool) -> dict[str, Any]:
+    checked = {}
+    for key, value in layer.items():
+        if key.startswith("settings.") and allow_settings:
+            checked[key] = value
+            continue
+        parser = GENERIC_KEYS.get(key)
+        if parser is None:
+            raise ConfigError(f"{origin}: unknown option {key!r} (known: {sorted(GENERIC_KEYS)})")
+        try:
+            checked[key] = parser(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{origin}: {key}: {exc}") from None
+    return checked
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def environ_snapshot() -> dict[str, str]:
+    """The process environment, read once."""
+    return dict(os.environ)

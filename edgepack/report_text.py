@@ -1,0 +1,125 @@
+"""Human-readable output of the CLI (rich tables on stdout)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+_console = Console(highlight=False, width=max(100, Console().width))
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def _short_path(path: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
+
+
+def _verdict(passed: bool) -> str:
+    return "[green]pass[/green]" if passed else "[red]FAIL[/red]"
+
+
+def print_build_results(results: Sequence[Any]) -> None:
+    table = Table(title="edgepack build", title_justify="left")
+    for column in ("target", "bundle", "size", "agreement", "accuracy float -> quant",
+                   "min SQNR", "drift"):
+        table.add_column(column)
+    for result in results:
+        report = result.report
+        accuracy = "-"
+        if report.accuracy_float is not None:
+            accuracy = f"{_pct(report.accuracy_float)} -> {_pct(report.accuracy_quantized)}"
+        table.add_row(
+            result.target,
+            _short_path(result.bundle),
+            f"{result.manifest['model']['size_bytes'] / 1024:.1f} KiB",
+            _pct(report.top1_agreement),
+            accuracy,
+            f"{report.min_sqnr_db:.1f} dB",
+            _verdict(result.passed),
+        )
+    _console.print(table)
+    for result in results:
+        for failure in result.report.failures:
+            _console.print(f"[red]{result.target}: {failure}[/red]")
+
+
+def print_check_result(result: Any) -> None:
+    report = result.report
+    table = Table(title=f"edgepack check {result.bundle} ({report.samples} samples)",
+                  title_justify="left")
+    for column in ("output", "SQNR", "cosine", "max abs error", "top-1 agreement"):
+        table.add_column(column)
+    for output in report.outputs:
+        table.add_row(output.name, f"{output.sqnr_db:.2f} dB", f"{output.cosine:.5f}",
+                      f"{output.max_abs_error:.4g}", _pct(output.top1_agreement))
+    _console.print(table)
+    limits = report.thresholds
+    if report.accuracy_float is not None:
+        _console.print(f"accuracy: float {_pct(report.accuracy_float)}, quantized "
+                       f"{_pct(report.accuracy_quantized)}, drop {_pct(report.accuracy_drop)}")
+    _console.print(f"budget: agreement >= {_pct(limits.min_agreement)}, drop <= "
+                   f"{_pct(limits.max_drop)}, SQNR >= "
+                   f"{'-' if limits.min_sqnr is None else f'{limits.min_sqnr} dB'}")
+    _console.print(f"runtime: {report.runtime}")
+    _console.print(f"verdict: {_verdict(report.passed)}")
+
+
+def print_manifest(manifest: dict[str, Any]) -> None:
+    target, model = manifest["target"], manifest["model"]
+    _console.print(f"[bold]{target['profile']}[/bold] bundle: {target['description']}")
+    _console.print(f"model: {model['file']}, {model['size_bytes'] / 1024:.1f} KiB, "
+                   f"sha256 {model['sha256'][:16]}...")
+    source = manifest["source"]
+    _console.print(f"source: {source['file']} ({source['format']}), sha256 "
+                   f"{source['sha256'][:16]}...")
+    table = Table(title="tensors", title_justify="left")
+    for column in ("kind", "name", "source name", "shape", "dtype", "layout", "scale",
+                   "zero point"):
+        table.add_column(column)
+    for kind in ("inputs", "outputs"):
+        for tensor in manifest[kind]:
+            quant = tensor.get("quantization") or {}
+            table.add_row(kind[:-1], tensor["name"], tensor["source_name"],
+                          str(tensor["shape"]), tensor["dtype"], tensor.get("layout") or "-",
+                          f"{quant['scale']:.6g}" if quant else "-",
+                          str(quant.get("zero_point", "-")))
+    _console.print(table)
+    pre = manifest["preprocessing"]
+    _console.print(f"preprocessing: size {pre['size']}, {pre['color']}, resize {pre['resize']}, "
+                   f"scale {pre['scale']:.6g}, mean {pre['mean']}, std {pre['std']}, "
+                   f"{pre['layout']}; {pre['formula']}")
+    labels = manifest.get("labels")
+    if labels:
+        _console.print(f"labels ({len(labels)}): {', '.join(labels[:20])}"
+                       + (" ..." if len(labels) > 20 else ""))
+    drift = manifest["drift"]
+    _console.print(f"drift ({drift['samples']} held-out samples, {drift['runtime']}): "
+                   f"agreement {_pct(drift['top1_agreement'])}, accuracy drop "
+                   f"{_pct(drift['accuracy_drop'])}, min SQNR {drift['min_sqnr_db']:.1f} dB, "
+                   f"verdict {drift['verdict']}")
+    calib = manifest["calibration"]
+    _console.print(f"calibration: {calib['samples']} samples (seed {calib['seed']}, "
+                   f"{calib['method']}), fingerprint {calib['fingerprint'][:16]}...")
+    versions = ", ".join(f"{k} {v}" for k, v in manifest["versions"].items())
+    _console.print(f"versions: {versions}")
+    if target.get("firmware_note"):
+        _console.print(f"deployment notes: {target['firmware_note']}")
+
+
+def print_targets(infos: Sequence[Any]) -> None:
+    table = Table(title="targets", title_justify="left")
+    for column in ("name", "backend", "description"):
+        table.add_column(column)
+    for info in infos:
+        backend = info.backend if info.available else f"{info.backend} (not in this version)"
+        table.add_row(info.name, backend, info.description)
+    _console.print(table)
