@@ -82,8 +82,15 @@ def targets() -> list[TargetInfo]:
     infos = []
     for name in builtin_profile_names():
         profile = load_profile(name)
-        infos.append(TargetInfo(profile.name, profile.description, profile.backend,
-                                profile.backend in BACKENDS, profile.firmware_note))
+        infos.append(
+            TargetInfo(
+                profile.name,
+                profile.description,
+                profile.backend,
+                profile.backend in BACKENDS,
+                profile.firmware_note,
+            )
+        )
     return infos
 
 
@@ -96,8 +103,9 @@ def resolve_targets(names: Sequence[str]) -> list[TargetProfile]:
     profiles: list[TargetProfile] = []
     for name in names:
         if name == "all":
-            profiles += [p for p in map(load_profile, builtin_profile_names())
-                         if p.backend in BACKENDS]
+            profiles += [
+                p for p in map(load_profile, builtin_profile_names()) if p.backend in BACKENDS
+            ]
         else:
             profiles.append(load_profile(name))
     unique = {p.name: p for p in profiles}
@@ -135,10 +143,16 @@ def build(
 
     work_dir = Path(cwd) if cwd is not None else Path.cwd()
     env = dict(os.environ if environ is None else environ)
-    cli = {"out": None if out is None else str(out), "force": force,
-           "calibration.num_samples": num_calib, "calibration.seed": seed,
-           "drift.samples": drift_samples, "drift.min_agreement": min_agreement,
-           "drift.max_drop": max_drop, "drift.min_sqnr": min_sqnr}
+    cli = {
+        "out": None if out is None else str(out),
+        "force": force,
+        "calibration.num_samples": num_calib,
+        "calibration.seed": seed,
+        "drift.samples": drift_samples,
+        "drift.min_agreement": min_agreement,
+        "drift.max_drop": max_drop,
+        "drift.min_sqnr": min_sqnr,
+    }
     model_path = _absolute(Path(model), work_dir)
     plans = []
     for profile in resolve_targets(targets):
@@ -155,7 +169,9 @@ def build(
     bound = samples.bind(source.inputs)
     for _, backend, options in plans:
         backend.check_support(source, options.settings)
-    return [_build_one(source, samples, bound, backend, options) for _, backend, options in plans]
+    return [
+        _build_one(_Job(source, samples, bound, backend, options)) for _, backend, options in plans
+    ]
 
 
 def _ensure_bundle_slot(model_path: Path, options: BuildOptions) -> None:
@@ -164,57 +180,72 @@ def _ensure_bundle_slot(model_path: Path, options: BuildOptions) -> None:
     ensure_writable(bundle_path(options.out_dir, model_path, options.profile.name), options.force)
 
 
-def _build_one(source: Any, samples: Any, bound: Any, backend: Any,
-               options: BuildOptions) -> BuildResult:
+@dataclass(frozen=True)
+class _Job:
+    """One target's build: the loaded source, the calibration set and the resolved options."""
+
+    source: Any  # SourceModel
+    samples: Any  # SampleSet
+    bound: Any  # BoundSet
+    backend: Any  # Backend
+    options: BuildOptions
+
+
+def _build_one(job: _Job) -> BuildResult:
     from edgepack.bundle import bundle_path, staged_bundle
 
     started = time.perf_counter()
-    profile = options.profile
-    split = samples.split(options.num_calib, options.drift_samples, options.seed)
-    first = bound.load(split.calibration[:1])
+    options = job.options
+    split = job.samples.split(options.num_calib, options.drift_samples, options.seed)
+    first = job.bound.load(split.calibration[:1])
     input_shapes = {name: tuple(batch.shape[1:]) for name, batch in first.items()}
 
     def calibration_batches() -> Any:
         for ref in split.calibration:
-            yield bound.load([ref])
+            yield job.bound.load([ref])
 
-    final = bundle_path(options.out_dir, source.path, profile.name)
-    log.info("%s: calibrating on %d samples, building", profile.name, len(split.calibration))
+    final = bundle_path(options.out_dir, job.source.path, options.profile.name)
+    log.info(
+        "%s: calibrating on %d samples, building", options.profile.name, len(split.calibration)
+    )
     with staged_bundle(final, options.force) as staging:
-        built = backend.build(source, calibration_batches, input_shapes, options.settings,
-                              staging)
-        report = _drift(source, bound, split.held_out, backend, built, options, samples)
-        manifest = _manifest(source, samples, split, backend, built, options, report)
-        _write_bundle_files(staging, built, manifest, report, samples)
+        built = job.backend.build(
+            job.source, calibration_batches, input_shapes, options.settings, staging
+        )
+        report = _drift(job, split.held_out, built)
+        manifest = _manifest(job, split, built, report)
+        _write_bundle_files(staging, built, manifest, report, job.samples)
     seconds = time.perf_counter() - started
-    log.info("%s: bundle %s (%.1f s)", profile.name, final, seconds)
-    return BuildResult(profile.name, final, manifest, report, seconds)
+    log.info("%s: bundle %s (%.1f s)", options.profile.name, final, seconds)
+    return BuildResult(options.profile.name, final, manifest, report, seconds)
 
 
-def _drift(source: Any, bound: Any, refs: Sequence[Any], backend: Any, built: Any,
-           options: BuildOptions, samples: Any) -> Any:
+def _drift(job: _Job, refs: Sequence[Any], built: Any) -> Any:
     from edgepack.drift import compare_outputs
 
     if not refs:
         raise ConfigError("no held-out samples left for the drift check; lower --num-calib")
-    emulator = backend.emulate(built.model_file, built.inputs, built.outputs)
-    feeds = bound.load(refs)
-    log.info("%s: drift check on %d held-out samples", options.profile.name, len(refs))
+    emulator = job.backend.emulate(built.model_file, built.inputs, built.outputs)
+    feeds = job.bound.load(refs)
+    log.info("%s: drift check on %d held-out samples", job.options.profile.name, len(refs))
     return compare_outputs(
-        source.run(feeds),
+        job.source.run(feeds),
         emulator.run(feeds),
-        bound.labels(refs),
-        options.thresholds,
+        job.bound.labels(refs),
+        job.options.thresholds,
         runtime=emulator.runtime,
-        data={"path": str(samples.root), "fingerprint": samples.fingerprint(),
-              "split": "held-out part of the calibration set"},
+        data={
+            "path": str(job.samples.root),
+            "fingerprint": job.samples.fingerprint(),
+            "split": "held-out part of the calibration set",
+        },
     )
 
 
-def _manifest(source: Any, samples: Any, split: Any, backend: Any, built: Any,
-              options: BuildOptions, report: Any) -> dict[str, Any]:
+def _manifest(job: _Job, split: Any, built: Any, report: Any) -> dict[str, Any]:
     from edgepack.bundle import MANIFEST_SCHEMA_VERSION, file_sha256
 
+    source, samples, options = job.source, job.samples, job.options
     profile = options.profile
     layout = samples.preprocessing.layout
     inputs = [dict(info.to_dict(), layout=info.layout or layout) for info in built.inputs]
@@ -223,7 +254,7 @@ def _manifest(source: Any, samples: Any, split: Any, backend: Any, built: Any,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "target": {
             "profile": profile.name,
-            "backend": backend.name,
+            "backend": job.backend.name,
             "description": profile.description,
             "profile_source": profile.source,
             "profile_sha256": profile.sha256,
@@ -239,8 +270,10 @@ def _manifest(source: Any, samples: Any, split: Any, backend: Any, built: Any,
         },
         "inputs": inputs,
         "outputs": [info.to_dict() for info in built.outputs],
-        "preprocessing": dict(samples.preprocessing.to_dict(),
-                              input=samples.contract.input_name or source.inputs[0].name),
+        "preprocessing": dict(
+            samples.preprocessing.to_dict(),
+            input=samples.contract.input_name or source.inputs[0].name,
+        ),
         "labels": list(samples.label_names) if samples.label_names else None,
         "source": {
             "format": source.format,
@@ -265,8 +298,9 @@ def _manifest(source: Any, samples: Any, split: Any, backend: Any, built: Any,
     }
 
 
-def _write_bundle_files(staging: Path, built: Any, manifest: dict[str, Any], report: Any,
-                        samples: Any) -> None:
+def _write_bundle_files(
+    staging: Path, built: Any, manifest: dict[str, Any], report: Any, samples: Any
+) -> None:
     from edgepack.bundle import DRIFT, LABELS, MANIFEST, file_sha256, write_json
 
     write_json(staging / DRIFT, report.to_dict())
@@ -284,8 +318,11 @@ def _settings_dict(settings: Any) -> dict[str, Any]:
 
 
 def _versions(source: Any, built: Any) -> dict[str, str]:
-    versions = {"edgepack": __version__, "python": platform.python_version(),
-                "numpy": metadata.version("numpy")}
+    versions = {
+        "edgepack": __version__,
+        "python": platform.python_version(),
+        "numpy": metadata.version("numpy"),
+    }
     versions.update(source.versions)
     versions.update(built.versions)
     return versions
@@ -330,19 +367,30 @@ def check(
     bundle_dir = _absolute(Path(bundle), work_dir)
     manifest = read_manifest(bundle_dir)
     options = resolve_check_options(
-        manifest["target"].get("drift", {}), manifest["target"]["profile"],
-        {"drift.min_agreement": min_agreement, "drift.max_drop": max_drop,
-         "drift.min_sqnr": min_sqnr, "drift.samples": samples},
-        work_dir, env)
+        manifest["target"].get("drift", {}),
+        manifest["target"]["profile"],
+        {
+            "drift.min_agreement": min_agreement,
+            "drift.max_drop": max_drop,
+            "drift.min_sqnr": min_sqnr,
+            "drift.samples": samples,
+        },
+        work_dir,
+        env,
+    )
     backend = get_backend(manifest["target"]["backend"])
     model_file = verify_model_file(bundle_dir, manifest)
     source = load_source(_source_path(manifest, bundle_dir, model, work_dir))
 
     preprocessing = Preprocessing.from_dict(
         {k: v for k, v in manifest["preprocessing"].items() if k != "input"},
-        f"{bundle_dir / 'manifest.json'}")
-    fallback = Contract(preprocessing, manifest["preprocessing"].get("input"),
-                        tuple(manifest["labels"]) if manifest.get("labels") else None)
+        f"{bundle_dir / 'manifest.json'}",
+    )
+    fallback = Contract(
+        preprocessing,
+        manifest["preprocessing"].get("input"),
+        tuple(manifest["labels"]) if manifest.get("labels") else None,
+    )
     data_set = open_sample_set(_absolute(Path(data), work_dir), fallback=fallback)
     bound = data_set.bind(source.inputs)
     refs = data_set.take(options.drift_samples, seed)
@@ -350,14 +398,20 @@ def check(
 
     from edgepack.backends.base import TensorInfo
 
-    emulator = backend.emulate(model_file,
-                               [TensorInfo.from_dict(d) for d in manifest["inputs"]],
-                               [TensorInfo.from_dict(d) for d in manifest["outputs"]])
+    emulator = backend.emulate(
+        model_file,
+        [TensorInfo.from_dict(d) for d in manifest["inputs"]],
+        [TensorInfo.from_dict(d) for d in manifest["outputs"]],
+    )
     feeds = bound.load(refs)
-    report = compare_outputs(source.run(feeds), emulator.run(feeds), labels, options.thresholds,
-                             runtime=emulator.runtime,
-                             data={"path": str(data_set.root),
-                                   "fingerprint": data_set.fingerprint()})
+    report = compare_outputs(
+        source.run(feeds),
+        emulator.run(feeds),
+        labels,
+        options.thresholds,
+        runtime=emulator.runtime,
+        data={"path": str(data_set.root), "fingerprint": data_set.fingerprint()},
+    )
     if json_path is not None:
         target = _absolute(Path(json_path), work_dir)
         write_json(target, {"bundle": str(bundle_dir), **report.to_dict()})
@@ -386,8 +440,9 @@ def _source_path(manifest: dict[str, Any], bundle_dir: Path, model: Any, cwd: Pa
     return candidate
 
 
-def _labels_in_bundle_order(data_set: Any, refs: Sequence[Any], manifest: dict[str, Any],
-                            bound: Any) -> Any:
+def _labels_in_bundle_order(
+    data_set: Any, refs: Sequence[Any], manifest: dict[str, Any], bound: Any
+) -> Any:
     import numpy as np
 
     labels = bound.labels(refs)

@@ -25,8 +25,19 @@ DRIFT = "drift.json"
 LABELS = "labels.txt"
 MANIFEST_SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).parent / "schemas" / "manifest.schema.json"
-_REQUIRED = ("schema_version", "target", "model", "inputs", "outputs", "preprocessing", "source",
-             "calibration", "versions", "drift", "files")
+_REQUIRED = (
+    "schema_version",
+    "target",
+    "model",
+    "inputs",
+    "outputs",
+    "preprocessing",
+    "source",
+    "calibration",
+    "versions",
+    "drift",
+    "files",
+)
 
 
 def bundle_path(out_dir: Path, model_path: Path, profile_name: str) -> Path:
@@ -47,6 +58,7 @@ def ensure_writable(final: Path, force: bool) -> None:
 def staged_bundle(final: Path, force: bool) -> Iterator[Path]:
     """A temporary folder that becomes ``final`` only if the block succeeds."""
     ensure_writable(final, force)
+    created_parent = not final.parent.exists()
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a bundle is a normal folder
@@ -55,6 +67,9 @@ def staged_bundle(final: Path, force: bool) -> Iterator[Path]:
         _replace(staging, final, force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if created_parent:
+            with contextlib.suppress(OSError):
+                final.parent.rmdir()  # only if empty: another target's bundle may be there
         raise
 
 

@@ -19,15 +19,15 @@ import click
 from edgepack import __version__
 from edgepack._native import set_verbosity
 from edgepack.errors import EXIT_DRIFT, EXIT_INTERNAL, EdgepackError
-from edgepack.options import parse_fraction
 
 F = Callable[..., Any]
 
 
 def _verbosity_options(function: F) -> F:
     function = click.option("-q", "--quiet", count=True, help="Print less (errors only).")(function)
-    return click.option("-v", "--verbose", count=True,
-                        help="Print more: steps' native logs (-vv: also warnings).")(function)
+    return click.option(
+        "-v", "--verbose", count=True, help="Print more: steps' native logs (-vv: also warnings)."
+    )(function)
 
 
 def _configure(verbose: int, quiet: int) -> None:
@@ -36,8 +36,9 @@ def _configure(verbose: int, quiet: int) -> None:
     state["verbose"] = state.get("verbose", 0) + verbose
     state["quiet"] = state.get("quiet", 0) + quiet
     set_verbosity(state["verbose"])
-    level = logging.WARNING if state["quiet"] else (
-        logging.DEBUG if state["verbose"] else logging.INFO)
+    level = (
+        logging.WARNING if state["quiet"] else (logging.DEBUG if state["verbose"] else logging.INFO)
+    )
     logger = logging.getLogger("edgepack")
     logger.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)
@@ -72,8 +73,11 @@ def _reported(function: F) -> F:
             if _verbose():
                 traceback.print_exc()
             message = " ".join(str(exc).split())[:300]
-            click.echo(f"edgepack: internal error: {type(exc).__name__}: {message} "
-                       "(a bug: rerun with -v and report it)", err=True)
+            click.echo(
+                f"edgepack: internal error: {type(exc).__name__}: {message} "
+                "(a bug: rerun with -v and report it)",
+                err=True,
+            )
             sys.exit(EXIT_INTERNAL)
 
     return wrapper
@@ -82,7 +86,7 @@ def _reported(function: F) -> F:
 class _OneLineErrors(click.Group):
     """A group whose usage errors are one line too (Click prints usage and a hint)."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
         try:
             code = super().main(*args, **kwargs)
@@ -105,24 +109,42 @@ def cli(verbose: int, quiet: int) -> None:
 
 @cli.command()
 @click.argument("model", type=click.Path(path_type=str))
-@click.option("-t", "--target", "targets", multiple=True, required=True,
-              help="Target profile name (see 'edgepack targets'), 'all', or a profile .toml.")
-@click.option("-c", "--calib", required=True, type=click.Path(path_type=str),
-              help="Calibration set folder (with calibration.toml).")
+@click.option(
+    "-t",
+    "--target",
+    "targets",
+    multiple=True,
+    required=True,
+    help="Target profile name (see 'edgepack targets'), 'all', or a profile .toml.",
+)
+@click.option(
+    "-c",
+    "--calib",
+    required=True,
+    type=click.Path(path_type=str),
+    help="Calibration set folder (with calibration.toml).",
+)
 @click.option("-o", "--out", default=None, help="Output folder for bundles [default: bundles].")
-@click.option("-n", "--num-calib", type=int, default=None,
-              help="Calibration samples to use [default: from the profile].")
+@click.option(
+    "-n",
+    "--num-calib",
+    type=int,
+    default=None,
+    help="Calibration samples to use [default: from the profile].",
+)
 @click.option("--seed", type=int, default=None, help="Seed of the sample selection [default: 0].")
 @click.option("--force", is_flag=True, default=None, help="Replace existing bundles.")
-@click.option("--drift-samples", type=int, default=None,
-              help="Most held-out samples for the drift check.")
+@click.option(
+    "--drift-samples", type=int, default=None, help="Most held-out samples for the drift check."
+)
 @click.option("--min-agreement", default=None, help="Top-1 agreement budget, e.g. 99% or 0.99.")
 @click.option("--max-drop", default=None, help="Accuracy drop budget, e.g. 1% or 0.01.")
 @click.option("--min-sqnr", type=float, default=None, help="Minimum SQNR per output, in dB.")
 @_verbosity_options
 @_reported
-def build(model: str, targets: tuple[str, ...], calib: str, verbose: int, quiet: int,
-          **options: Any) -> None:
+def build(
+    model: str, targets: tuple[str, ...], calib: str, verbose: int, quiet: int, **options: Any
+) -> None:
     """Build one bundle per target from MODEL (.keras, .h5, SavedModel folder, .onnx)."""
     _configure(verbose, quiet)
     from edgepack import api
@@ -132,24 +154,42 @@ def build(model: str, targets: tuple[str, ...], calib: str, verbose: int, quiet:
     if not _quiet():
         print_build_results(results)
     if not all(result.passed for result in results):
-        click.echo("edgepack: drift exceeded: the budget does not hold for "
-                   + ", ".join(r.target for r in results if not r.passed)
-                   + " (bundles written)", err=True)
+        click.echo(
+            "edgepack: drift exceeded: the budget does not hold for "
+            + ", ".join(r.target for r in results if not r.passed)
+            + " (bundles written)",
+            err=True,
+        )
         sys.exit(EXIT_DRIFT)
 
 
 @cli.command()
 @click.argument("bundle", type=click.Path(path_type=str))
-@click.option("-d", "--data", required=True, type=click.Path(path_type=str),
-              help="Evaluation folder (calibration.toml optional: the bundle's contract is used).")
-@click.option("-m", "--model", default=None, type=click.Path(path_type=str),
-              help="The float source model, if not where the manifest says.")
+@click.option(
+    "-d",
+    "--data",
+    required=True,
+    type=click.Path(path_type=str),
+    help="Evaluation folder (calibration.toml optional: the bundle's contract is used).",
+)
+@click.option(
+    "-m",
+    "--model",
+    default=None,
+    type=click.Path(path_type=str),
+    help="The float source model, if not where the manifest says.",
+)
 @click.option("--min-agreement", default=None, help="Top-1 agreement budget, e.g. 99% or 0.99.")
 @click.option("--max-drop", default=None, help="Accuracy drop budget, e.g. 1% or 0.01.")
 @click.option("--min-sqnr", type=float, default=None, help="Minimum SQNR per output, in dB.")
 @click.option("--samples", type=int, default=None, help="Most samples to evaluate.")
-@click.option("--json", "json_path", default=None, type=click.Path(path_type=str),
-              help="Also write the drift report as JSON to this file.")
+@click.option(
+    "--json",
+    "json_path",
+    default=None,
+    type=click.Path(path_type=str),
+    help="Also write the drift report as JSON to this file.",
+)
 @_verbosity_options
 @_reported
 def check(bundle: str, data: str, verbose: int, quiet: int, **options: Any) -> None:

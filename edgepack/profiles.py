@@ -91,7 +91,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     unknown = set(data) - SECTIONS
     if unknown:
-        raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)}; allowed: {sorted(SECTIONS)}")
+        raise ConfigError(
+            f"{path}: unknown table(s) {sorted(unknown)}; allowed: {sorted(SECTIONS)}"
+        )
     for section, table in data.items():
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [{section}] must be a table")

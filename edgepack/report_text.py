@@ -29,8 +29,15 @@ def _verdict(passed: bool) -> str:
 
 def print_build_results(results: Sequence[Any]) -> None:
     table = Table(title="edgepack build", title_justify="left")
-    for column in ("target", "bundle", "size", "agreement", "accuracy float -> quant",
-                   "min SQNR", "drift"):
+    for column in (
+        "target",
+        "bundle",
+        "size",
+        "agreement",
+        "accuracy float -> quant",
+        "min SQNR",
+        "drift",
+    ):
         table.add_column(column)
     for result in results:
         report = result.report
@@ -54,21 +61,31 @@ def print_build_results(results: Sequence[Any]) -> None:
 
 def print_check_result(result: Any) -> None:
     report = result.report
-    table = Table(title=f"edgepack check {result.bundle} ({report.samples} samples)",
-                  title_justify="left")
+    table = Table(
+        title=f"edgepack check {result.bundle} ({report.samples} samples)", title_justify="left"
+    )
     for column in ("output", "SQNR", "cosine", "max abs error", "top-1 agreement"):
         table.add_column(column)
     for output in report.outputs:
-        table.add_row(output.name, f"{output.sqnr_db:.2f} dB", f"{output.cosine:.5f}",
-                      f"{output.max_abs_error:.4g}", _pct(output.top1_agreement))
+        table.add_row(
+            output.name,
+            f"{output.sqnr_db:.2f} dB",
+            f"{output.cosine:.5f}",
+            f"{output.max_abs_error:.4g}",
+            _pct(output.top1_agreement),
+        )
     _console.print(table)
     limits = report.thresholds
     if report.accuracy_float is not None:
-        _console.print(f"accuracy: float {_pct(report.accuracy_float)}, quantized "
-                       f"{_pct(report.accuracy_quantized)}, drop {_pct(report.accuracy_drop)}")
-    _console.print(f"budget: agreement >= {_pct(limits.min_agreement)}, drop <= "
-                   f"{_pct(limits.max_drop)}, SQNR >= "
-                   f"{'-' if limits.min_sqnr is None else f'{limits.min_sqnr} dB'}")
+        _console.print(
+            f"accuracy: float {_pct(report.accuracy_float)}, quantized "
+            f"{_pct(report.accuracy_quantized)}, drop {_pct(report.accuracy_drop)}"
+        )
+    _console.print(
+        f"budget: agreement >= {_pct(limits.min_agreement)}, drop <= "
+        f"{_pct(limits.max_drop)}, SQNR >= "
+        f"{'-' if limits.min_sqnr is None else f'{limits.min_sqnr} dB'}"
+    )
     _console.print(f"runtime: {report.runtime}")
     _console.print(f"verdict: {_verdict(report.passed)}")
 
@@ -76,39 +93,64 @@ def print_check_result(result: Any) -> None:
 def print_manifest(manifest: dict[str, Any]) -> None:
     target, model = manifest["target"], manifest["model"]
     _console.print(f"[bold]{target['profile']}[/bold] bundle: {target['description']}")
-    _console.print(f"model: {model['file']}, {model['size_bytes'] / 1024:.1f} KiB, "
-                   f"sha256 {model['sha256'][:16]}...")
+    _console.print(
+        f"model: {model['file']}, {model['size_bytes'] / 1024:.1f} KiB, "
+        f"sha256 {model['sha256'][:16]}..."
+    )
     source = manifest["source"]
-    _console.print(f"source: {source['file']} ({source['format']}), sha256 "
-                   f"{source['sha256'][:16]}...")
+    _console.print(
+        f"source: {source['file']} ({source['format']}), sha256 {source['sha256'][:16]}..."
+    )
     table = Table(title="tensors", title_justify="left")
-    for column in ("kind", "name", "source name", "shape", "dtype", "layout", "scale",
-                   "zero point"):
+    for column in (
+        "kind",
+        "name",
+        "source name",
+        "shape",
+        "dtype",
+        "layout",
+        "scale",
+        "zero point",
+    ):
         table.add_column(column)
     for kind in ("inputs", "outputs"):
         for tensor in manifest[kind]:
             quant = tensor.get("quantization") or {}
-            table.add_row(kind[:-1], tensor["name"], tensor["source_name"],
-                          str(tensor["shape"]), tensor["dtype"], tensor.get("layout") or "-",
-                          f"{quant['scale']:.6g}" if quant else "-",
-                          str(quant.get("zero_point", "-")))
+            table.add_row(
+                kind[:-1],
+                tensor["name"],
+                tensor["source_name"],
+                str(tensor["shape"]),
+                tensor["dtype"],
+                tensor.get("layout") or "-",
+                f"{quant['scale']:.6g}" if quant else "-",
+                str(quant.get("zero_point", "-")),
+            )
     _console.print(table)
     pre = manifest["preprocessing"]
-    _console.print(f"preprocessing: size {pre['size']}, {pre['color']}, resize {pre['resize']}, "
-                   f"scale {pre['scale']:.6g}, mean {pre['mean']}, std {pre['std']}, "
-                   f"{pre['layout']}; {pre['formula']}")
+    _console.print(
+        f"preprocessing: size {pre['size']}, {pre['color']}, resize {pre['resize']}, "
+        f"scale {pre['scale']:.6g}, mean {pre['mean']}, std {pre['std']}, "
+        f"{pre['layout']}; {pre['formula']}"
+    )
     labels = manifest.get("labels")
     if labels:
-        _console.print(f"labels ({len(labels)}): {', '.join(labels[:20])}"
-                       + (" ..." if len(labels) > 20 else ""))
+        _console.print(
+            f"labels ({len(labels)}): {', '.join(labels[:20])}"
+            + (" ..." if len(labels) > 20 else "")
+        )
     drift = manifest["drift"]
-    _console.print(f"drift ({drift['samples']} held-out samples, {drift['runtime']}): "
-                   f"agreement {_pct(drift['top1_agreement'])}, accuracy drop "
-                   f"{_pct(drift['accuracy_drop'])}, min SQNR {drift['min_sqnr_db']:.1f} dB, "
-                   f"verdict {drift['verdict']}")
+    _console.print(
+        f"drift ({drift['samples']} held-out samples, {drift['runtime']}): "
+        f"agreement {_pct(drift['top1_agreement'])}, accuracy drop "
+        f"{_pct(drift['accuracy_drop'])}, min SQNR {drift['min_sqnr_db']:.1f} dB, "
+        f"verdict {drift['verdict']}"
+    )
     calib = manifest["calibration"]
-    _console.print(f"calibration: {calib['samples']} samples (seed {calib['seed']}, "
-                   f"{calib['method']}), fingerprint {calib['fingerprint'][:16]}...")
+    _console.print(
+        f"calibration: {calib['samples']} samples (seed {calib['seed']}, "
+        f"{calib['method']}), fingerprint {calib['fingerprint'][:16]}..."
+    )
     versions = ", ".join(f"{k} {v}" for k, v in manifest["versions"].items())
     _console.print(f"versions: {versions}")
     if target.get("firmware_note"):

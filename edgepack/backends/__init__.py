@@ -10,8 +10,15 @@ BACKENDS: dict[str, Backend] = {
     "tflite": TFLiteBackend(),
 }
 
-__all__ = ["BACKENDS", "Backend", "BuiltModel", "Emulator", "QuantParams", "TensorInfo",
-           "get_backend"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BuiltModel",
+    "Emulator",
+    "QuantParams",
+    "TensorInfo",
+    "get_backend",
+]
 
 
 def get_backend(name: str) -> Backend:

@@ -39,8 +39,9 @@ class TensorInfo:
             "shape": list(self.shape),
             "dtype": self.dtype,
             "layout": self.layout,
-            "quantization": None if quant is None else {"scale": quant.scale,
-                                                        "zero_point": quant.zero_point},
+            "quantization": None
+            if quant is None
+            else {"scale": quant.scale, "zero_point": quant.zero_point},
         }
 
     @classmethod
@@ -52,8 +53,9 @@ class TensorInfo:
             shape=tuple(data["shape"]),
             dtype=data["dtype"],
             layout=data.get("layout"),
-            quantization=None if quant is None else QuantParams(float(quant["scale"]),
-                                                                 int(quant["zero_point"])),
+            quantization=None
+            if quant is None
+            else QuantParams(float(quant["scale"]), int(quant["zero_point"])),
         )
 
 
@@ -90,13 +92,19 @@ class Backend(Protocol):
     def check_support(self, source: SourceModel, settings: Any) -> None:
         """Raise :class:`~edgepack.errors.UnsupportedError` before any work is done."""
 
-    def build(self, source: SourceModel, calibration: CalibrationSamples,
-              input_shapes: dict[str, tuple[int, ...]], settings: Any,
-              workdir: Path) -> BuiltModel:
+    def build(
+        self,
+        source: SourceModel,
+        calibration: CalibrationSamples,
+        input_shapes: dict[str, tuple[int, ...]],
+        settings: Any,
+        workdir: Path,
+    ) -> BuiltModel:
         """Convert and quantize ``source`` into ``workdir``."""
         ...
 
-    def emulate(self, model_file: Path, inputs: Sequence[TensorInfo],
-                outputs: Sequence[TensorInfo]) -> Emulator:
+    def emulate(
+        self, model_file: Path, inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo]
+    ) -> Emulator:
         """A host runner for a built model (in a work folder or a bundle)."""
         ...

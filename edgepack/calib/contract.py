@@ -152,12 +152,18 @@ def read_contract(folder: Path) -> Contract | None:
         raise CalibrationError(f"{path}: invalid TOML: {exc}") from None
     unknown = set(data) - _TOP_KEYS
     if unknown:
-        raise CalibrationError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
+        raise CalibrationError(
+            f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}"
+        )
     labels = data.get("labels", {})
     if set(labels) - _LABEL_KEYS:
-        raise CalibrationError(f"{path}: unknown key(s) in [labels]: {sorted(set(labels) - _LABEL_KEYS)}")
+        raise CalibrationError(
+            f"{path}: unknown key(s) in [labels]: {sorted(set(labels) - _LABEL_KEYS)}"
+        )
     names = labels.get("names")
-    if names is not None and (not isinstance(names, list) or len(set(map(str, names))) != len(names)):
+    if names is not None and (
+        not isinstance(names, list) or len(set(map(str, names))) != len(names)
+    ):
         raise CalibrationError(f"{path}: [labels] names must be a list of distinct names")
     input_name = data.get("input")
     if input_name is not None and not isinstance(input_name, str):

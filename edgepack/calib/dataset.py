@@ -56,8 +56,15 @@ class Split:
 class SampleSet:
     """A validated folder of samples and the contract that preprocesses them."""
 
-    def __init__(self, root: Path, contract: Contract, kind: str, samples: Sequence[SampleRef],
-                 label_names: tuple[str, ...] | None, files: Sequence[Path]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        contract: Contract,
+        kind: str,
+        samples: Sequence[SampleRef],
+        label_names: tuple[str, ...] | None,
+        files: Sequence[Path],
+    ) -> None:
         self.root = root
         self.contract = contract
         self.kind = kind
@@ -112,7 +119,7 @@ class SampleSet:
 
     def bind(self, inputs: Sequence[TensorSpec]) -> BoundSet:
         """Check the set against a model's inputs and return a loader for that model."""
-        if self.kind == "images" or (self.kind == "npy"):
+        if self.kind in {"images", "npy"}:
             target = self._single_input(inputs)
             return BoundSet(self, {target.name: None}, inputs)
         return BoundSet(self, self._npz_keys(inputs), inputs)
@@ -124,7 +131,7 @@ class SampleSet:
                 names = ", ".join(i.name for i in inputs)
                 raise CalibrationError(
                     f"{self.root / CONTRACT_FILE}: the model has several inputs ({names}); "
-                    "say which one this set feeds with input = \"...\""
+                    'say which one this set feeds with input = "..."'
                 )
             return inputs[0]
         for spec in inputs:
@@ -153,8 +160,9 @@ class SampleSet:
 class BoundSet:
     """A sample set checked against one model's inputs; loads feeds as float32 batches."""
 
-    def __init__(self, sample_set: SampleSet, keys: dict[str, str | None],
-                 inputs: Sequence[TensorSpec]) -> None:
+    def __init__(
+        self, sample_set: SampleSet, keys: dict[str, str | None], inputs: Sequence[TensorSpec]
+    ) -> None:
         self.set = sample_set
         self.keys = keys
         self.specs = {spec.name: spec for spec in inputs if spec.name in keys}

@@ -75,8 +75,18 @@ class DriftReport:
     def summary(self) -> dict[str, Any]:
         """The short form recorded in a bundle manifest."""
         full = self.to_dict()
-        keys = ("verdict", "failures", "samples", "runtime", "top1_agreement", "accuracy_float",
-                "accuracy_quantized", "accuracy_drop", "min_sqnr_db", "thresholds")
+        keys = (
+            "verdict",
+            "failures",
+            "samples",
+            "runtime",
+            "top1_agreement",
+            "accuracy_float",
+            "accuracy_quantized",
+            "accuracy_drop",
+            "min_sqnr_db",
+            "thresholds",
+        )
         return {key: full[key] for key in keys}
 
 
@@ -120,11 +130,13 @@ def judge(report: DriftReport) -> list[str]:
     """One line per threshold that does not hold."""
     limits = report.thresholds
     failures = []
-    if limits.min_agreement is not None and report.top1_agreement is not None:
-        if report.top1_agreement < limits.min_agreement:
-            failures.append(
-                f"top-1 agreement {report.top1_agreement:.2%} < {limits.min_agreement:.2%}"
-            )
+    agreement = report.top1_agreement
+    if (
+        limits.min_agreement is not None
+        and agreement is not None
+        and agreement < limits.min_agreement
+    ):
+        failures.append(f"top-1 agreement {agreement:.2%} < {limits.min_agreement:.2%}")
     drop = report.accuracy_drop
     if limits.max_drop is not None and drop is not None and drop > limits.max_drop:
         failures.append(f"accuracy drop {drop:.2%} > {limits.max_drop:.2%}")
@@ -142,7 +154,9 @@ def _output_drift(name: str, reference: np.ndarray, quantized: np.ndarray) -> Ou
     out = np.asarray(quantized, dtype=np.float32)
     if ref.shape != out.shape:
         raise ValueError(f"output {name!r}: float shape {ref.shape} != quantized {out.shape}")
-    agreement = metrics.top1_agreement(ref, out) if metrics.is_classifier_output(ref.shape) else None
+    agreement = (
+        metrics.top1_agreement(ref, out) if metrics.is_classifier_output(ref.shape) else None
+    )
     return OutputDrift(
         name=name,
         sqnr_db=metrics.sqnr_db(ref, out),

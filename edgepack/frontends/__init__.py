@@ -22,8 +22,14 @@ FRONTENDS: dict[str, Callable[[Path], SourceModel]] = {
     "onnx": load_onnx,
 }
 
-__all__ = ["FRONTENDS", "SourceModel", "TensorSpec", "detect_format", "load_source",
-           "sha256_of_path"]
+__all__ = [
+    "FRONTENDS",
+    "SourceModel",
+    "TensorSpec",
+    "detect_format",
+    "load_source",
+    "sha256_of_path",
+]
 
 
 def detect_format(path: Path) -> str:

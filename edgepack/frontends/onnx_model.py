@@ -10,9 +10,16 @@ import numpy as np
 from edgepack.errors import ModelLoadError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel, TensorSpec
 
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-              "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
-              "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+}
 
 
 def load_onnx(path: Path) -> SourceModel:
@@ -51,5 +58,5 @@ def load_onnx(path: Path) -> SourceModel:
 
 def _spec(arg: object) -> TensorSpec:
     shape = tuple(d if isinstance(d, int) else None for d in arg.shape)  # type: ignore[attr-defined]
-    dtype = _ORT_TYPES.get(arg.type, arg.type)  # type: ignore[attr-defined]
+    dtype = str(_ORT_TYPES.get(arg.type, arg.type))  # type: ignore[attr-defined]
     return TensorSpec(name=arg.name, shape=shape, dtype=dtype)  # type: ignore[attr-defined]

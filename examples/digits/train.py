@@ -84,8 +84,11 @@ def main() -> None:
     keras.utils.set_random_seed(SEED)
     train_x, train_y, eval_x, eval_y = split()
     model = make_model()
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     x = train_x[..., None].astype(np.float32) / 255.0
     model.fit(x, train_y, epochs=40, batch_size=32, verbose=0, validation_split=0.1)
     _, accuracy = model.evaluate(eval_x[..., None].astype(np.float32) / 255.0, eval_y, verbose=0)

@@ -1,0 +1,164 @@
+"""The contract every backend keeps. It runs once per entry of ``BACKENDS``, so a new target
+gets the whole suite by being registered (and shipping a profile of the same name)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edgepack import api
+from edgepack.backends import BACKENDS
+from edgepack.bundle import read_manifest
+from edgepack.calib.dataset import open_sample_set
+from edgepack.drift.metrics import sqnr_db
+from edgepack.errors import UnsupportedError
+from edgepack.frontends import load_source
+from edgepack.frontends.base import SourceModel, TensorSpec
+from edgepack.options import resolve_build_options
+from edgepack.profiles import load_profile
+
+
+@pytest.fixture(scope="module", params=sorted(BACKENDS))
+def built(
+    request: pytest.FixtureRequest, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict:
+    """One bundle of the tiny model per backend, built through the public API."""
+    name = request.param
+    out = tmp_path_factory.mktemp(f"contract-{name}")
+    results = api.build(
+        tiny_model_dir / "tiny.keras",
+        [name],
+        tiny_model_dir / "calib",
+        out=out,
+        num_calib=30,
+        cwd=out,
+        environ={},
+    )
+    return {"name": name, "result": results[0], "out": out, "dir": tiny_model_dir}
+
+
+class TestBackendContract:
+    def test_bundle_has_model_manifest_and_drift(self, built: dict) -> None:
+        result = built["result"]
+        backend = BACKENDS[built["name"]]
+        files = sorted(p.name for p in result.bundle.iterdir())
+        assert files == sorted(
+            [backend.model_file_name, "manifest.json", "drift.json", "labels.txt"]
+        )
+        manifest = read_manifest(result.bundle)
+        assert (
+            manifest["model"]["size_bytes"]
+            == (result.bundle / backend.model_file_name).stat().st_size
+        )
+        assert manifest["target"]["backend"] == backend.name
+
+    def test_every_source_tensor_is_mapped(self, built: dict) -> None:
+        manifest = built["result"].manifest
+        assert [t["source_name"] for t in manifest["inputs"]] == ["image"]
+        assert [t["source_name"] for t in manifest["outputs"]] == ["scores"]
+        assert manifest["inputs"][0]["layout"] == "NHWC"
+
+    def test_emulator_matches_float_reference(self, built: dict) -> None:
+        backend = BACKENDS[built["name"]]
+        result = built["result"]
+        source = load_source(built["dir"] / "tiny.keras")
+        samples = open_sample_set(built["dir"] / "calib")
+        feeds = samples.bind(source.inputs).load(samples.samples[:7])  # not a batch multiple
+        from edgepack.backends.base import TensorInfo
+
+        emulator = backend.emulate(
+            result.bundle / backend.model_file_name,
+            [TensorInfo.from_dict(t) for t in result.manifest["inputs"]],
+            [TensorInfo.from_dict(t) for t in result.manifest["outputs"]],
+        )
+        quantized = emulator.run(feeds)["scores"]
+        reference = source.run(feeds)["scores"]
+        assert quantized.shape == reference.shape == (7, 3)
+        assert sqnr_db(reference, quantized) > 25.0
+        assert emulator.runtime
+
+    def test_drift_report_measures_held_out_samples(self, built: dict) -> None:
+        report = built["result"].report
+        assert report.samples == 10  # 40 samples, 30 for calibration
+        assert report.top1_agreement is not None and report.top1_agreement >= 0.8
+        assert report.min_sqnr_db > 20.0
+        assert built["result"].manifest["calibration"]["held_out"] == 10
+
+    def test_build_is_deterministic(self, built: dict, tmp_path: Path) -> None:
+        again = api.build(
+            built["dir"] / "tiny.keras",
+            [built["name"]],
+            built["dir"] / "calib",
+            out=tmp_path,
+            num_calib=30,
+            cwd=tmp_path,
+            environ={},
+        )[0]
+        first = built["result"].manifest
+        assert again.manifest["model"]["sha256"] == first["model"]["sha256"]
+        assert again.manifest["calibration"]["fingerprint"] == first["calibration"]["fingerprint"]
+
+    def test_default_profile_settings_are_valid(self, built: dict, tmp_path: Path) -> None:
+        backend = BACKENDS[built["name"]]
+        options = resolve_build_options(
+            load_profile(backend.name), backend.settings_type, {}, tmp_path, {}
+        )
+        assert isinstance(options.settings, backend.settings_type)
+
+    def test_rejects_non_float_inputs_before_building(self, built: dict) -> None:
+        backend = BACKENDS[built["name"]]
+        source = SourceModel(
+            Path("ids.keras"),
+            "keras",
+            [TensorSpec("ids", (None, 4), "int64")],
+            [TensorSpec("y", (None, 2), "float32")],
+            runner=lambda f: {},
+        )
+        settings = backend.settings_type()
+        with pytest.raises(UnsupportedError):
+            backend.check_support(source, settings)
+
+    def test_failed_build_leaves_no_bundle(
+        self, built: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        backend = BACKENDS[built["name"]]
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise UnsupportedError("simulated converter failure")
+
+        monkeypatch.setattr(backend, "build", broken)
+        with pytest.raises(UnsupportedError):
+            api.build(
+                built["dir"] / "tiny.keras",
+                [built["name"]],
+                built["dir"] / "calib",
+                out=tmp_path / "out",
+                cwd=tmp_path,
+                environ={},
+            )
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+    def test_source_file_is_not_modified(self, built: dict, tmp_path: Path) -> None:
+        model = tmp_path / "tiny.keras"
+        shutil.copy(built["dir"] / "tiny.keras", model)
+        before = hashlib.sha256(model.read_bytes()).hexdigest()
+        api.build(
+            model,
+            [built["name"]],
+            built["dir"] / "calib",
+            out=tmp_path / "o",
+            num_calib=30,
+            cwd=tmp_path,
+            environ={},
+        )
+        assert hashlib.sha256(model.read_bytes()).hexdigest() == before
+
+
+def test_registry_backends_have_profiles() -> None:
+    for name, backend in BACKENDS.items():
+        assert backend.name == name
+        assert load_profile(name).backend == name
+        assert backend.model_file_name and backend.settings_type

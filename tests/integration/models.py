@@ -1,0 +1,81 @@
+"""Small models built in code for integration tests (no downloads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def savedmodel_with_cumsum(path: Path) -> Path:
+    """A SavedModel classifier on 6x6 grey images with a CUMSUM, which has no int8 kernel."""
+    from edgepack._native import captured_output, import_tensorflow
+
+    tf = import_tensorflow()
+    weights = np.random.default_rng(0).normal(size=(36, 3)).astype(np.float32) * 0.1
+
+    class Model(tf.Module):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = tf.Variable(weights)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 6, 6, 1], tf.float32, name="image")])
+        def serve(self, image: object) -> dict[str, object]:
+            x = tf.math.cumsum(tf.reshape(image, [-1, 36]), axis=1)
+            return {"scores": tf.nn.softmax(tf.matmul(x, self.w))}
+
+    model = Model()
+    with captured_output():
+        tf.saved_model.save(model, str(path), signatures={"serving_default": model.serve})
+    return path
+
+
+def savedmodel_classifier(path: Path) -> Path:
+    """A SavedModel conv classifier on 6x6 grey images (dynamic batch)."""
+    from edgepack._native import captured_output, import_tensorflow
+
+    tf = import_tensorflow()
+    rng = np.random.default_rng(1)
+    kernel = rng.normal(size=(3, 3, 1, 4)).astype(np.float32) * 0.5
+    dense = rng.normal(size=(144, 3)).astype(np.float32) * 0.2
+
+    class Model(tf.Module):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.kernel = tf.Variable(kernel)
+            self.dense = tf.Variable(dense)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 6, 6, 1], tf.float32, name="image")])
+        def serve(self, image: object) -> dict[str, object]:
+            x = tf.nn.relu(tf.nn.conv2d(image, self.kernel, 1, "SAME"))
+            return {"scores": tf.nn.softmax(tf.matmul(tf.reshape(x, [-1, 144]), self.dense))}
+
+    model = Model()
+    with captured_output():
+        tf.saved_model.save(model, str(path), signatures={"serving_default": model.serve})
+    return path
+
+
+def tiny_onnx(path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """An ONNX classifier x[N,1,6,6] -> softmax(flatten(x) @ W + b); returns W and b too."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(2)
+    weight = rng.normal(size=(36, 3)).astype(np.float32)
+    bias = rng.normal(size=(3,)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["x"], ["flat"], axis=1),
+            helper.make_node("Gemm", ["flat", "W", "b"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 6, 6])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3])],
+        initializer=[numpy_helper.from_array(weight, "W"), numpy_helper.from_array(bias, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path, weight, bias

@@ -1,0 +1,157 @@
+"""Bad input gives one line on stderr, a distinct exit code, no traceback and no bundle."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edgepack.errors import EXIT_CONVERSION, EXIT_EXISTS, EXIT_INPUT
+from tests.conftest import (
+    DIGITS_CALIB,
+    DIGITS_MODEL,
+    CliResult,
+    assert_one_line_error,
+    folder_is_empty,
+    write_gray_images,
+)
+
+Run = Callable[..., CliResult]
+
+
+def build(run_cli: Run, model: Path | str, calib: Path | str, *extra: str) -> CliResult:
+    return run_cli(
+        "-q", "build", model, "--target", "tflite", "--calib", calib, "--out", "out", *extra
+    )
+
+
+def test_missing_model(run_cli: Run, tmp_path: Path) -> None:
+    assert_one_line_error(
+        build(run_cli, "nope.keras", DIGITS_CALIB), EXIT_INPUT, "no such model file"
+    )
+    assert folder_is_empty(tmp_path / "out")
+
+
+def test_corrupt_keras_file(run_cli: Run, tmp_path: Path) -> None:
+    (tmp_path / "bad.keras").write_bytes(b"this is not a zip archive")
+    assert_one_line_error(
+        build(run_cli, "bad.keras", DIGITS_CALIB), EXIT_INPUT, "not a loadable Keras model"
+    )
+    assert folder_is_empty(tmp_path / "out")
+
+
+def test_truncated_keras_file(run_cli: Run, tmp_path: Path) -> None:
+    data = DIGITS_MODEL.read_bytes()
+    (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
+    assert_one_line_error(build(run_cli, "cut.keras", DIGITS_CALIB), EXIT_INPUT, "cut.keras")
+    assert folder_is_empty(tmp_path / "out")
+
+
+def test_truncated_h5_file(run_cli: Run, tmp_path: Path) -> None:
+    (tmp_path / "cut.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    assert_one_line_error(build(run_cli, "cut.h5", DIGITS_CALIB), EXIT_INPUT, "cut.h5")
+    assert folder_is_empty(tmp_path / "out")
+
+
+def test_corrupt_onnx_file(run_cli: Run, tmp_path: Path) -> None:
+    (tmp_path / "bad.onnx").write_bytes(b"\x08\x07garbage")
+    assert_one_line_error(
+        build(run_cli, "bad.onnx", DIGITS_CALIB), EXIT_INPUT, "not a loadable ONNX model"
+    )
+
+
+def test_wrong_extension(run_cli: Run, tmp_path: Path) -> None:
+    shutil.copy(DIGITS_MODEL, tmp_path / "digits.pb2")
+    assert_one_line_error(
+        build(run_cli, "digits.pb2", DIGITS_CALIB), EXIT_INPUT, "unknown model format '.pb2'"
+    )
+
+
+def test_folder_that_is_not_a_savedmodel(run_cli: Run, tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    assert_one_line_error(build(run_cli, "folder", DIGITS_CALIB), EXIT_INPUT, "not a SavedModel")
+
+
+def test_empty_calibration_folder(run_cli: Run, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "calibration.toml").write_text("")
+    assert_one_line_error(build(run_cli, DIGITS_MODEL, "empty"), EXIT_INPUT, "empty set")
+    assert folder_is_empty(tmp_path / "out")
+
+
+def test_calibration_shape_mismatch(run_cli: Run, tmp_path: Path) -> None:
+    write_gray_images(tmp_path / "small", 10, (6, 6))
+    result = build(run_cli, DIGITS_MODEL, "small")
+    assert_one_line_error(result, EXIT_INPUT, "(6, 6, 1) does not match model input 'image'")
+    assert folder_is_empty(tmp_path / "out")
+
+
+def test_calibration_input_name_not_in_model(run_cli: Run, tmp_path: Path) -> None:
+    write_gray_images(tmp_path / "named", 10, (8, 8), input_name="pixels")
+    assert_one_line_error(
+        build(run_cli, DIGITS_MODEL, "named"), EXIT_INPUT, "'pixels' is not an input of the model"
+    )
+
+
+def test_unknown_target(run_cli: Run, tmp_path: Path) -> None:
+    result = run_cli("-q", "build", DIGITS_MODEL, "-t", "coreml-ultra", "-c", DIGITS_CALIB)
+    assert_one_line_error(result, 2, "unknown target 'coreml-ultra'")
+    assert folder_is_empty(tmp_path / "bundles")
+
+
+def test_existing_bundle_without_force(run_cli: Run, tmp_path: Path) -> None:
+    (tmp_path / "out" / "digits-tflite").mkdir(parents=True)
+    (tmp_path / "out" / "digits-tflite" / "keep.txt").write_text("mine")
+    assert_one_line_error(build(run_cli, DIGITS_MODEL, DIGITS_CALIB), EXIT_EXISTS, "--force")
+    assert [p.name for p in (tmp_path / "out" / "digits-tflite").iterdir()] == ["keep.txt"]
+
+
+def test_op_that_cannot_be_integer_is_named(run_cli: Run, tmp_path: Path) -> None:
+    from tests.integration.models import savedmodel_with_cumsum
+
+    savedmodel_with_cumsum(tmp_path / "cumsum")
+    write_gray_images(tmp_path / "calib", 20, (6, 6), classes=3)
+    result = build(run_cli, "cumsum", "calib")
+    assert_one_line_error(result, EXIT_CONVERSION, "full integer: CUMSUM")
+    assert folder_is_empty(tmp_path / "out")
+
+
+def test_float_fallback_when_the_profile_allows_it(run_cli: Run, tmp_path: Path) -> None:
+    import json
+
+    from tests.integration.models import savedmodel_with_cumsum
+
+    savedmodel_with_cumsum(tmp_path / "cumsum")
+    write_gray_images(tmp_path / "calib", 20, (6, 6), classes=3)
+    (tmp_path / "edgepack.toml").write_text(
+        "[targets.tflite.settings]\nallow_float_fallback = true\n"
+        "[targets.tflite.drift]\nmin_agreement = 'off'\nmax_drop = 'off'\nmin_sqnr = 'off'\n"
+    )
+    result = build(run_cli, "cumsum", "calib")
+    assert result.exit_code == 0, result.stderr
+    manifest = json.loads((tmp_path / "out" / "cumsum-tflite" / "manifest.json").read_text())
+    assert "CUMSUM" in manifest["model"]["float_ops"]
+    assert manifest["target"]["settings"]["allow_float_fallback"] is True
+
+
+def test_onnx_source_for_tflite_is_refused_clearly(run_cli: Run, tmp_path: Path) -> None:
+    from tests.integration.models import tiny_onnx
+
+    tiny_onnx(tmp_path / "tiny.onnx")
+    write_gray_images(tmp_path / "calib", 10, (6, 6))
+    (tmp_path / "calib" / "calibration.toml").write_text(
+        '[preprocessing]\nsize = [6, 6]\ncolor = "GRAY"\nlayout = "NCHW"\n'
+    )
+    assert_one_line_error(
+        build(run_cli, "tiny.onnx", "calib"), EXIT_CONVERSION, "tiny.onnx is onnx"
+    )
+    assert folder_is_empty(tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "flag", [["--num-calib", "0"], ["--max-drop", "2"], ["--min-agreement", "abc"]]
+)
+def test_bad_option_values(run_cli: Run, flag: list[str]) -> None:
+    assert_one_line_error(build(run_cli, DIGITS_MODEL, DIGITS_CALIB, *flag), 2)

@@ -1,0 +1,93 @@
+"""Atomic bundle writing and manifest reading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgepack.bundle import read_manifest, staged_bundle, verify_model_file
+from edgepack.errors import BundleError, BundleExistsError
+
+
+def test_failed_build_leaves_nothing(tmp_path: Path) -> None:
+    final = tmp_path / "out" / "m-tflite"
+    with pytest.raises(RuntimeError), staged_bundle(final, force=False) as staging:
+        (staging / "model.tflite").write_bytes(b"half")
+        raise RuntimeError("converter crashed")
+    assert not final.exists()
+    assert not (tmp_path / "out").exists()  # the folder it created for the bundle is gone too
+
+
+def test_success_renames_into_place_with_normal_permissions(tmp_path: Path) -> None:
+    final = tmp_path / "m-tflite"
+    with staged_bundle(final, force=False) as staging:
+        (staging / "manifest.json").write_text("{}")
+    assert (final / "manifest.json").read_text() == "{}"
+    assert final.stat().st_mode & 0o055 == 0o055  # group/others may read it
+    assert [p.name for p in tmp_path.iterdir()] == ["m-tflite"]
+
+
+def test_existing_bundle_needs_force(tmp_path: Path) -> None:
+    final = tmp_path / "m-tflite"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    with pytest.raises(BundleExistsError, match="pass --force"), staged_bundle(final, False):
+        pass
+    with staged_bundle(final, force=True) as staging:
+        (staging / "new.txt").write_text("new")
+    assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m-tflite"]
+
+
+def test_failed_forced_rebuild_keeps_the_old_bundle(tmp_path: Path) -> None:
+    final = tmp_path / "m-tflite"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), staged_bundle(final, force=True):
+        raise RuntimeError("boom")
+    assert (final / "old.txt").read_text() == "old"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no manifest.json"),
+        ("{not json", "not valid JSON"),
+        ('{"schema_version": 1}', "missing key"),
+        (
+            json.dumps(
+                {
+                    k: {}
+                    for k in (
+                        "target",
+                        "model",
+                        "inputs",
+                        "outputs",
+                        "preprocessing",
+                        "source",
+                        "calibration",
+                        "versions",
+                        "drift",
+                        "files",
+                    )
+                }
+                | {"schema_version": 99}
+            ),
+            "schema_version 99 is not supported",
+        ),
+    ],
+)
+def test_manifest_problems(tmp_path: Path, content: str | None, message: str) -> None:
+    if content is not None:
+        (tmp_path / "manifest.json").write_text(content)
+    with pytest.raises(BundleError, match=message):
+        read_manifest(tmp_path)
+
+
+def test_model_file_hash_is_verified(tmp_path: Path) -> None:
+    (tmp_path / "model.tflite").write_bytes(b"abc")
+    manifest = {"model": {"file": "model.tflite", "sha256": "0" * 64}}
+    with pytest.raises(BundleError, match="sha256 differs"):
+        verify_model_file(tmp_path, manifest)
