@@ -122,6 +122,18 @@ def assert_one_line_error(result: CliResult, code: int, *needles: str) -> None:
         assert needle in lines[0], (needle, lines[0])
 
 
+def assert_valid_manifest(manifest: dict) -> None:
+    """Every manifest edgepack writes must validate against the schema it ships."""
+    import json
+
+    import jsonschema
+
+    from edgepack.bundle import SCHEMA_FILE
+
+    schema = json.loads(SCHEMA_FILE.read_text())
+    jsonschema.validate(manifest, schema, format_checker=jsonschema.FormatChecker())
+
+
 def folder_is_empty(out: Path) -> bool:
     """True when ``out`` does not exist or holds nothing (no bundle, no partial bundle)."""
     return not out.exists() or not any(out.iterdir())

@@ -19,6 +19,7 @@ from edgepack.frontends import load_source
 from edgepack.frontends.base import SourceModel, TensorSpec
 from edgepack.options import resolve_build_options
 from edgepack.profiles import load_profile
+from tests.conftest import assert_valid_manifest
 
 
 @pytest.fixture(scope="module", params=sorted(BACKENDS))
@@ -49,6 +50,7 @@ class TestBackendContract:
             [backend.model_file_name, "manifest.json", "drift.json", "labels.txt"]
         )
         manifest = read_manifest(result.bundle)
+        assert_valid_manifest(manifest)
         assert (
             manifest["model"]["size_bytes"]
             == (result.bundle / backend.model_file_name).stat().st_size

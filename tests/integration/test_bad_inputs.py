@@ -14,6 +14,7 @@ from tests.conftest import (
     DIGITS_MODEL,
     CliResult,
     assert_one_line_error,
+    assert_valid_manifest,
     folder_is_empty,
     write_gray_images,
 )
@@ -132,6 +133,7 @@ def test_float_fallback_when_the_profile_allows_it(run_cli: Run, tmp_path: Path)
     result = build(run_cli, "cumsum", "calib")
     assert result.exit_code == 0, result.stderr
     manifest = json.loads((tmp_path / "out" / "cumsum-tflite" / "manifest.json").read_text())
+    assert_valid_manifest(manifest)
     assert "CUMSUM" in manifest["model"]["float_ops"]
     assert manifest["target"]["settings"]["allow_float_fallback"] is True
 

@@ -19,6 +19,7 @@ from tests.conftest import (
     DIGITS_MODEL,
     CliResult,
     assert_one_line_error,
+    assert_valid_manifest,
 )
 
 
@@ -204,6 +205,7 @@ def test_uint8_profile_from_a_user_file(tmp_path: Path) -> None:
     )
     assert code == 0, stderr
     manifest = manifest_of(tmp_path / "bundles" / "digits-android-uint8")
+    assert_valid_manifest(manifest)
     assert manifest["inputs"][0]["dtype"] == "uint8"
     assert manifest["inputs"][0]["quantization"]["zero_point"] == 0
     assert manifest["drift"]["samples"] == 100

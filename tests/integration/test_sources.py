@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgepack.frontends import load_source
-from tests.conftest import CliResult, write_gray_images
+from tests.conftest import CliResult, assert_valid_manifest, write_gray_images
 from tests.integration.models import savedmodel_classifier, tiny_onnx
 
 
@@ -64,6 +64,7 @@ def test_savedmodel_source_builds_a_tflite_bundle(
     manifest = json.loads(
         (tmp_path / "bundles" / "classifier-tflite" / "manifest.json").read_text()
     )
+    assert_valid_manifest(manifest)
     assert manifest["source"]["format"] == "savedmodel"
     assert manifest["outputs"][0]["source_name"] == "scores"
     assert manifest["model"]["float_ops"] == []
