@@ -197,27 +197,35 @@ def _build_one(job: _Job) -> BuildResult:
     started = time.perf_counter()
     options = job.options
     split = job.samples.split(options.num_calib, options.drift_samples, options.seed)
-    first = job.bound.load(split.calibration[:1])
-    input_shapes = {name: tuple(batch.shape[1:]) for name, batch in first.items()}
-
-    def calibration_batches() -> Any:
-        for ref in split.calibration:
-            yield job.bound.load([ref])
+    calibration = _calibration_data(job, split.calibration)
 
     final = bundle_path(options.out_dir, job.source.path, options.profile.name)
     log.info(
         "%s: calibrating on %d samples, building", options.profile.name, len(split.calibration)
     )
     with staged_bundle(final, options.force) as staging:
-        built = job.backend.build(
-            job.source, calibration_batches, input_shapes, options.settings, staging
-        )
+        built = job.backend.build(job.source, calibration, options.settings, staging)
         report = _drift(job, split.held_out, built)
         manifest = _manifest(job, split, built, report)
         _write_bundle_files(staging, built, manifest, report, job.samples)
     seconds = time.perf_counter() - started
     log.info("%s: bundle %s (%.1f s)", options.profile.name, final, seconds)
     return BuildResult(options.profile.name, final, manifest, report, seconds)
+
+
+def _calibration_data(job: _Job, refs: Sequence[Any]) -> Any:
+    from edgepack.backends.base import CalibrationData
+
+    first = job.bound.load(refs[:1])
+    shapes = {name: tuple(batch.shape[1:]) for name, batch in first.items()}
+    layout = job.samples.preprocessing.layout
+    layouts = {name: layout if len(shape) == 3 else None for name, shape in shapes.items()}
+
+    def samples() -> Any:
+        for ref in refs:
+            yield job.bound.load([ref])
+
+    return CalibrationData(samples=samples, shapes=shapes, layouts=layouts)
 
 
 def _drift(job: _Job, refs: Sequence[Any], built: Any) -> Any:
@@ -247,8 +255,14 @@ def _manifest(job: _Job, split: Any, built: Any, report: Any) -> dict[str, Any]:
 
     source, samples, options = job.source, job.samples, job.options
     profile = options.profile
-    layout = samples.preprocessing.layout
-    inputs = [dict(info.to_dict(), layout=info.layout or layout) for info in built.inputs]
+    contract_input = samples.contract.input_name or source.inputs[0].name
+    declared = samples.preprocessing.layout
+    inputs = [dict(info.to_dict(), layout=info.layout or declared) for info in built.inputs]
+    preprocessing = dict(samples.preprocessing.to_dict(), input=contract_input)
+    fed = next((i for i in inputs if i["source_name"] == contract_input), None)
+    if fed is not None and fed["layout"] != declared:
+        # The bundle wants another layout than the source model: the app feeds the bundle's.
+        preprocessing.update(layout=fed["layout"], source_layout=declared)
     return {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -270,10 +284,7 @@ def _manifest(job: _Job, split: Any, built: Any, report: Any) -> dict[str, Any]:
         },
         "inputs": inputs,
         "outputs": [info.to_dict() for info in built.outputs],
-        "preprocessing": dict(
-            samples.preprocessing.to_dict(),
-            input=samples.contract.input_name or source.inputs[0].name,
-        ),
+        "preprocessing": preprocessing,
         "labels": list(samples.label_names) if samples.label_names else None,
         "source": {
             "format": source.format,
@@ -290,7 +301,7 @@ def _manifest(job: _Job, split: Any, built: Any, report: Any) -> dict[str, Any]:
             "samples": len(split.calibration),
             "held_out": len(split.held_out),
             "seed": options.seed,
-            "method": "minmax",
+            "method": built.calibration_method,
         },
         "versions": _versions(source, built),
         "drift": report.summary(),
@@ -382,8 +393,11 @@ def check(
     model_file = verify_model_file(bundle_dir, manifest)
     source = load_source(_source_path(manifest, bundle_dir, model, work_dir))
 
+    recorded = dict(manifest["preprocessing"])
+    # The data feeds the source model: read it in the source model's layout.
+    recorded["layout"] = recorded.pop("source_layout", recorded["layout"])
     preprocessing = Preprocessing.from_dict(
-        {k: v for k, v in manifest["preprocessing"].items() if k != "input"},
+        {k: v for k, v in recorded.items() if k != "input"},
         f"{bundle_dir / 'manifest.json'}",
     )
     fallback = Contract(

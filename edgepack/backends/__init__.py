@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from edgepack.backends.base import Backend, BuiltModel, Emulator, QuantParams, TensorInfo
+from edgepack.backends.base import (
+    Backend,
+    BuiltModel,
+    CalibrationData,
+    Emulator,
+    QuantParams,
+    TensorInfo,
+)
+from edgepack.backends.onnx import ONNXBackend
 from edgepack.backends.tflite import TFLiteBackend
 from edgepack.errors import ConfigError
 
 BACKENDS: dict[str, Backend] = {
     "tflite": TFLiteBackend(),
+    "onnx": ONNXBackend(),
 }
 
 __all__ = [
     "BACKENDS",
     "Backend",
     "BuiltModel",
+    "CalibrationData",
     "Emulator",
     "QuantParams",
     "TensorInfo",

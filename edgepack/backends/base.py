@@ -22,7 +22,12 @@ class QuantParams:
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """A bundle model's input or output, as the app sees it."""
+    """A bundle model's input or output, as the app sees it.
+
+    ``transpose`` is set when the bundle's layout differs from the source model's: for an
+    input, the axes permutation that turns a source-layout tensor into the bundle's; for an
+    output, the one that turns the bundle's tensor back into the source layout.
+    """
 
     name: str
     source_name: str
@@ -30,6 +35,7 @@ class TensorInfo:
     dtype: str
     quantization: QuantParams | None = None
     layout: str | None = None
+    transpose: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         quant = self.quantization
@@ -39,6 +45,7 @@ class TensorInfo:
             "shape": list(self.shape),
             "dtype": self.dtype,
             "layout": self.layout,
+            "transpose": None if self.transpose is None else list(self.transpose),
             "quantization": None
             if quant is None
             else {"scale": quant.scale, "zero_point": quant.zero_point},
@@ -47,12 +54,14 @@ class TensorInfo:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TensorInfo:
         quant = data.get("quantization")
+        transpose = data.get("transpose")
         return cls(
             name=data["name"],
             source_name=data["source_name"],
             shape=tuple(data["shape"]),
             dtype=data["dtype"],
             layout=data.get("layout"),
+            transpose=None if transpose is None else tuple(transpose),
             quantization=None
             if quant is None
             else QuantParams(float(quant["scale"]), int(quant["zero_point"])),
@@ -67,6 +76,7 @@ class BuiltModel:
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
     versions: dict[str, str]
+    calibration_method: str
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -78,8 +88,32 @@ class Emulator:
     run: Callable[[Feeds], Outputs]
 
 
-# Calibration samples, one dict of float32 arrays (batch axis of 1) per sample.
-CalibrationSamples = Callable[[], Iterable[dict[str, np.ndarray]]]
+@dataclass(frozen=True)
+class CalibrationData:
+    """What a backend gets from the calibration set.
+
+    ``samples()`` yields one sample at a time (a float32 array with a batch axis of 1 per
+    input, keyed by source input name) and can be called again for another pass; ``shapes``
+    and ``layouts`` give each input's per-sample shape and declared layout (NHWC or NCHW for
+    images, None when unknown).
+    """
+
+    samples: Callable[[], Iterable[dict[str, np.ndarray]]]
+    shapes: dict[str, tuple[int, ...]]
+    layouts: dict[str, str | None]
+
+    def first(self) -> dict[str, np.ndarray]:
+        return next(iter(self.samples()))
+
+    def take(self, count: int) -> dict[str, np.ndarray]:
+        """Up to ``count`` samples stacked into one batch per input."""
+        parts: dict[str, list[np.ndarray]] = {}
+        for index, sample in enumerate(self.samples()):
+            if index == count:
+                break
+            for name, array in sample.items():
+                parts.setdefault(name, []).append(array)
+        return {name: np.concatenate(arrays) for name, arrays in parts.items()}
 
 
 class Backend(Protocol):
@@ -93,12 +127,7 @@ class Backend(Protocol):
         """Raise :class:`~edgepack.errors.UnsupportedError` before any work is done."""
 
     def build(
-        self,
-        source: SourceModel,
-        calibration: CalibrationSamples,
-        input_shapes: dict[str, tuple[int, ...]],
-        settings: Any,
-        workdir: Path,
+        self, source: SourceModel, calibration: CalibrationData, settings: Any, workdir: Path
     ) -> BuiltModel:
         """Convert and quantize ``source`` into ``workdir``."""
         ...

@@ -25,7 +25,7 @@ import numpy as np
 from edgepack._native import captured_output, import_tensorflow, last_native_lines
 from edgepack.backends.base import (
     BuiltModel,
-    CalibrationSamples,
+    CalibrationData,
     Emulator,
     QuantParams,
     TensorInfo,
@@ -34,7 +34,8 @@ from edgepack.errors import ConversionError, UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
 
 IO_DTYPES = ("int8", "uint8")
-SUPPORTED_SOURCES = ("keras", "savedmodel")
+SUPPORTED_SOURCES = ("keras", "savedmodel", "onnx")
+CALIBRATION_METHODS = ("minmax",)
 _FLOAT_TYPES = (np.float32, np.float16, np.float64)
 # Conversions the converter puts around a float op; the op itself is what to report.
 _BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
@@ -47,14 +48,43 @@ class TFLiteSettings:
     io_dtype: str = "int8"
     allow_float_fallback: bool = False
     batch_size: int = 1
+    calibration_method: str = "minmax"
 
     def __post_init__(self) -> None:
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise ValueError(
+                "the TFLite converter calibrates with min/max ranges only: calibration_method "
+                f"must be 'minmax', got {self.calibration_method!r}"
+            )
         if self.io_dtype not in IO_DTYPES:
             raise ValueError(f"io_dtype must be one of {IO_DTYPES}, got {self.io_dtype!r}")
         if not isinstance(self.allow_float_fallback, bool):
             raise ValueError("allow_float_fallback must be true or false")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a whole number >= 1, got {self.batch_size!r}")
+
+
+@dataclass(frozen=True)
+class _TFView:
+    """The TensorFlow model to convert, and how its tensors map to the source model's.
+
+    For Keras and SavedModel sources it is the source itself; for ONNX sources it is the
+    SavedModel onnx2tf made, whose tensor names and layouts may differ.
+    """
+
+    model: SourceModel
+    input_names: dict[str, str]  # TF name -> source name
+    output_names: dict[str, str]
+    input_perms: dict[str, tuple[int, ...] | None]  # by source name: source -> TF layout
+    output_perms: dict[str, tuple[int, ...] | None]  # by source name: TF -> source layout
+
+    def tf_sample(self, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = {}
+        for tf_name, source_name in self.input_names.items():
+            perm = self.input_perms[source_name]
+            value = sample[source_name]
+            result[tf_name] = value if perm is None else np.ascontiguousarray(value.transpose(perm))
+        return result
 
 
 class TFLiteBackend:
@@ -67,7 +97,7 @@ class TFLiteBackend:
     def check_support(self, source: SourceModel, settings: TFLiteSettings) -> None:
         if source.format not in SUPPORTED_SOURCES:
             raise UnsupportedError(
-                f"the tflite backend converts Keras and SavedModel sources; "
+                f"the tflite backend converts Keras, SavedModel and ONNX sources; "
                 f"{source.path.name} is {source.format}"
             )
         non_float = [s.name for s in source.inputs if not s.dtype.startswith("float")]
@@ -77,16 +107,21 @@ class TFLiteBackend:
     def build(
         self,
         source: SourceModel,
-        calibration: CalibrationSamples,
-        input_shapes: dict[str, tuple[int, ...]],
+        calibration: CalibrationData,
         settings: TFLiteSettings,
         workdir: Path,
     ) -> BuiltModel:
         tf = import_tensorflow()
-        with tempfile.TemporaryDirectory(prefix="edgepack-savedmodel-") as export_dir:
-            _export_fixed_shape(tf, source, input_shapes, settings.batch_size, Path(export_dir))
-            converter = tf.lite.TFLiteConverter.from_saved_model(export_dir)
-            flatbuffer = self._quantize(tf, converter, source, calibration, settings)
+        with tempfile.TemporaryDirectory(prefix="edgepack-tflite-") as scratch:
+            view = _tf_view(source, calibration, settings, Path(scratch))
+            export_dir = Path(scratch) / "fixed_shape"
+            shapes = {
+                name: tuple(array.shape[1:])
+                for name, array in view.tf_sample(calibration.first()).items()
+            }
+            _export_fixed_shape(tf, view.model, shapes, settings.batch_size, export_dir)
+            converter = tf.lite.TFLiteConverter.from_saved_model(str(export_dir))
+            flatbuffer = self._quantize(tf, converter, view, calibration, settings)
         model_file = workdir / self.model_file_name
         model_file.write_bytes(flatbuffer)
         float_ops = _float_ops(model_file)
@@ -96,15 +131,19 @@ class TFLiteBackend:
                 f"ops left in float, but the profile demands full integer: {', '.join(culprits)} "
                 "(set allow_float_fallback = true in the profile to accept CPU fallback)"
             )
-        inputs, outputs = _io_details(model_file, source)
+        inputs, outputs = _io_details(model_file, view)
+        versions = {
+            "tensorflow": str(tf.__version__),
+            "ai-edge-litert": metadata.version("ai-edge-litert"),
+        }
+        if source.format == "onnx":
+            versions["onnx2tf"] = metadata.version("onnx2tf")
         return BuiltModel(
             model_file=model_file,
             inputs=inputs,
             outputs=outputs,
-            versions={
-                "tensorflow": str(tf.__version__),
-                "ai-edge-litert": metadata.version("ai-edge-litert"),
-            },
+            versions=versions,
+            calibration_method=settings.calibration_method,
             details={"ops": _op_counts(model_file), "float_ops": float_ops},
         )
 
@@ -112,12 +151,12 @@ class TFLiteBackend:
         self,
         tf: Any,
         converter: Any,
-        source: SourceModel,
-        calibration: CalibrationSamples,
+        view: _TFView,
+        calibration: CalibrationData,
         settings: TFLiteSettings,
     ) -> bytes:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = _representative(source, calibration, settings)
+        converter.representative_dataset = _representative(view, calibration, settings)
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if settings.allow_float_fallback:
             ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
@@ -141,20 +180,50 @@ class TFLiteBackend:
                 chunk = {k: v[start : start + batch] for k, v in feeds.items()}
                 count = len(next(iter(chunk.values())))
                 for info in inputs:
-                    data = _pad(np.asarray(chunk[info.source_name], np.float32), batch)
+                    data = _pad(_transposed(chunk[info.source_name], info.transpose), batch)
                     detail = by_name[info.name]
                     interpreter.set_tensor(detail["index"], quantize(data, info, detail["dtype"]))
                 interpreter.invoke()
                 for info in outputs:
                     raw = interpreter.get_tensor(out_by_name[info.name]["index"])
-                    results[info.source_name].append(dequantize(raw, info)[:count])
+                    real = _transposed(dequantize(raw, info), info.transpose)
+                    results[info.source_name].append(real[:count])
             return {name: np.concatenate(parts) for name, parts in results.items()}
 
-        return Emulator(
-            runtime=f"ai-edge-litert {metadata.version('ai-edge-litert')} "
-            "(built-in kernels, on host)",
-            run=run,
+        runtime = f"ai-edge-litert {metadata.version('ai-edge-litert')} (built-in kernels, on host)"
+        return Emulator(runtime=runtime, run=run)
+
+
+def _tf_view(
+    source: SourceModel, calibration: CalibrationData, settings: TFLiteSettings, scratch: Path
+) -> _TFView:
+    if source.format != "onnx":
+        same_in = {s.name: s.name for s in source.inputs}
+        same_out = {s.name: s.name for s in source.outputs}
+        return _TFView(
+            source,
+            same_in,
+            same_out,
+            dict.fromkeys(same_in.values()),
+            dict.fromkeys(same_out.values()),
         )
+    from edgepack.convert.onnx_to_tf import onnx_to_tensorflow
+
+    bridge = onnx_to_tensorflow(
+        source, calibration.take(8), calibration.layouts, settings.batch_size, scratch
+    )
+    return _TFView(
+        bridge.model,
+        bridge.input_names,
+        bridge.output_names,
+        bridge.input_perms,
+        bridge.output_perms,
+    )
+
+
+def _transposed(value: np.ndarray, perm: tuple[int, ...] | None) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float32)
+    return array if perm is None else np.ascontiguousarray(array.transpose(perm))
 
 
 # ---------------------------------------------------------------------------- conversion
@@ -220,14 +289,13 @@ def _fixed_shape_function(
     return tf.function(call, input_signature=specs)
 
 
-def _representative(
-    source: SourceModel, calibration: CalibrationSamples, settings: TFLiteSettings
-) -> Any:
-    names = [s.name for s in source.inputs]
+def _representative(view: _TFView, calibration: CalibrationData, settings: TFLiteSettings) -> Any:
+    names = [s.name for s in view.model.inputs]
 
     def generate() -> Any:
-        for sample in calibration():
-            yield [np.repeat(sample[name], settings.batch_size, axis=0) for name in names]
+        for sample in calibration.samples():
+            tf_sample = view.tf_sample(sample)
+            yield [np.repeat(tf_sample[name], settings.batch_size, axis=0) for name in names]
 
     return generate
 
@@ -282,24 +350,31 @@ def _op_counts(model_file: Path) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _io_details(model_file: Path, source: SourceModel) -> tuple[list[TensorInfo], list[TensorInfo]]:
+def _io_details(model_file: Path, view: _TFView) -> tuple[list[TensorInfo], list[TensorInfo]]:
     """Bundle inputs/outputs, matched to source names through the model's signature."""
     interpreter = _interpreter(model_file)
     signature = interpreter._get_full_signature_list()["serving_default"]
     index_to_key_in = {index: key for key, index in signature["inputs"].items()}
     index_to_key_out = {index: key for key, index in signature["outputs"].items()}
-    sig_to_source = {_signature_name(s.name, i): s.name for i, s in enumerate(source.inputs)}
-    inputs = [
-        _info(d, sig_to_source[index_to_key_in[d["index"]]])
-        for d in interpreter.get_input_details()
-    ]
-    outputs = [_info(d, index_to_key_out[d["index"]]) for d in interpreter.get_output_details()]
-    order = {s.name: i for i, s in enumerate(source.outputs)}
+    sig_to_tf = {_signature_name(s.name, i): s.name for i, s in enumerate(view.model.inputs)}
+    inputs = []
+    for detail in interpreter.get_input_details():
+        source_name = view.input_names[sig_to_tf[index_to_key_in[detail["index"]]]]
+        perm = view.input_perms[source_name]
+        inputs.append(_info(detail, source_name, perm, "NHWC" if perm is not None else None))
+    outputs = []
+    for detail in interpreter.get_output_details():
+        source_name = view.output_names[index_to_key_out[detail["index"]]]
+        perm = view.output_perms[source_name]
+        outputs.append(_info(detail, source_name, perm, "NHWC" if perm is not None else None))
+    order = {name: i for i, name in enumerate(view.output_names.values())}
     outputs.sort(key=lambda info: order[info.source_name])
     return inputs, outputs
 
 
-def _info(detail: dict[str, Any], source_name: str) -> TensorInfo:
+def _info(
+    detail: dict[str, Any], source_name: str, perm: tuple[int, ...] | None, layout: str | None
+) -> TensorInfo:
     scale, zero_point = detail["quantization"]
     quant = QuantParams(float(scale), int(zero_point)) if scale else None
     return TensorInfo(
@@ -308,6 +383,8 @@ def _info(detail: dict[str, Any], source_name: str) -> TensorInfo:
         shape=tuple(int(d) for d in detail["shape"]),
         dtype=np.dtype(detail["dtype"]).name,
         quantization=quant,
+        layout=layout,
+        transpose=perm,
     )
 
 

@@ -1,0 +1,317 @@
+"""ONNX int8 backend for generic CPUs: onnxruntime static quantization in QDQ format.
+
+Steps: get a float ONNX model (a copy of an ONNX source, or tf2onnx's conversion of a Keras or
+SavedModel source, checked against it); upgrade models below opset 13 (onnxruntime's
+per-channel QDQ writes ``DequantizeLinear`` with ``axis``, which older opsets do not have) and
+check the upgraded model still matches; run onnxruntime's quantization pre-processing (shape
+inference and graph optimization), falling back to the un-processed model when it fails; then
+``quantize_static`` in QDQ format with per-channel int8 weights, int8 or uint8 activations and
+the profile's calibration method, fed from the calibration set by a ``CalibrationDataReader``.
+
+Emulation: onnxruntime's CPU execution provider. Inputs and outputs stay float32 (QDQ models
+quantize inside the graph), so the app feeds float tensors.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepack._native import captured_output
+from edgepack.backends.base import BuiltModel, CalibrationData, Emulator, TensorInfo
+from edgepack.convert.compare import check_float_match
+from edgepack.errors import ConversionError, UnsupportedError
+from edgepack.frontends.base import Feeds, Outputs, SourceModel
+
+log = logging.getLogger("edgepack")
+
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+ACTIVATION_DTYPES = ("int8", "uint8")
+MIN_QDQ_OPSET = 13
+FLOAT_TOLERANCE = 1e-3
+CHECK_SAMPLES = 8
+
+
+@dataclass(frozen=True)
+class ONNXSettings:
+    """``[settings]`` of an ONNX profile."""
+
+    activation_dtype: str = "int8"
+    calibration_method: str = "minmax"
+    percentile: float = 99.999
+    per_channel: bool = True
+    opset: int = 17
+
+    def __post_init__(self) -> None:
+        if self.activation_dtype not in ACTIVATION_DTYPES:
+            raise ValueError(f"activation_dtype must be one of {ACTIVATION_DTYPES}")
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise ValueError(
+                f"calibration_method must be one of {', '.join(CALIBRATION_METHODS)}, "
+                f"got {self.calibration_method!r}"
+            )
+        if not 50.0 < float(self.percentile) <= 100.0:
+            raise ValueError(f"percentile must be in (50, 100], got {self.percentile!r}")
+        if not isinstance(self.per_channel, bool):
+            raise ValueError("per_channel must be true or false")
+        if not isinstance(self.opset, int) or self.opset < MIN_QDQ_OPSET:
+            raise ValueError(f"opset must be a whole number >= {MIN_QDQ_OPSET}")
+
+
+class ONNXBackend:
+    """Builds a QDQ ``model.onnx`` and runs it in onnxruntime."""
+
+    name: str = "onnx"
+    model_file_name: str = "model.onnx"
+    settings_type: type = ONNXSettings
+
+    def check_support(self, source: SourceModel, settings: ONNXSettings) -> None:
+        non_float = [s.name for s in source.inputs if not s.dtype.startswith("float")]
+        if non_float:
+            raise UnsupportedError(f"onnx int8 needs float inputs; not float: {non_float}")
+
+    def build(
+        self,
+        source: SourceModel,
+        calibration: CalibrationData,
+        settings: ONNXSettings,
+        workdir: Path,
+    ) -> BuiltModel:
+        check_batch = calibration.take(CHECK_SAMPLES)
+        with tempfile.TemporaryDirectory(prefix="edgepack-onnx-") as scratch:
+            folder = Path(scratch)
+            float_model, names, details = _float_model(source, check_batch, settings, folder)
+            prepared, details["preprocessed"] = _pre_process(float_model, folder)
+            model_file = workdir / self.model_file_name
+            _quantize(prepared, model_file, _Reader(calibration, names), settings)
+            details["float_size_bytes"] = float_model.stat().st_size
+        details.update(_graph_details(model_file))
+        inputs, outputs = _io_details(model_file, names, source)
+        versions = {
+            "onnx": metadata.version("onnx"),
+            "onnxruntime": metadata.version("onnxruntime"),
+        }
+        if source.format != "onnx":
+            versions["tf2onnx"] = metadata.version("tf2onnx")
+            versions["tensorflow"] = source.versions.get("tensorflow", "")
+        method = settings.calibration_method
+        if method == "percentile":
+            method = f"percentile ({settings.percentile})"
+        return BuiltModel(model_file, inputs, outputs, versions, method, details)
+
+    def emulate(
+        self, model_file: Path, inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo]
+    ) -> Emulator:
+        session = _session(model_file)
+
+        def run(feeds: Feeds) -> Outputs:
+            values = session.run(
+                [o.name for o in outputs],
+                {i.name: np.asarray(feeds[i.source_name], np.float32) for i in inputs},
+            )
+            return {o.source_name: np.asarray(v) for o, v in zip(outputs, values, strict=True)}
+
+        runtime = f"onnxruntime {metadata.version('onnxruntime')} (CPU execution provider)"
+        return Emulator(runtime=runtime, run=run)
+
+
+# ---------------------------------------------------------------------------- float model
+
+
+def _float_model(
+    source: SourceModel, batch: dict[str, np.ndarray], settings: ONNXSettings, folder: Path
+) -> tuple[Path, dict[str, str], dict[str, Any]]:
+    """A float ONNX file in ``folder`` (the user's file is never touched), with the map from
+    its input names to the source's, and what happened on the way."""
+    target = folder / "float.onnx"
+    if source.format != "onnx":
+        from edgepack.convert.tf_to_onnx import tensorflow_to_onnx
+
+        names, error = tensorflow_to_onnx(source, batch, settings.opset, target)
+        return target, names, {"converted_from": source.format, "float_max_rel_error": error}
+    shutil.copyfile(source.path, target)
+    details: dict[str, Any] = {"source_opset": _opset(target)}
+    if details["source_opset"] < MIN_QDQ_OPSET:
+        _upgrade_opset(target, MIN_QDQ_OPSET)
+        errors = check_float_match(
+            source.run(batch), _run_file(target, batch), FLOAT_TOLERANCE, "opset upgrade"
+        )
+        details["upgraded_to_opset"] = MIN_QDQ_OPSET
+        details["float_max_rel_error"] = max(errors.values())
+    return target, {s.name: s.name for s in source.inputs}, details
+
+
+def _opset(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+
+def _upgrade_opset(path: Path, opset: int) -> None:
+    import onnx
+    from onnx import version_converter
+
+    try:
+        upgraded = version_converter.convert_version(onnx.load(str(path)), opset)
+        onnx.checker.check_model(upgraded)
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:200]
+        raise ConversionError(
+            f"cannot upgrade the model to opset {opset} for per-channel QDQ ({text})"
+        ) from None
+    onnx.save(upgraded, str(path))
+
+
+def _session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _run_file(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    session = _session(path)
+    names = [o.name for o in session.get_outputs()]
+    inputs = {i.name: feeds[i.name] for i in session.get_inputs()}
+    return dict(zip(names, session.run(names, inputs), strict=True))
+
+
+def _pre_process(model: Path, folder: Path) -> tuple[Path, bool]:
+    """onnxruntime's quantization pre-processing; the un-processed model when it fails."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    target = folder / "prepared.onnx"
+    try:
+        with captured_output():
+            quant_pre_process(str(model), str(target))
+        return target, True
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:200]
+        log.debug("quantization pre-processing failed (%s); quantizing the model as it is", text)
+        return model, False
+
+
+# ---------------------------------------------------------------------------- quantization
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over edgepack's calibration samples."""
+
+    def __init__(self, calibration: CalibrationData, names: dict[str, str]) -> None:
+        self._calibration = calibration
+        self._names = names
+        self._samples: Iterator[dict[str, np.ndarray]] | None = None
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._samples is None:
+            self._samples = iter(self._calibration.samples())
+        sample = next(self._samples, None)
+        if sample is None:
+            return None
+        return {onnx: sample[name] for onnx, name in self._names.items()}
+
+    def rewind(self) -> None:
+        self._samples = None
+
+
+def _quantize(model: Path, target: Path, reader: _Reader, settings: ONNXSettings) -> None:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return reader.get_next()
+
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
+    activation = QuantType.QInt8 if settings.activation_dtype == "int8" else QuantType.QUInt8
+    try:
+        with captured_output():
+            quantize_static(
+                str(model),
+                str(target),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=settings.per_channel,
+                activation_type=activation,
+                weight_type=QuantType.QInt8,
+                calibrate_method=methods[settings.calibration_method],
+                extra_options={"CalibPercentile": float(settings.percentile)},
+            )
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:300]
+        raise ConversionError(f"onnxruntime could not quantize the model: {text}") from None
+    _check_loadable(target)
+
+
+def _check_loadable(path: Path) -> None:
+    try:
+        _session(path)
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:300]
+        raise ConversionError(
+            f"onnxruntime wrote a quantized model it cannot load: {text}"
+        ) from None
+
+
+def _graph_details(path: Path) -> dict[str, Any]:
+    """Op counts, and the op types onnxruntime will run in float: ops with a float input that
+    does not come from a ``DequantizeLinear`` (shape arithmetic on int64 does not count)."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    graph = model.graph
+    floats = {
+        v.name
+        for v in [*graph.value_info, *graph.input, *graph.output]
+        if v.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+    }
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    float_ops = {
+        node.op_type
+        for node in graph.node
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear")
+        and any(name in floats and name not in dequantized for name in node.input)
+    }
+    ops = Counter(node.op_type for node in graph.node)
+    return {"ops": dict(sorted(ops.items())), "float_ops": sorted(float_ops)}
+
+
+def _io_details(
+    path: Path, names: dict[str, str], source: SourceModel
+) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    session = _session(path)
+    inputs = [
+        TensorInfo(i.name, names[i.name], _shape(i.shape), "float32") for i in session.get_inputs()
+    ]
+    source_outputs = {o.name for o in source.outputs}
+    outputs = [
+        TensorInfo(o.name, o.name, _shape(o.shape), "float32")
+        for o in session.get_outputs()
+        if o.name in source_outputs
+    ]
+    return inputs, outputs
+
+
+def _shape(shape: Sequence[Any]) -> tuple[int, ...]:
+    """Dynamic axes are written as -1 in the manifest (their size is set by the app)."""
+    return tuple(d if isinstance(d, int) else -1 for d in shape)

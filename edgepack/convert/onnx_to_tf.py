@@ -1,0 +1,244 @@
+"""ONNX -> TensorFlow SavedModel with onnx2tf, made safe for builds.
+
+onnx2tf is the one maintained converter from ONNX to TensorFlow, but it has habits a build tool
+cannot keep (each measured here):
+
+- it simplifies the ``.onnx`` file it is given *in place*: we convert a copy, in a scratch folder;
+- for fixed-size 4-D image inputs it downloads a sample-image file from the internet for an
+  internal check, looked up first in the working directory: we write that file there from the
+  calibration set and run onnx2tf from that folder, so a build never touches the network;
+- it assumes 4-D inputs are NCHW and makes them NHWC: an input whose calibration contract says
+  NHWC is kept as it is (``keep_nwc_or_nhwc_or_ndhwc_input_names``); an NCHW input becomes NHWC,
+  the layout TFLite and its delegates expect, and the bundle says so (see ``LayoutBridge``);
+- it runs ``onnxsim`` as a command: the folder of the running interpreter goes first on PATH so
+  that a virtual environment's ``onnxsim`` is found even when the environment is not activated;
+- it prints a lot and calls ``sys.exit`` on failure: its output is captured and a failure
+  becomes one :class:`ConversionError` naming the op it could not convert.
+
+The converted float model is checked against the ONNX model on calibration samples before any
+quantization.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepack._native import captured_output, import_tensorflow, last_native_lines
+from edgepack.convert.compare import check_float_match
+from edgepack.errors import ConversionError
+from edgepack.frontends.base import Feeds, Outputs, SourceModel, TensorSpec
+
+# The file onnx2tf would download (utils/common_functions.py: download_test_image_data).
+SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+FLOAT_TOLERANCE = 1e-3
+NCHW_TO_NHWC = (0, 2, 3, 1)
+NHWC_TO_NCHW = (0, 3, 1, 2)
+
+
+@dataclass(frozen=True)
+class LayoutBridge:
+    """A TensorFlow model converted from ONNX, and how its tensors map to the ONNX ones.
+
+    ``model`` is a SavedModel-backed :class:`SourceModel` whose tensor names are the
+    SavedModel's signature keys. ``input_names``/``output_names`` map them to ONNX names;
+    ``input_perms`` permute an ONNX-layout input into the TF layout, ``output_perms`` a TF
+    output back into the ONNX layout (None: same layout).
+    """
+
+    model: SourceModel
+    input_names: dict[str, str]
+    output_names: dict[str, str]
+    input_perms: dict[str, tuple[int, ...] | None]
+    output_perms: dict[str, tuple[int, ...] | None]
+    max_relative_error: float
+
+    def to_tf_feeds(self, feeds: Feeds) -> dict[str, np.ndarray]:
+        """ONNX-named, ONNX-layout feeds -> signature-named, TF-layout feeds."""
+        result = {}
+        for key, onnx_name in self.input_names.items():
+            perm = self.input_perms[onnx_name]
+            value = np.asarray(feeds[onnx_name])
+            result[key] = value if perm is None else np.ascontiguousarray(value.transpose(perm))
+        return result
+
+
+def onnx_to_tensorflow(
+    source: SourceModel,
+    calibration_batch: Mapping[str, np.ndarray],
+    layouts: Mapping[str, str | None],
+    batch_size: int,
+    scratch: Path,
+) -> LayoutBridge:
+    """Convert ``source`` (an ONNX SourceModel) into a SavedModel in ``scratch`` and check it."""
+    tf = import_tensorflow()
+    work = scratch / "onnx2tf"
+    work.mkdir(parents=True, exist_ok=True)
+    copy = work / "model.onnx"
+    shutil.copyfile(source.path, copy)  # onnx2tf rewrites its input file
+    _write_offline_sample(work, calibration_batch)
+    keep_nhwc = [s.name for s in source.inputs if layouts.get(s.name) == "NHWC"]
+    shapes = [
+        f"{s.name}:{','.join(str(d) for d in (batch_size, *calibration_batch[s.name].shape[1:]))}"
+        for s in source.inputs
+    ]
+    _run_onnx2tf(copy, work / "saved_model", keep_nhwc, shapes)
+    with captured_output():
+        loaded = tf.saved_model.load(str(work / "saved_model"))
+    model = _savedmodel_source(tf, loaded, source.path)
+    bridge = _match(source, model, calibration_batch, batch_size)
+    return bridge
+
+
+def _write_offline_sample(folder: Path, batch: Mapping[str, np.ndarray]) -> None:
+    """The 20x128x128x3 float32 file onnx2tf looks for in the working directory.
+
+    onnx2tf uses it only for its own sanity run; we make it from calibration samples so
+    that the content is real data, not a download.
+    """
+    images = [a for a in batch.values() if a.ndim == 4]
+    if images:
+        first = images[0]
+        nhwc = first if first.shape[-1] in (1, 3) else first.transpose(NCHW_TO_NHWC)
+        rgb = np.repeat(nhwc, 3, axis=-1) if nhwc.shape[-1] == 1 else nhwc[..., :3]
+        rows = np.linspace(0, rgb.shape[1] - 1, 128).astype(int)
+        cols = np.linspace(0, rgb.shape[2] - 1, 128).astype(int)
+        resized = rgb[:, rows][:, :, cols]
+        sample = np.resize(resized, (20, 128, 128, 3)).astype(np.float32)
+    else:
+        sample = np.zeros((20, 128, 128, 3), np.float32)
+    np.save(folder / SAMPLE_FILE, sample)
+
+
+@contextlib.contextmanager
+def _inside(folder: Path) -> Iterator[None]:
+    """Run from ``folder`` with this interpreter's scripts first on PATH."""
+    previous_cwd = Path.cwd()
+    previous_path = os.environ.get("PATH", "")
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), previous_path])
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous_cwd)
+        os.environ["PATH"] = previous_path
+
+
+def _run_onnx2tf(model: Path, output: Path, keep_nhwc: list[str], shapes: list[str]) -> None:
+    import onnx2tf
+
+    failure: BaseException | None = None
+    try:
+        with _inside(model.parent), captured_output():
+            onnx2tf.convert(
+                input_onnx_file_path=str(model),
+                output_folder_path=str(output),
+                output_signaturedefs=True,
+                keep_nwc_or_nhwc_or_ndhwc_input_names=keep_nhwc or None,
+                overwrite_input_shape=shapes,
+                non_verbose=True,
+                verbosity="error",
+            )
+    except (Exception, SystemExit) as exc:  # onnx2tf exits the process on errors
+        failure = exc
+    if failure is not None or not (output / "saved_model.pb").is_file():
+        raise ConversionError(f"onnx2tf could not convert the model: {_failed_op(failure)}")
+
+
+def _failed_op(failure: BaseException | None) -> str:
+    log = last_native_lines(400)
+    found = re.findall(r"onnx_op_type:\s*([\w.]+)\s*\|?\s*onnx_op_name:\s*([^\s|]+)", log)
+    if found:
+        op_type, op_name = found[-1]
+        return f"op {op_type} ({op_name}) is not convertible"
+    found = re.findall(r"(\w+) OP is not yet implemented", log)
+    if found:
+        return f"op {found[-1]} is not supported by onnx2tf"
+    text = " ".join(str(failure).split()) if failure is not None else ""
+    return text[:200] if text and text not in {"1", "None"} else last_native_lines(2)[:300]
+
+
+def _savedmodel_source(tf: Any, loaded: Any, path: Path) -> SourceModel:
+    function = loaded.signatures["serving_default"]
+    _, input_specs = function.structured_input_signature
+    inputs = [TensorSpec(n, tuple(s.shape), s.dtype.name) for n, s in input_specs.items()]
+    outputs = [
+        TensorSpec(n, tuple(s.shape), s.dtype.name) for n, s in function.structured_outputs.items()
+    ]
+
+    def run(feeds: Feeds) -> Outputs:
+        result = function(**{s.name: tf.constant(feeds[s.name], dtype=s.dtype) for s in inputs})
+        return {s.name: np.asarray(result[s.name]) for s in outputs}
+
+    return SourceModel(
+        path=path, format="savedmodel", inputs=inputs, outputs=outputs, runner=run, native=loaded
+    )
+
+
+def _key_for(name: str, keys: list[str], position: int) -> str:
+    """onnx2tf turns ONNX names into signature keys by replacing characters TF refuses."""
+    simple = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    for key in keys:
+        if key in (name, simple) or key.strip("_") == simple.strip("_"):
+            return key
+    if position < len(keys):
+        return keys[position]
+    raise ConversionError(f"onnx2tf output has no tensor for ONNX {name!r} (has {keys})")
+
+
+def _match(
+    source: SourceModel, model: SourceModel, batch: Mapping[str, np.ndarray], batch_size: int
+) -> LayoutBridge:
+    in_keys = [s.name for s in model.inputs]
+    out_keys = [s.name for s in model.outputs]
+    input_names = {_key_for(s.name, in_keys, i): s.name for i, s in enumerate(source.inputs)}
+    specs = {s.name: s for s in model.inputs}
+    input_perms = {
+        onnx_name: _perm_between(batch[onnx_name].shape[1:], tuple(specs[key].shape[1:]))
+        for key, onnx_name in input_names.items()
+    }
+    output_names = {_key_for(s.name, out_keys, i): s.name for i, s in enumerate(source.outputs)}
+    sample = {k: v[:batch_size] for k, v in batch.items()}
+    reference = source.run(sample)
+    bridge = LayoutBridge(model, input_names, output_names, input_perms, {}, 0.0)
+    tf_out = model.run(bridge.to_tf_feeds(sample))
+    output_perms = {
+        onnx_name: _perm_between(tf_out[key].shape, reference[onnx_name].shape, to_source=True)
+        for key, onnx_name in output_names.items()
+    }
+    converted = {
+        onnx_name: _permute(tf_out[key], output_perms[onnx_name])
+        for key, onnx_name in output_names.items()
+    }
+    errors = check_float_match(reference, converted, FLOAT_TOLERANCE, "onnx2tf")
+    return LayoutBridge(
+        model, input_names, output_names, input_perms, output_perms, max(errors.values())
+    )
+
+
+def _perm_between(
+    from_shape: tuple[int | None, ...], to_shape: tuple[int | None, ...], to_source: bool = False
+) -> tuple[int, ...] | None:
+    """The NCHW->NHWC (or, ``to_source``, NHWC->NCHW) permutation that turns ``from_shape``
+    into ``to_shape``; None when they are equal."""
+    if len(from_shape) == 3:  # per-sample shapes: add the batch axis
+        from_shape, to_shape = (1, *from_shape), (1, *to_shape)
+    if tuple(from_shape) == tuple(to_shape) or len(from_shape) != 4:
+        return None
+    perm = NHWC_TO_NCHW if to_source else NCHW_TO_NHWC
+    if tuple(from_shape[i] for i in perm) == tuple(to_shape):
+        return perm
+    raise ConversionError(f"onnx2tf changed a tensor's shape from {from_shape} to {to_shape}")
+
+
+def _permute(value: np.ndarray, perm: tuple[int, ...] | None) -> np.ndarray:
+    return value if perm is None else np.ascontiguousarray(np.asarray(value).transpose(perm))

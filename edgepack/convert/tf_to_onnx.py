@@ -1,0 +1,128 @@
+"""Keras / SavedModel -> ONNX with tf2onnx, checked against the source on calibration samples."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepack._native import captured_output, import_tensorflow
+from edgepack.convert.compare import check_float_match
+from edgepack.errors import ConversionError
+from edgepack.frontends.base import SourceModel
+
+FLOAT_TOLERANCE = 1e-3
+
+
+def tensorflow_to_onnx(
+    source: SourceModel, batch: Mapping[str, np.ndarray], opset: int, target: Path
+) -> tuple[dict[str, str], float]:
+    """Write ``source`` as a float ONNX model (dynamic batch) to ``target``.
+
+    Returns the map from ONNX input names to source input names, and the largest relative
+    error of the converted model on ``batch``.
+    """
+    import tf2onnx
+
+    tf = import_tensorflow()
+    names = [_onnx_name(s.name, i) for i, s in enumerate(source.inputs)]
+    specs = [
+        tf.TensorSpec((None, *batch[s.name].shape[1:]), tf.float32, name=name)
+        for name, s in zip(names, source.inputs, strict=True)
+    ]
+    function = tf.function(_call(source), input_signature=specs)
+    try:
+        with captured_output():
+            proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset)
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:300]
+        raise ConversionError(f"tf2onnx could not convert the model: {text}") from None
+    _canonical_names(proto)
+    target.write_bytes(proto.SerializeToString())
+    mapping = dict(zip(names, (s.name for s in source.inputs), strict=True))
+    return mapping, _check(source, target, batch, mapping)
+
+
+_GENERATED = re.compile(r"__(\d+)")
+
+
+def _canonical_names(proto: Any) -> None:
+    """Make tf2onnx's generated names depend on the model only.
+
+    tf2onnx suffixes the names it makes with a process-wide counter (``Reshape__38``) and, when
+    it merges identical constants, keeps whichever name its hash-ordered set yields first. So
+    the same model gives different files from run to run (and the graph's doc string names
+    the traced function, numbered per process). Generated constants are renamed
+    ``const__K`` and every other generated suffix renumbered, both in order of first use.
+    """
+    graph = proto.graph
+    graph.doc_string = "converted by tf2onnx"  # tf2onnx writes the traced function's counter
+    generated = {i.name for i in graph.initializer if _GENERATED.search(i.name)}
+    renamed: dict[str, str] = {}
+    numbers: dict[str, str] = {}
+
+    def canonical(name: str) -> str:
+        if name in generated:
+            return renamed.setdefault(name, f"const__{len(renamed) + 1}")
+        return _GENERATED.sub(
+            lambda m: "__" + numbers.setdefault(m.group(1), str(len(numbers) + 1)), name
+        )
+
+    for node in graph.node:
+        node.input[:] = [canonical(n) for n in node.input]
+        node.output[:] = [canonical(n) for n in node.output]
+        node.name = canonical(node.name)
+    for item in [*graph.initializer, *graph.value_info, *graph.input, *graph.output]:
+        item.name = canonical(item.name)
+    ordered = sorted(
+        graph.initializer,
+        key=lambda i: (0, int(i.name[7:])) if i.name.startswith("const__") else (1, 0),
+    )
+    copies = [type(i).FromString(i.SerializeToString()) for i in ordered]
+    del graph.initializer[:]
+    graph.initializer.extend(copies)
+
+
+def _call(source: SourceModel) -> Any:
+    output_names = [o.name for o in source.outputs]
+    input_names = [s.name for s in source.inputs]
+    if source.format == "keras":
+        model = source.native
+
+        def call(*args: Any) -> dict[str, Any]:
+            result = model(args[0] if len(args) == 1 else list(args), training=False)
+            values = result if isinstance(result, list | tuple) else [result]
+            return dict(zip(output_names, values, strict=True))
+
+        return call
+    signature = source.native.signatures["serving_default"]
+
+    def call_signature(*args: Any) -> dict[str, Any]:
+        result = signature(**dict(zip(input_names, args, strict=True)))
+        return {name: result[name] for name in output_names}
+
+    return call_signature
+
+
+def _onnx_name(name: str, position: int) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_]", "_", name.split(":", maxsplit=1)[0]).strip("_")
+    return cleaned if cleaned and not cleaned[0].isdigit() else f"input_{position}"
+
+
+def _check(
+    source: SourceModel, target: Path, batch: Mapping[str, np.ndarray], mapping: dict[str, str]
+) -> float:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    outputs = [o.name for o in session.get_outputs()]
+    missing = [o.name for o in source.outputs if o.name not in outputs]
+    if missing:
+        raise ConversionError(f"tf2onnx output names {outputs} miss source outputs {missing}")
+    values = session.run(outputs, {onnx: batch[name] for onnx, name in mapping.items()})
+    converted = dict(zip(outputs, values, strict=True))
+    errors = check_float_match(source.run(batch), converted, FLOAT_TOLERANCE, "tf2onnx")
+    return max(errors.values())
