@@ -123,6 +123,7 @@ def build(
     out: str | os.PathLike[str] | None = None,
     num_calib: int | None = None,
     seed: int | None = None,
+    calib_method: str | None = None,
     force: bool | None = None,
     drift_samples: int | None = None,
     min_agreement: float | str | None = None,
@@ -152,6 +153,7 @@ def build(
         "drift.min_agreement": min_agreement,
         "drift.max_drop": max_drop,
         "drift.min_sqnr": min_sqnr,
+        "settings.calibration_method": calib_method,
     }
     model_path = _absolute(Path(model), work_dir)
     plans = []

@@ -133,6 +133,11 @@ def cli(verbose: int, quiet: int) -> None:
     help="Calibration samples to use [default: from the profile].",
 )
 @click.option("--seed", type=int, default=None, help="Seed of the sample selection [default: 0].")
+@click.option(
+    "--calib-method",
+    default=None,
+    help="Calibration method where the target offers a choice: minmax, percentile, entropy.",
+)
 @click.option("--force", is_flag=True, default=None, help="Replace existing bundles.")
 @click.option(
     "--drift-samples", type=int, default=None, help="Most held-out samples for the drift check."

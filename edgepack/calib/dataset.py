@@ -14,6 +14,7 @@ feeds a single-input model) and optionally ``labels``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
@@ -121,8 +122,25 @@ class SampleSet:
         """Check the set against a model's inputs and return a loader for that model."""
         if self.kind in {"images", "npy"}:
             target = self._single_input(inputs)
+            if self.kind == "images" and self.preprocessing.size is None:
+                self._take_size_from(target)
             return BoundSet(self, {target.name: None}, inputs)
         return BoundSet(self, self._npz_keys(inputs), inputs)
+
+    def _take_size_from(self, spec: TensorSpec) -> None:
+        """An image set without ``size`` is resized to the model's fixed input size."""
+        shape = spec.shape
+        axes = (1, 2) if self.preprocessing.layout == "NHWC" else (2, 3)
+        sizes = [shape[a] if len(shape) == 4 else None for a in axes]
+        if any(s is None for s in sizes):
+            shown = tuple("?" if d is None else d for d in shape)
+            raise CalibrationError(
+                f"{self.root / CONTRACT_FILE}: model input {spec.name!r} has dynamic spatial "
+                f"dimensions {shown}; declare size = [height, width] under [preprocessing]"
+            )
+        resolved = dataclasses.replace(self.preprocessing, size=(int(sizes[0]), int(sizes[1])))  # type: ignore[arg-type]
+        self.contract = dataclasses.replace(self.contract, preprocessing=resolved)
+        self._fingerprint = None
 
     def _single_input(self, inputs: Sequence[TensorSpec]) -> TensorSpec:
         wanted = self.contract.input_name
@@ -254,8 +272,6 @@ def open_sample_set(root: str | Path, fallback: Contract | None = None) -> Sampl
 
 
 def _image_set(root: Path, contract: Contract, images: list[Path]) -> SampleSet:
-    if contract.preprocessing.size is None:
-        raise CalibrationError(f"{root / CONTRACT_FILE}: image sets need [preprocessing] size")
     labels_csv = root / LABELS_FILE
     extra: list[Path] = []
     if labels_csv.is_file():

@@ -35,7 +35,8 @@ def load_image(path: Path, contract: Preprocessing, root: Path) -> np.ndarray:
 def _convert(image: Image.Image, contract: Preprocessing) -> np.ndarray:
     mode = "L" if contract.color == "GRAY" else "RGB"
     converted = image.convert(mode)
-    assert contract.size is not None
+    if contract.size is None:
+        raise CalibrationError("image preprocessing has no size (bind the set to a model first)")
     height, width = contract.size
     if converted.size != (width, height):
         converted = converted.resize((width, height), _RESAMPLE[contract.resize])

@@ -79,3 +79,57 @@ def tiny_onnx(path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     model.ir_version = 8
     onnx.save(model, str(path))
     return path, weight, bias
+
+
+def conv_onnx(path: Path, layout: str = "NCHW", pool: str = "GlobalAveragePool",
+              opset: int = 13, spatial: int | None = 8) -> Path:
+    """An RGB conv classifier: Conv(3->4) -> Relu -> pool -> Gemm(4->3) -> Softmax.
+
+    ``layout="NHWC"`` puts a Transpose in front (the input is then [N, H, W, 3], as TF exports
+    are); ``pool="LpPool"`` uses an op onnx2tf cannot convert; ``spatial=None`` makes the
+    height and width dynamic.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    nodes = []
+    first = "x"
+    dim = spatial if spatial is not None else "H"
+    if layout == "NHWC":
+        nodes.append(helper.make_node("Transpose", ["x"], ["x_nchw"], perm=[0, 3, 1, 2]))
+        first = "x_nchw"
+        shape = ["N", dim, dim if spatial else "W", 3]
+    else:
+        shape = ["N", 3, dim, dim if spatial else "W"]
+    nodes += [
+        helper.make_node("Conv", [first, "K", "B"], ["conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+    ]
+    if pool == "LpPool":
+        nodes.append(helper.make_node("LpPool", ["relu"], ["lp"], kernel_shape=[2, 2], p=2,
+                                      strides=[2, 2]))
+        nodes.append(helper.make_node("GlobalAveragePool", ["lp"], ["pooled"]))
+    else:
+        nodes.append(helper.make_node("GlobalAveragePool", ["relu"], ["pooled"]))
+    nodes += [
+        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "W", "b"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+    ]
+    initializers = [
+        numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "K"),
+        numpy_helper.from_array(rng.normal(size=(4,)).astype(np.float32) * 0.1, "B"),
+        numpy_helper.from_array(rng.normal(size=(4, 3)).astype(np.float32), "W"),
+        numpy_helper.from_array(np.zeros(3, np.float32), "b"),
+    ]
+    graph = helper.make_graph(
+        nodes, "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3])],
+        initializer=initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path

@@ -138,20 +138,6 @@ def test_float_fallback_when_the_profile_allows_it(run_cli: Run, tmp_path: Path)
     assert manifest["target"]["settings"]["allow_float_fallback"] is True
 
 
-def test_onnx_source_for_tflite_is_refused_clearly(run_cli: Run, tmp_path: Path) -> None:
-    from tests.integration.models import tiny_onnx
-
-    tiny_onnx(tmp_path / "tiny.onnx")
-    write_gray_images(tmp_path / "calib", 10, (6, 6))
-    (tmp_path / "calib" / "calibration.toml").write_text(
-        '[preprocessing]\nsize = [6, 6]\ncolor = "GRAY"\nlayout = "NCHW"\n'
-    )
-    assert_one_line_error(
-        build(run_cli, "tiny.onnx", "calib"), EXIT_CONVERSION, "tiny.onnx is onnx"
-    )
-    assert folder_is_empty(tmp_path / "out")
-
-
 @pytest.mark.parametrize(
     "flag", [["--num-calib", "0"], ["--max-drop", "2"], ["--min-agreement", "abc"]]
 )

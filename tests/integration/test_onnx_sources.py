@@ -1,0 +1,170 @@
+"""ONNX models as sources: into TFLite through onnx2tf (one path with Keras models) and into
+the ONNX int8 target; the traps measured with onnx2tf, each tested."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgepack.errors import EXIT_CONVERSION, EXIT_INPUT
+from tests.conftest import CliResult, assert_one_line_error, assert_valid_manifest, folder_is_empty
+from tests.integration.models import conv_onnx
+
+Run = Callable[..., CliResult]
+
+RGB_CONTRACT = """\
+[preprocessing]
+{size}
+color = "RGB"
+layout = "{layout}"
+mean = [0.5, 0.5, 0.5]
+std = [0.25, 0.25, 0.25]
+"""
+
+
+def rgb_set(folder: Path, layout: str, size: str = "size = [8, 8]", count: int = 40) -> Path:
+    rng = np.random.default_rng(7)
+    for i in range(count):
+        target = folder / str(i % 3) / f"{i:03d}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), "RGB").save(target)
+    (folder / "calibration.toml").write_text(RGB_CONTRACT.format(size=size, layout=layout))
+    return folder
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to open a network connection fails the test."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def manifest(tmp_path: Path, name: str) -> dict:
+    data = json.loads((tmp_path / "bundles" / name / "manifest.json").read_text())
+    assert_valid_manifest(data)
+    return data
+
+
+def test_nchw_onnx_to_tflite_is_nhwc_offline_and_leaves_the_input_alone(
+    run_cli: Run, tmp_path: Path, offline: None
+) -> None:
+    model = conv_onnx(tmp_path / "conv.onnx")
+    rgb_set(tmp_path / "calib", "NCHW")
+    before = sha(model)
+    result = run_cli("-q", "build", "conv.onnx", "-t", "tflite", "-t", "onnx", "-c", "calib",
+                     "--num-calib", "30", "--min-agreement", "90%", "--max-drop", "off")
+    assert result.exit_code == 0, result.stderr
+    assert sha(model) == before  # onnx2tf simplifies the file it gets in place: not ours
+    tflite = manifest(tmp_path, "conv-tflite")
+    (image,) = tflite["inputs"]
+    assert (image["shape"], image["layout"], image["transpose"]) == ([1, 8, 8, 3], "NHWC",
+                                                                     [0, 2, 3, 1])
+    assert tflite["preprocessing"]["layout"] == "NHWC"
+    assert tflite["preprocessing"]["source_layout"] == "NCHW"
+    assert tflite["model"]["float_ops"] == []
+    assert "onnx2tf" in tflite["versions"]
+    assert tflite["drift"]["min_sqnr_db"] > 25.0
+    onnx_bundle = manifest(tmp_path, "conv-onnx")
+    assert onnx_bundle["inputs"][0]["shape"] == [-1, 3, 8, 8]
+    assert onnx_bundle["inputs"][0]["dtype"] == "float32"
+    assert onnx_bundle["model"]["ops"]["QuantizeLinear"] >= 3
+    assert onnx_bundle["drift"]["min_sqnr_db"] > 25.0
+    # the drift check of a transposed bundle feeds the source layout and transposes itself
+    check = run_cli("-q", "check", "bundles/conv-tflite", "--data", "calib",
+                    "--min-agreement", "90%")
+    assert check.exit_code == 0, check.stderr
+
+
+def test_nhwc_onnx_input_keeps_its_layout(run_cli: Run, tmp_path: Path, offline: None) -> None:
+    conv_onnx(tmp_path / "nhwc.onnx", layout="NHWC")
+    rgb_set(tmp_path / "calib", "NHWC")
+    result = run_cli("-q", "build", "nhwc.onnx", "-t", "tflite", "-c", "calib", "--num-calib",
+                     "30", "--min-agreement", "90%", "--max-drop", "off")
+    assert result.exit_code == 0, result.stderr
+    (image,) = manifest(tmp_path, "nhwc-tflite")["inputs"]
+    # without keep_nwc_or_nhwc_or_ndhwc_input_names onnx2tf would make this [1, 8, 3, 8]
+    assert (image["shape"], image["layout"], image["transpose"]) == ([1, 8, 8, 3], "NHWC", None)
+
+
+def test_old_opset_is_upgraded_before_per_channel_qdq(run_cli: Run, tmp_path: Path) -> None:
+    conv_onnx(tmp_path / "old.onnx", opset=11)
+    rgb_set(tmp_path / "calib", "NCHW")
+    result = run_cli("-q", "build", "old.onnx", "-t", "onnx", "-c", "calib", "--num-calib", "30",
+                     "--min-agreement", "90%", "--max-drop", "off")
+    assert result.exit_code == 0, result.stderr
+    model = manifest(tmp_path, "old-onnx")["model"]
+    assert (model["source_opset"], model["upgraded_to_opset"]) == (11, 13)
+    assert model["float_max_rel_error"] < 1e-5
+
+
+def test_op_onnx2tf_cannot_convert_is_named(run_cli: Run, tmp_path: Path) -> None:
+    conv_onnx(tmp_path / "lp.onnx", pool="LpPool")
+    rgb_set(tmp_path / "calib", "NCHW")
+    result = run_cli("-q", "build", "lp.onnx", "-t", "tflite", "-c", "calib", "--out", "out")
+    assert_one_line_error(result, EXIT_CONVERSION, "onnx2tf", "LpPool")
+    assert folder_is_empty(tmp_path / "out")
+
+
+def test_dynamic_spatial_dims_need_a_size(run_cli: Run, tmp_path: Path) -> None:
+    conv_onnx(tmp_path / "dyn.onnx", spatial=None)
+    rgb_set(tmp_path / "calib", "NCHW", size="")
+    result = run_cli("-q", "build", "dyn.onnx", "-t", "onnx", "-c", "calib", "--out", "out")
+    assert_one_line_error(result, EXIT_INPUT, "dynamic spatial dimensions", "size = [height, width]")
+    assert folder_is_empty(tmp_path / "out")
+
+
+def test_fixed_size_model_gives_the_size_when_the_contract_has_none(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    conv_onnx(tmp_path / "conv.onnx")
+    rgb_set(tmp_path / "calib", "NCHW", size="")
+    result = run_cli("-q", "build", "conv.onnx", "-t", "onnx", "-c", "calib", "--num-calib", "30",
+                     "--min-agreement", "90%", "--max-drop", "off")
+    assert result.exit_code == 0, result.stderr
+    assert manifest(tmp_path, "conv-onnx")["preprocessing"]["size"] == [8, 8]
+
+
+def test_input_name_the_onnx_model_does_not_have(run_cli: Run, tmp_path: Path) -> None:
+    conv_onnx(tmp_path / "conv.onnx")
+    calib = rgb_set(tmp_path / "calib", "NCHW")
+    (calib / "calibration.toml").write_text('input = "images"\n' + RGB_CONTRACT.format(
+        size="size = [8, 8]", layout="NCHW"))
+    result = run_cli("-q", "build", "conv.onnx", "-t", "onnx", "-c", "calib", "--out", "out")
+    assert_one_line_error(result, EXIT_INPUT, "'images' is not an input of the model", "x")
+    assert folder_is_empty(tmp_path / "out")
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile", "entropy"])
+def test_calibration_method_is_applied_and_recorded(run_cli: Run, tmp_path: Path,
+                                                    method: str) -> None:
+    conv_onnx(tmp_path / "conv.onnx")
+    rgb_set(tmp_path / "calib", "NCHW")
+    result = run_cli("-q", "build", "conv.onnx", "-t", "onnx", "-c", "calib", "--num-calib",
+                     "30", "--calib-method", method, "--min-agreement", "off", "--max-drop", "off")
+    assert result.exit_code == 0, result.stderr
+    recorded = manifest(tmp_path, "conv-onnx")
+    assert recorded["calibration"]["method"].startswith(method)
+    assert recorded["target"]["settings"]["calibration_method"] == method
+
+
+def test_calibration_method_tflite_cannot_do(run_cli: Run, tmp_path: Path) -> None:
+    conv_onnx(tmp_path / "conv.onnx")
+    rgb_set(tmp_path / "calib", "NCHW")
+    result = run_cli("-q", "build", "conv.onnx", "-t", "tflite", "-c", "calib",
+                     "--calib-method", "entropy")
+    assert_one_line_error(result, 2, "min/max ranges only")
