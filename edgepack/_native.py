@@ -10,6 +10,7 @@ away: with ``-v`` it is replayed, and :func:`last_native_lines` lets an error me
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import sys
@@ -40,11 +41,13 @@ def last_native_lines(count: int = 3) -> str:
 
 @contextlib.contextmanager
 def captured_output() -> Iterator[None]:
-    """Send file descriptors 1 and 2 to a buffer while the block runs."""
+    """Send file descriptors 1 and 2, and Python's sys.stdout/sys.stderr, to a buffer while
+    the block runs."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     saved: list[tuple[int, int]] = []
+    python_level = io.StringIO()  # print() to a replaced sys.stdout (tests, notebooks) skips fds
     with tempfile.TemporaryFile(mode="w+b") as sink:
         try:
             for fd in (1, 2):
@@ -53,7 +56,11 @@ def captured_output() -> Iterator[None]:
                     os.dup2(sink.fileno(), fd)
                 except OSError:
                     continue
-            with warnings.catch_warnings():
+            with (
+                warnings.catch_warnings(),
+                contextlib.redirect_stdout(python_level),
+                contextlib.redirect_stderr(python_level),
+            ):
                 if verbosity() < 2:
                     warnings.simplefilter("ignore")
                 yield
@@ -65,7 +72,7 @@ def captured_output() -> Iterator[None]:
                 os.dup2(copy, fd)
                 os.close(copy)
             sink.seek(0)
-            text = sink.read().decode("utf-8", errors="replace")
+            text = sink.read().decode("utf-8", errors="replace") + python_level.getvalue()
             _STATE["last"] = text
             if verbosity() >= 1 and text.strip():
                 sys.stderr.write(text)

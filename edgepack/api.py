@@ -128,7 +128,7 @@ def build(
     drift_samples: int | None = None,
     min_agreement: float | str | None = None,
     max_drop: float | str | None = None,
-    min_sqnr: float | None = None,
+    min_sqnr: float | str | None = None,
     cwd: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> list[BuildResult]:
@@ -355,7 +355,7 @@ def check(
     model: str | os.PathLike[str] | None = None,
     min_agreement: float | str | None = None,
     max_drop: float | str | None = None,
-    min_sqnr: float | None = None,
+    min_sqnr: float | str | None = None,
     samples: int | None = None,
     seed: int = 0,
     json_path: str | os.PathLike[str] | None = None,

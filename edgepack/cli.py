@@ -144,7 +144,7 @@ def cli(verbose: int, quiet: int) -> None:
 )
 @click.option("--min-agreement", default=None, help="Top-1 agreement budget, e.g. 99% or 0.99.")
 @click.option("--max-drop", default=None, help="Accuracy drop budget, e.g. 1% or 0.01.")
-@click.option("--min-sqnr", type=float, default=None, help="Minimum SQNR per output, in dB.")
+@click.option("--min-sqnr", default=None, help="Minimum SQNR per output in dB, or off.")
 @_verbosity_options
 @_reported
 def build(
@@ -186,7 +186,7 @@ def build(
 )
 @click.option("--min-agreement", default=None, help="Top-1 agreement budget, e.g. 99% or 0.99.")
 @click.option("--max-drop", default=None, help="Accuracy drop budget, e.g. 1% or 0.01.")
-@click.option("--min-sqnr", type=float, default=None, help="Minimum SQNR per output, in dB.")
+@click.option("--min-sqnr", default=None, help="Minimum SQNR per output in dB, or off.")
 @click.option("--samples", type=int, default=None, help="Most samples to evaluate.")
 @click.option(
     "--json",

