@@ -90,7 +90,7 @@ class ONNXBackend:
         with tempfile.TemporaryDirectory(prefix="edgepack-onnx-") as scratch:
             folder = Path(scratch)
             float_model, names, details = _float_model(source, check_batch, settings, folder)
-            prepared, details["preprocessed"] = _pre_process(float_model, folder)
+            prepared, details["preprocessing"] = _pre_process(float_model, folder)
             model_file = workdir / self.model_file_name
             _quantize(prepared, model_file, _Reader(calibration, names), settings)
             details["float_size_bytes"] = float_model.stat().st_size
@@ -187,7 +187,7 @@ def _run_file(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]
     return dict(zip(names, session.run(names, inputs), strict=True))
 
 
-def _pre_process(model: Path, folder: Path) -> tuple[Path, bool]:
+def _pre_process(model: Path, folder: Path) -> tuple[Path, str]:
     """onnxruntime's quantization pre-processing (shape inference, graph optimization).
 
     Its symbolic shape inference fails on some real models (Paddle exports with dynamic
@@ -203,7 +203,8 @@ def _pre_process(model: Path, folder: Path) -> tuple[Path, bool]:
                 quant_pre_process(str(model), str(target), skip_symbolic_shape=skip_symbolic)
             if skip_symbolic:
                 log.debug("quantization pre-processing ran without symbolic shape inference")
-            return target, True
+                return target, "without symbolic shape inference"
+            return target, "full"
         except Exception as exc:
             text = " ".join(str(exc).split())[:200] or type(exc).__name__
             log.debug(
@@ -213,7 +214,7 @@ def _pre_process(model: Path, folder: Path) -> tuple[Path, bool]:
             )
     log.debug("quantizing the model without pre-processing")
     _constants_to_initializers(model)
-    return model, False
+    return model, "failed: quantized as it is"
 
 
 def _constants_to_initializers(path: Path) -> None:

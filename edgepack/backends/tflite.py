@@ -32,6 +32,7 @@ from edgepack.backends.base import (
 )
 from edgepack.errors import ConversionError, UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
+from edgepack.frontends.tf_call import signature_name, tf_callable
 
 IO_DTYPES = ("int8", "uint8")
 SUPPORTED_SOURCES = ("keras", "savedmodel", "onnx")
@@ -229,11 +230,6 @@ def _transposed(value: np.ndarray, perm: tuple[int, ...] | None) -> np.ndarray:
 # ---------------------------------------------------------------------------- conversion
 
 
-def _signature_name(name: str, position: int) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9_]", "_", name.split(":", maxsplit=1)[0]).strip("_")
-    return cleaned if cleaned and not cleaned[0].isdigit() else f"input_{position}"
-
-
 def _export_fixed_shape(
     tf: Any,
     source: SourceModel,
@@ -266,27 +262,10 @@ def _fixed_shape_function(
 ) -> Any:
     """A tf.function with fixed input shapes whose outputs are keyed by source output names."""
     specs = [
-        tf.TensorSpec((batch, *input_shapes[s.name]), tf.float32, name=_signature_name(s.name, i))
+        tf.TensorSpec((batch, *input_shapes[s.name]), tf.float32, name=signature_name(s.name, i))
         for i, s in enumerate(source.inputs)
     ]
-    output_names = [o.name for o in source.outputs]
-    if source.format == "keras":
-        model = source.native
-
-        def call(*args: Any) -> dict[str, Any]:
-            result = model(args[0] if len(args) == 1 else list(args), training=False)
-            values = result if isinstance(result, list | tuple) else [result]
-            return dict(zip(output_names, values, strict=True))
-
-    else:
-        signature = source.native.signatures["serving_default"]
-        input_names = [s.name for s in source.inputs]
-
-        def call(*args: Any) -> dict[str, Any]:
-            result = signature(**dict(zip(input_names, args, strict=True)))
-            return {name: result[name] for name in output_names}
-
-    return tf.function(call, input_signature=specs)
+    return tf.function(tf_callable(source), input_signature=specs)
 
 
 def _representative(view: _TFView, calibration: CalibrationData, settings: TFLiteSettings) -> Any:
@@ -356,7 +335,7 @@ def _io_details(model_file: Path, view: _TFView) -> tuple[list[TensorInfo], list
     signature = interpreter._get_full_signature_list()["serving_default"]
     index_to_key_in = {index: key for key, index in signature["inputs"].items()}
     index_to_key_out = {index: key for key, index in signature["outputs"].items()}
-    sig_to_tf = {_signature_name(s.name, i): s.name for i, s in enumerate(view.model.inputs)}
+    sig_to_tf = {signature_name(s.name, i): s.name for i, s in enumerate(view.model.inputs)}
     inputs = []
     for detail in interpreter.get_input_details():
         source_name = view.input_names[sig_to_tf[index_to_key_in[detail["index"]]]]

@@ -13,6 +13,7 @@ from edgepack._native import captured_output, import_tensorflow
 from edgepack.convert.compare import check_float_match
 from edgepack.errors import ConversionError
 from edgepack.frontends.base import SourceModel
+from edgepack.frontends.tf_call import signature_name, tf_callable
 
 FLOAT_TOLERANCE = 1e-3
 
@@ -28,12 +29,12 @@ def tensorflow_to_onnx(
     import tf2onnx
 
     tf = import_tensorflow()
-    names = [_onnx_name(s.name, i) for i, s in enumerate(source.inputs)]
+    names = [signature_name(s.name, i) for i, s in enumerate(source.inputs)]
     specs = [
         tf.TensorSpec((None, *batch[s.name].shape[1:]), tf.float32, name=name)
         for name, s in zip(names, source.inputs, strict=True)
     ]
-    function = tf.function(_call(source), input_signature=specs)
+    function = tf.function(tf_callable(source), input_signature=specs)
     try:
         with captured_output():
             proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset)
@@ -84,32 +85,6 @@ def _canonical_names(proto: Any) -> None:
     copies = [type(i).FromString(i.SerializeToString()) for i in ordered]
     del graph.initializer[:]
     graph.initializer.extend(copies)
-
-
-def _call(source: SourceModel) -> Any:
-    output_names = [o.name for o in source.outputs]
-    input_names = [s.name for s in source.inputs]
-    if source.format == "keras":
-        model = source.native
-
-        def call(*args: Any) -> dict[str, Any]:
-            result = model(args[0] if len(args) == 1 else list(args), training=False)
-            values = result if isinstance(result, list | tuple) else [result]
-            return dict(zip(output_names, values, strict=True))
-
-        return call
-    signature = source.native.signatures["serving_default"]
-
-    def call_signature(*args: Any) -> dict[str, Any]:
-        result = signature(**dict(zip(input_names, args, strict=True)))
-        return {name: result[name] for name in output_names}
-
-    return call_signature
-
-
-def _onnx_name(name: str, position: int) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9_]", "_", name.split(":", maxsplit=1)[0]).strip("_")
-    return cleaned if cleaned and not cleaned[0].isdigit() else f"input_{position}"
 
 
 def _check(

@@ -10,6 +10,7 @@ import numpy as np
 from edgepack._native import captured_output, import_tensorflow
 from edgepack.errors import ModelLoadError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel, TensorSpec
+from edgepack.frontends.tf_call import keras_arguments
 
 
 def load_keras(path: Path) -> SourceModel:
@@ -27,7 +28,7 @@ def load_keras(path: Path) -> SourceModel:
 
     def run(feeds: Feeds) -> Outputs:
         args = [np.asarray(feeds[spec.name], dtype=np.float32) for spec in inputs]
-        result = model(args[0] if len(args) == 1 else args, training=False)
+        result = model(keras_arguments(model, args), training=False)
         values = result if isinstance(result, list | tuple) else [result]
         return {spec.name: np.asarray(v) for spec, v in zip(outputs, values, strict=True)}
 

@@ -38,6 +38,8 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         DIGITS_MODEL,
         "--target",
         "tflite",
+        "--target",
+        "onnx",
         "--calib",
         DIGITS_CALIB,
         "--out",
@@ -45,8 +47,13 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=work,
     )
     assert code == 0, stderr
-    assert "tflite" in stdout and "pass" in stdout
+    assert "tflite" in stdout and "onnx" in stdout and "pass" in stdout
     return work / "bundles" / "digits-tflite"
+
+
+@pytest.fixture(scope="module")
+def onnx_bundle(bundle: Path) -> Path:
+    return bundle.parent / "digits-onnx"
 
 
 def manifest_of(bundle: Path) -> dict:
@@ -210,3 +217,35 @@ def test_uint8_profile_from_a_user_file(tmp_path: Path) -> None:
     assert manifest["inputs"][0]["quantization"]["zero_point"] == 0
     assert manifest["drift"]["samples"] == 100
     assert manifest["target"]["profile_source"] == str(profile)
+
+
+def test_onnx_bundle_is_int8_qdq_and_meets_the_budget(onnx_bundle: Path) -> None:
+    manifest = manifest_of(onnx_bundle)
+    assert_valid_manifest(manifest)
+    model = manifest["model"]
+    assert model["converted_from"] == "keras"
+    assert model["float_max_rel_error"] < 1e-5  # tf2onnx's float model matches Keras
+    assert model["ops"]["QuantizeLinear"] >= 5 and model["ops"]["DequantizeLinear"] >= 10
+    assert model["ops"]["Conv"] == 2 and model["ops"]["Gemm"] == 2
+    assert model["size_bytes"] / model["float_size_bytes"] <= 0.3
+    (image,) = manifest["inputs"]
+    assert (image["dtype"], image["shape"], image["quantization"]) == (
+        "float32",
+        [-1, 8, 8, 1],
+        None,
+    )
+    assert manifest["calibration"]["method"] == "minmax"
+    drift = manifest["drift"]
+    assert drift["top1_agreement"] >= 0.99 and drift["accuracy_drop"] <= 0.01
+
+
+def test_onnx_check_on_the_evaluation_split(onnx_bundle: Path, tmp_path: Path) -> None:
+    report_file = tmp_path / "report.json"
+    code, _, stderr = invoke(
+        "check", onnx_bundle, "--data", DIGITS_EVAL, "--json", report_file, cwd=tmp_path
+    )
+    assert code == 0, stderr
+    report = json.loads(report_file.read_text())
+    assert report["runtime"].startswith("onnxruntime")
+    assert report["samples"] == 400
+    assert report["top1_agreement"] >= 0.99 and report["accuracy_drop"] <= 0.01

@@ -64,7 +64,14 @@ def test_real_model_bundle(
         assert output.sqnr_db >= min_sqnr, (output.name, output.sqnr_db)
     record_property(f"{name}-{target}-agreement", report.top1_agreement)
     assert report.top1_agreement >= min_agreement
-    assert result.manifest["model"]["float_ops"] == [] or target == "onnx"
+    details = result.manifest["model"]
+    if target == "tflite":
+        assert details["float_ops"] == []
+    if (name, target) == ("ppocr_cls", "onnx"):
+        # opset 11: upgraded for per-channel QDQ; its dynamic H/W break onnxruntime's symbolic
+        # shape inference, so pre-processing runs without it rather than not at all
+        assert (details["source_opset"], details["upgraded_to_opset"]) == (11, 13)
+        assert details["preprocessing"] == "without symbolic shape inference"
     print(
         f"{name} {target}: SQNR {[round(o.sqnr_db, 1) for o in report.outputs]} dB, "
         f"agreement {report.top1_agreement:.1%} on {report.samples} held-out samples"
