@@ -1,0 +1,145 @@
+"""A NumPy interpreter of Core ML ML programs: run an ``.mlpackage`` on any OS.
+
+Apple's Core ML runtime exists only on macOS; coremltools converts on Linux but cannot
+predict there. :class:`CoreMLEmulator` loads an ML program (an ``.mlpackage`` folder or an
+in-memory ``coremltools.models.MLModel``), reads its program with coremltools' milproto loader
+(weights from the weight blob file), and executes the ops with NumPy kernels whose semantics
+come from coremltools' op definitions (iOS15 to iOS18 opsets)::
+
+    from edgepack.emulators.coreml import CoreMLEmulator
+
+    emulator = CoreMLEmulator("Model.mlpackage")
+    outputs = emulator.predict({"image": array})          # like MLModel.predict
+    tensors = emulator.capture({"image": array}, ["conv1_relu"])   # intermediate tensors
+
+Precision: every tensor keeps the dtype the program declares (fp16 programs stay fp16 between
+ops; int8/uint8 where quantized). Each op is computed in fp32 from its fp16 inputs and rounded
+to fp16 on output. Weight decompression (``constexpr_affine_dequantize``,
+``constexpr_blockwise_shift_scale``, ``constexpr_lut_to_dense``, ``constexpr_sparse_to_dense``)
+and activation ``quantize``/``dequantize`` follow coremltools' formulas exactly (rounding half
+to even, saturation to the output type).
+
+Where a device can differ (also in ``firmware-notes/apple-ane.md``):
+
+- accumulation: the Neural Engine and GPU accumulate convolutions and matmuls in fp16 or in
+  mixed precision, in an order of their own; this emulator accumulates in fp32 (NumPy/BLAS
+  order). Long reductions in fp16 programs can differ by a few fp16 ulps;
+- transcendental functions (exp, tanh, erf, sigmoid ...) are evaluated in fp32 here; the Neural
+  Engine uses its own approximations (piecewise or table based);
+- ``gelu`` EXACT uses a rational erf approximation with error below 1.2e-7;
+- fp16 overflow saturates to inf here as in IEEE; a device may clamp differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepack.emulators.coreml.interpreter import CompiledFunction, opset_number
+from edgepack.emulators.coreml.ops import supported_ops
+from edgepack.errors import ModelLoadError, UnsupportedError
+
+__all__ = ["CoreMLEmulator", "supported_ops"]
+
+
+class CoreMLEmulator:
+    """Runs an ML program on the host. ``model``: an ``.mlpackage`` path or an ``MLModel``."""
+
+    def __init__(self, model: str | Path | Any, function_name: str = "main") -> None:
+        mlmodel = _load_mlmodel(model)
+        spec = mlmodel.get_spec()
+        if spec.WhichOneof("Type") != "mlProgram":
+            raise UnsupportedError(
+                f"only ML programs (.mlpackage) are supported; this model is a "
+                f"{spec.WhichOneof('Type')!r} model (convert with convert_to='mlprogram')"
+            )
+        from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
+
+        program = milproto_load(spec, spec.specificationVersion, mlmodel.weights_dir)
+        if function_name not in program.functions:
+            raise ModelLoadError(f"the program has no function {function_name!r}")
+        opset = spec.mlProgram.functions[function_name].opset
+        self._function = CompiledFunction(program.functions[function_name], opset_number(opset))
+        self._images = _image_inputs(spec)
+        self.description = spec.description
+        self.opset = self._function.opset
+
+    @property
+    def input_names(self) -> list[str]:
+        return [port.name for port in self._function.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [port.name for port in self._function.outputs]
+
+    def predict(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Outputs by name, like ``MLModel.predict`` (PIL images for image inputs)."""
+        outputs, _ = self._function.run(self._feeds(inputs))
+        return outputs
+
+    def capture(
+        self, inputs: Mapping[str, Any], names: Iterable[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Intermediate tensors by op output name (every one when ``names`` is None)."""
+        wanted = set(names) if names is not None else set()
+        _, captured = self._function.run(self._feeds(inputs), capture=wanted)
+        missing = wanted - set(captured)
+        if missing:
+            raise KeyError(f"no op output named {sorted(missing)} in the program")
+        return captured
+
+    def _feeds(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        missing = [name for name in self.input_names if name not in inputs]
+        if missing:
+            raise ValueError(f"missing input(s) {missing}; the model takes {self.input_names}")
+        feeds = {}
+        for name in self.input_names:
+            value = inputs[name]
+            feeds[name] = (
+                _image_array(value, self._images[name])
+                if name in self._images
+                else np.asarray(value)
+            )
+        return feeds
+
+
+def _load_mlmodel(model: str | Path | Any) -> Any:
+    import coremltools as ct
+
+    if isinstance(model, str | Path):
+        path = Path(model)
+        if not path.exists():
+            raise ModelLoadError(f"{path}: no such Core ML model")
+        try:
+            return ct.models.MLModel(str(path), skip_model_load=True)
+        except Exception as exc:
+            raise ModelLoadError(f"{path}: not a loadable Core ML model ({exc})") from None
+    if not hasattr(model, "get_spec"):
+        raise ModelLoadError(f"expected an .mlpackage path or an MLModel, got {type(model)}")
+    return model
+
+
+def _image_inputs(spec: Any) -> dict[str, str]:
+    """Image inputs and their colour space (RGB, BGR or GRAYSCALE)."""
+    images = {}
+    for feature in spec.description.input:
+        if feature.type.WhichOneof("Type") == "imageType":
+            space = feature.type.imageType.colorSpace
+            images[feature.name] = {10: "GRAYSCALE", 20: "RGB", 30: "BGR"}.get(space, "RGB")
+    return images
+
+
+def _image_array(value: Any, color_space: str) -> np.ndarray:
+    """A PIL image (or an HWC/HW array) -> float32 (1, C, H, W) of 0..255 values, as Core ML
+    hands a CVPixelBuffer to the program."""
+    if hasattr(value, "convert"):
+        value = np.asarray(value.convert("L" if color_space == "GRAYSCALE" else "RGB"))
+    array = np.asarray(value, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if color_space == "BGR":
+        array = array[:, :, ::-1]
+    return np.ascontiguousarray(array.transpose(2, 0, 1)[None])

@@ -1,0 +1,186 @@
+"""Compile a MIL function into a list of NumPy steps, then run it.
+
+Compilation resolves every ``const`` (weights come from the blob file through coremltools'
+milproto loader), folds every op whose inputs are all constant (so ``constexpr_*`` weight
+decompression happens once, at load), and checks that every remaining op has a kernel: all
+unsupported op types are reported together before anything runs.
+
+Precision: each tensor keeps the dtype the program declares for it. An op on fp16 tensors is
+computed in fp32 from the fp16 values and its result rounded to fp16, as a device stores fp16
+activations between ops (how a device accumulates inside an op is not modelled; see the package
+docstring).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgepack.emulators.coreml.ops import Kernel, kernel_for
+from edgepack.errors import UnsupportedError
+
+_CONST = object()
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An op input: a runtime variable (``name``) or a constant (``value``)."""
+
+    name: str | None = None
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Step:
+    op_type: str
+    name: str
+    kernel: Kernel
+    args: dict[str, Ref | tuple[Ref, ...]]
+    outputs: tuple[tuple[str, Any], ...]  # (name, numpy dtype)
+
+
+@dataclass(frozen=True)
+class Port:
+    """A function input or output."""
+
+    name: str
+    dtype: Any
+    shape: tuple[Any, ...]
+
+
+def opset_number(opset: str) -> int:
+    """``CoreML5`` .. ``CoreML8`` -> 15 .. 18 (iOS version of the opset)."""
+    match = re.search(r"(\d+)$", str(opset))
+    return int(match.group(1)) + 10 if match else 15
+
+
+class CompiledFunction:
+    """A MIL function ready to run on NumPy arrays."""
+
+    def __init__(self, function: Any, opset: int) -> None:
+        from coremltools.converters.mil.mil import types
+
+        self._types = types
+        self.opset = opset
+        self.inputs = [
+            Port(name, self._dtype(var), tuple(var.shape)) for name, var in function.inputs.items()
+        ]
+        self.outputs = [
+            Port(var.name, self._dtype(var), tuple(var.shape)) for var in function.outputs
+        ]
+        self.constants: dict[str, Any] = {}
+        self.steps: list[Step] = []
+        unsupported: set[str] = set()
+        for op in function.operations:
+            self._compile(op, unsupported)
+        if unsupported:
+            raise UnsupportedError(
+                f"the Core ML emulator does not support op(s): {', '.join(sorted(unsupported))}"
+            )
+
+    def _dtype(self, var: Any) -> Any:
+        try:
+            return self._types.nptype_from_builtin(var.dtype)
+        except Exception:
+            return object
+
+    def _compile(self, op: Any, unsupported: set[str]) -> None:
+        if op.op_type == "const":
+            for var in op.outputs:
+                self.constants[var.name] = _python_value(var.val)
+            return
+        if any(getattr(op, "blocks", None) or []):
+            unsupported.add(op.op_type)
+            return
+        kernel = kernel_for(op.op_type, self.opset)
+        if kernel is None:
+            unsupported.add(op.op_type)
+            return
+        args: dict[str, Ref | tuple[Ref, ...]] = {}
+        for key, value in op.inputs.items():
+            if isinstance(value, list | tuple):
+                args[key] = tuple(self._ref(v) for v in value)
+            else:
+                args[key] = self._ref(value)
+        outputs = tuple((var.name, self._dtype(var)) for var in op.outputs)
+        step = Step(op.op_type, op.name, kernel, args, outputs)
+        if unsupported or not _all_constant(args.values()):
+            self.steps.append(step)
+            return
+        for (name, _), value in zip(outputs, _execute(step, {}), strict=True):
+            self.constants[name] = value  # constant folding, constexpr_* included
+
+    def _ref(self, var: Any) -> Ref:
+        if var.name in self.constants:
+            return Ref(value=self.constants[var.name])
+        return Ref(name=var.name)
+
+    def run(
+        self, feeds: Mapping[str, np.ndarray], capture: Iterable[str] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Outputs by name, and the captured intermediate tensors (all when ``capture`` is
+        an empty collection, none when None)."""
+        env: dict[str, Any] = dict(self.constants)
+        for port in self.inputs:
+            env[port.name] = np.asarray(feeds[port.name]).astype(port.dtype, copy=False)
+        wanted = None if capture is None else set(capture)
+        captured: dict[str, Any] = {}
+        for step in self.steps:
+            for (name, _), value in zip(step.outputs, _execute(step, env), strict=True):
+                env[name] = value
+                if wanted is not None and (not wanted or name in wanted):
+                    captured[name] = value
+        return {port.name: env[port.name] for port in self.outputs}, captured
+
+
+def _all_constant(values: Iterable[Ref | tuple[Ref, ...]]) -> bool:
+    for value in values:
+        refs = value if isinstance(value, tuple) else (value,)
+        if any(ref.name is not None for ref in refs):
+            return False
+    return True
+
+
+def _resolve(ref: Ref, env: Mapping[str, Any]) -> Any:
+    value = ref.value if ref.name is None else env[ref.name]
+    if isinstance(value, np.ndarray) and value.dtype == np.float16:
+        return value.astype(np.float32)  # compute in fp32 from fp16 values
+    return value
+
+
+def _execute(step: Step, env: Mapping[str, Any]) -> tuple[Any, ...]:
+    args = {
+        key: tuple(_resolve(r, env) for r in ref) if isinstance(ref, tuple) else _resolve(ref, env)
+        for key, ref in step.args.items()
+    }
+    try:
+        result = step.kernel(**args)
+    except Exception as exc:
+        raise RuntimeError(f"op {step.op_type} {step.name!r} failed: {exc}") from exc
+    results = result if isinstance(result, tuple) else (result,)
+    return tuple(
+        _as_dtype(value, dtype) for value, (_, dtype) in zip(results, step.outputs, strict=True)
+    )
+
+
+def _as_dtype(value: Any, dtype: Any) -> Any:
+    if dtype is object or isinstance(value, str | dict):
+        return value
+    return np.asarray(value).astype(dtype, copy=False)
+
+
+def _python_value(value: Any) -> Any:
+    """Const values: strings and scalars as Python values, tensors as arrays."""
+    if isinstance(value, np.ndarray) and value.dtype.kind in "US" and value.ndim == 0:
+        return str(value)
+    if isinstance(value, np.str_ | str):
+        return str(value)
+    if isinstance(value, np.ndarray) and value.dtype.kind in "US":
+        return [str(v) for v in value.ravel()]
+    if isinstance(value, np.generic):
+        return value.item() if value.dtype.kind in "bi" else value
+    return value

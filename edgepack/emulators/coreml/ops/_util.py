@@ -1,0 +1,79 @@
+"""Helpers shared by the op kernels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def axis_list(axes: object, rank: int) -> tuple[int, ...] | None:
+    """Normalise an ``axes`` input (None, scalar or sequence, negatives allowed)."""
+    if axes is None:
+        return None
+    values = np.atleast_1d(np.asarray(axes)).astype(int).tolist()
+    return tuple(sorted(a % rank for a in values))
+
+
+def spatial_pads(
+    in_sizes: Sequence[int],
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+    pad_type: str,
+    pad: Sequence[int] | None,
+    ceil_mode: bool = False,
+) -> list[tuple[int, int]]:
+    """(begin, end) padding per spatial axis, as MIL's ``pad_type`` defines it."""
+    effective = [(k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True)]
+    if pad_type == "valid":
+        pads = [(0, 0)] * len(in_sizes)
+    elif pad_type in ("same", "same_lower"):
+        pads = []
+        for size, k, s in zip(in_sizes, effective, strides, strict=True):
+            out = -(-size // s)
+            total = max((out - 1) * s + k - size, 0)
+            small, large = total // 2, total - total // 2
+            pads.append((small, large) if pad_type == "same" else (large, small))
+    elif pad_type == "custom":
+        values = [int(v) for v in (pad if pad is not None else [0] * 2 * len(in_sizes))]
+        pads = [(values[2 * i], values[2 * i + 1]) for i in range(len(in_sizes))]
+    else:
+        raise ValueError(f"unknown pad_type {pad_type!r}")
+    if ceil_mode:
+        adjusted = []
+        for (begin, end), size, k, s in zip(pads, in_sizes, effective, strides, strict=True):
+            span = size + begin + end - k
+            extra = (-span) % s if span % s else 0
+            adjusted.append((begin, end + extra))
+        pads = adjusted
+    return pads
+
+
+def windows(
+    x: np.ndarray,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+) -> np.ndarray:
+    """Strided view of every (dilated) window over the trailing spatial axes of ``x``.
+
+    ``x``: (N, C, *spatial) already padded. Result: (N, C, *out_spatial, *kernel).
+    """
+    spatial = len(kernel)
+    extents = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True))
+    view = np.lib.stride_tricks.sliding_window_view(x, extents, axis=tuple(range(2, 2 + spatial)))
+    index: list[slice] = [slice(None), slice(None)]
+    index += [slice(None, None, s) for s in strides]
+    index += [slice(None, None, d) for d in dilations]
+    return view[tuple(index)]
+
+
+def broadcast_param(value: np.ndarray, rank: int, axis: int | None) -> np.ndarray:
+    """A scalar or per-axis vector (``axis``) shaped to broadcast against a rank-``rank`` tensor."""
+    array = np.asarray(value)
+    if array.ndim == 0 or axis is None:
+        return array
+    shape = [1] * rank
+    shape[axis % rank] = array.size
+    return array.reshape(shape)

@@ -1,0 +1,304 @@
+"""Convolution, pooling, normalization, linear algebra and attention (MIL ``conv``,
+``conv_transpose``, ``*_pool``, ``*_norm``, ``linear``, ``matmul``, ``einsum``,
+``scaled_dot_product_attention``). Semantics follow coremltools' op definitions (iOS15-iOS18).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from edgepack.emulators.coreml.ops._util import axis_list, spatial_pads, windows
+
+
+def _ints(value: Any, count: int, default: int) -> list[int]:
+    if value is None:
+        return [default] * count
+    return [int(v) for v in np.atleast_1d(value)]
+
+
+def conv(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    strides: Any = None,
+    pad_type: str = "valid",
+    pad: Any = None,
+    dilations: Any = None,
+    groups: int = 1,
+) -> np.ndarray:
+    """N-d grouped convolution as one einsum over strided windows (no Python loops)."""
+    spatial = x.ndim - 2
+    kernel = list(weight.shape[2:])
+    strides_ = _ints(strides, spatial, 1)
+    dilations_ = _ints(dilations, spatial, 1)
+    pads = spatial_pads(x.shape[2:], kernel, strides_, dilations_, str(pad_type), pad)
+    padded = np.pad(x, [(0, 0), (0, 0), *pads])
+    view = windows(padded, kernel, strides_, dilations_)  # N, C, *out, *k
+    groups = int(groups)
+    n, c = x.shape[:2]
+    out_channels = weight.shape[0]
+    grouped = view.reshape(n, groups, c // groups, *view.shape[2:])
+    w = weight.reshape(groups, out_channels // groups, *weight.shape[1:])
+    letters = "defghijk"[:spatial]
+    kernel_letters = "pqrstuvw"[:spatial]
+    equation = f"ngc{letters}{kernel_letters},goc{kernel_letters}->ngo{letters}"
+    result = np.einsum(equation, grouped, w, optimize=True)
+    result = result.reshape(n, out_channels, *result.shape[3:])
+    if bias is not None:
+        result = result + np.asarray(bias).reshape(1, -1, *([1] * spatial))
+    return result
+
+
+def conv_transpose(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    pad: Any = None,
+    output_shape: Any = None,
+    pad_type: str = "valid",
+    strides: Any = None,
+    dilations: Any = None,
+    groups: int = 1,
+) -> np.ndarray:
+    """Transposed convolution: zero-stuff the input by the stride, then a flipped convolution.
+
+    ``weight`` is (C_in, C_out / groups, *k) as in MIL.
+    """
+    spatial = x.ndim - 2
+    kernel = list(weight.shape[2:])
+    strides_ = _ints(strides, spatial, 1)
+    dilations_ = _ints(dilations, spatial, 1)
+    groups = int(groups)
+    n, c_in = x.shape[:2]
+    stuffed_shape = [(size - 1) * s + 1 for size, s in zip(x.shape[2:], strides_, strict=True)]
+    stuffed = np.zeros((n, c_in, *stuffed_shape), dtype=x.dtype)
+    stuffed[(slice(None), slice(None), *(slice(None, None, s) for s in strides_))] = x
+    effective = [(k - 1) * d + 1 for k, d in zip(kernel, dilations_, strict=True)]
+    full = [(e - 1, e - 1) for e in effective]
+    # weight (C_in, C_out/g, *k) -> conv weight (C_out, C_in/g, *k), flipped spatially
+    w = weight.reshape(groups, c_in // groups, weight.shape[1], *kernel)
+    w = np.swapaxes(w, 1, 2).reshape(groups * weight.shape[1], c_in // groups, *kernel)
+    w = np.flip(w, axis=tuple(range(2, 2 + spatial)))
+    result = conv(
+        np.pad(stuffed, [(0, 0), (0, 0), *full]),
+        w,
+        None,
+        [1] * spatial,
+        "valid",
+        None,
+        dilations_,
+        groups,
+    )
+    full_sizes = list(result.shape[2:])
+    crops = _transpose_crops(
+        full_sizes, x.shape[2:], effective, strides_, str(pad_type), pad, output_shape
+    )
+    index = tuple(slice(b, size - e) for (b, e), size in zip(crops, full_sizes, strict=True))
+    result = result[(slice(None), slice(None), *index)]
+    if bias is not None:
+        result = result + np.asarray(bias).reshape(1, -1, *([1] * spatial))
+    return result
+
+
+def _transpose_crops(
+    full: list[int],
+    in_sizes: Any,
+    effective: list[int],
+    strides: list[int],
+    pad_type: str,
+    pad: Any,
+    output_shape: Any,
+) -> list[tuple[int, int]]:
+    spatial = len(full)
+    if output_shape is not None and len(np.atleast_1d(output_shape)) >= spatial:
+        wanted = [int(v) for v in np.atleast_1d(output_shape)[-spatial:]]
+    else:
+        wanted = None
+    crops = []
+    for i in range(spatial):
+        if pad_type == "custom":
+            values = _ints(pad, 2 * spatial, 0)
+            crop = (values[2 * i], values[2 * i + 1])
+        elif pad_type in ("same", "same_lower"):
+            target = int(in_sizes[i]) * strides[i]
+            total = max(full[i] - target, 0)
+            small, large = total // 2, total - total // 2
+            crop = (small, large) if pad_type == "same" else (large, small)
+        else:
+            crop = (0, 0)
+        if wanted is not None:
+            crop = (crop[0], max(full[i] - crop[0] - wanted[i], 0))
+        crops.append(crop)
+    return crops
+
+
+def _pool(
+    x: np.ndarray,
+    kernel_sizes: Any,
+    strides: Any,
+    pad_type: str,
+    pad: Any,
+    ceil_mode: bool,
+    fill: float,
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    spatial = x.ndim - 2
+    kernel = _ints(kernel_sizes, spatial, 1)
+    strides_ = _ints(strides, spatial, 1)
+    pads = spatial_pads(
+        x.shape[2:], kernel, strides_, [1] * spatial, str(pad_type), pad, bool(ceil_mode)
+    )
+    padded = np.pad(x, [(0, 0), (0, 0), *pads], constant_values=fill)
+    return windows(padded, kernel, strides_, [1] * spatial), pads
+
+
+def max_pool(
+    x: np.ndarray,
+    kernel_sizes: Any,
+    strides: Any = None,
+    pad_type: str = "valid",
+    pad: Any = None,
+    ceil_mode: bool = False,
+) -> np.ndarray:
+    view, _ = _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, -np.inf)
+    return view.max(axis=tuple(range(x.ndim, view.ndim)))
+
+
+def avg_pool(
+    x: np.ndarray,
+    kernel_sizes: Any,
+    strides: Any = None,
+    pad_type: str = "valid",
+    pad: Any = None,
+    exclude_padding_from_average: bool = False,
+    ceil_mode: bool = False,
+) -> np.ndarray:
+    view, _ = _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, 0.0)
+    axes = tuple(range(x.ndim, view.ndim))
+    total = view.sum(axis=axes)
+    if not exclude_padding_from_average:
+        return total / np.prod(view.shape[x.ndim :])
+    ones = np.ones((1, 1, *x.shape[2:]), dtype=np.float32)
+    count_view, _ = _pool(ones, kernel_sizes, strides, pad_type, pad, ceil_mode, 0.0)
+    return total / count_view.sum(axis=axes)
+
+
+def l2_pool(
+    x: np.ndarray,
+    kernel_sizes: Any,
+    strides: Any = None,
+    pad_type: str = "valid",
+    pad: Any = None,
+    ceil_mode: bool = False,
+) -> np.ndarray:
+    view, _ = _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, 0.0)
+    return np.sqrt(np.square(view).sum(axis=tuple(range(x.ndim, view.ndim))))
+
+
+def _channel(value: np.ndarray | None, rank: int) -> np.ndarray | None:
+    return None if value is None else np.asarray(value).reshape(1, -1, *([1] * (rank - 2)))
+
+
+def batch_norm(
+    x: np.ndarray,
+    mean: np.ndarray,
+    variance: np.ndarray,
+    gamma: np.ndarray | None = None,
+    beta: np.ndarray | None = None,
+    epsilon: float = 1e-5,
+) -> np.ndarray:
+    rank = x.ndim
+    centred = x - np.asarray(mean).reshape(1, -1, *([1] * (rank - 2)))
+    result = centred / np.sqrt(
+        np.asarray(variance).reshape(centred.shape[1:2] + (1,) * (rank - 2)) + np.float32(epsilon)
+    )
+    if gamma is not None:
+        result = result * _channel(gamma, rank)
+    if beta is not None:
+        result = result + _channel(beta, rank)
+    return result
+
+
+def instance_norm(
+    x: np.ndarray,
+    gamma: np.ndarray | None = None,
+    beta: np.ndarray | None = None,
+    epsilon: float = 1e-5,
+) -> np.ndarray:
+    axes = tuple(range(2, x.ndim))
+    mean = x.mean(axis=axes, keepdims=True)
+    variance = np.square(x - mean).mean(axis=axes, keepdims=True)
+    result = (x - mean) / np.sqrt(variance + np.float32(epsilon))
+    if gamma is not None:
+        result = result * _channel(gamma, x.ndim)
+    if beta is not None:
+        result = result + _channel(beta, x.ndim)
+    return result
+
+
+def layer_norm(
+    x: np.ndarray,
+    axes: Any = None,
+    gamma: np.ndarray | None = None,
+    beta: np.ndarray | None = None,
+    epsilon: float = 1e-5,
+) -> np.ndarray:
+    normalised_axes = axis_list(axes, x.ndim) or tuple(range(x.ndim))
+    mean = x.mean(axis=normalised_axes, keepdims=True)
+    variance = np.square(x - mean).mean(axis=normalised_axes, keepdims=True)
+    result = (x - mean) / np.sqrt(variance + np.float32(epsilon))
+    # gamma/beta have the shape of the normalised (trailing) axes
+    if gamma is not None:
+        result = result * np.asarray(gamma)
+    if beta is not None:
+        result = result + np.asarray(beta)
+    return result
+
+
+def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    result = np.matmul(x, np.asarray(weight).T)
+    return result if bias is None else result + np.asarray(bias)
+
+
+def matmul(
+    x: np.ndarray, y: np.ndarray, transpose_x: bool = False, transpose_y: bool = False
+) -> np.ndarray:
+    a = np.swapaxes(x, -1, -2) if transpose_x and x.ndim > 1 else x
+    b = np.swapaxes(y, -1, -2) if transpose_y and y.ndim > 1 else y
+    return np.matmul(a, b)
+
+
+def einsum(values: tuple[np.ndarray, ...], equation: str) -> np.ndarray:
+    return np.einsum(str(equation), *values, optimize=True)
+
+
+def scaled_dot_product_attention(
+    query: np.ndarray, key: np.ndarray, value: np.ndarray, attn_mask: np.ndarray | None = None
+) -> np.ndarray:
+    """softmax(Q K^T / sqrt(d) + mask) V; a boolean mask keeps True positions (iOS18)."""
+    scores = np.matmul(query, np.swapaxes(key, -1, -2)) / np.sqrt(np.float32(query.shape[-1]))
+    if attn_mask is not None:
+        mask = np.asarray(attn_mask)
+        scores = np.where(mask, scores, -np.inf) if mask.dtype == bool else scores + mask
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    weights = np.exp(scores)
+    weights = weights / weights.sum(axis=-1, keepdims=True)
+    return np.matmul(weights, value)
+
+
+KERNELS: dict[str, Callable[..., Any]] = {
+    "conv": conv,
+    "conv_transpose": conv_transpose,
+    "max_pool": max_pool,
+    "avg_pool": avg_pool,
+    "l2_pool": l2_pool,
+    "batch_norm": batch_norm,
+    "instance_norm": instance_norm,
+    "layer_norm": layer_norm,
+    "linear": linear,
+    "matmul": matmul,
+    "einsum": einsum,
+    "scaled_dot_product_attention": scaled_dot_product_attention,
+}
