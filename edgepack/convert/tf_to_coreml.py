@@ -1,0 +1,66 @@
+"""Keras / SavedModel -> Core ML ML program with coremltools (fixed input shapes)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from edgepack._native import captured_output, import_tensorflow
+from edgepack.errors import ConversionError
+from edgepack.frontends.base import SourceModel
+from edgepack.frontends.tf_call import signature_name, tf_callable
+
+PRECISIONS = ("fp32", "fp16")
+TARGETS = {15: "iOS15", 16: "iOS16", 17: "iOS17", 18: "iOS18"}
+
+
+def tensorflow_to_coreml(
+    source: SourceModel,
+    input_shapes: Mapping[str, tuple[int, ...]],
+    precision: str = "fp16",
+    ios: int = 17,
+) -> Any:
+    """Convert a TF-based source traced with batch 1 and ``input_shapes`` (per sample).
+
+    Returns the ``MLModel`` (not saved); its inputs are named like the source's inputs
+    (made valid identifiers) and its outputs keep the source output names.
+    """
+    import coremltools as ct
+
+    tf = import_tensorflow()
+    names = [signature_name(s.name, i) for i, s in enumerate(source.inputs)]
+    specs = [
+        tf.TensorSpec((1, *input_shapes[s.name]), tf.float32, name=name)
+        for name, s in zip(names, source.inputs, strict=True)
+    ]
+    function = tf.function(tf_callable(source), input_signature=specs).get_concrete_function()
+    try:
+        with captured_output():
+            model = ct.convert(
+                [function],
+                source="tensorflow",
+                convert_to="mlprogram",
+                inputs=[ct.TensorType(name=s.name, shape=tuple(s.shape)) for s in specs],
+                compute_precision=ct.precision.FLOAT16
+                if precision == "fp16"
+                else ct.precision.FLOAT32,
+                minimum_deployment_target=getattr(ct.target, TARGETS[ios]),
+            )
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:300]
+        raise ConversionError(f"coremltools could not convert the model: {text}") from None
+    return _named_outputs(model, sorted(o.name for o in source.outputs))
+
+
+def _named_outputs(model: Any, names: list[str]) -> Any:
+    """TF graphs name their outputs ``Identity``, ``Identity_1`` ...; tf.nest orders a dict of
+    outputs by key, so output i is the i-th source output name in sorted order."""
+    import coremltools as ct
+
+    spec = model.get_spec()
+    current = [o.name for o in spec.description.output]
+    if current == names:
+        return model
+    for old, new in zip(current, names, strict=True):
+        ct.utils.rename_feature(spec, old, new)
+    return ct.models.MLModel(spec, weights_dir=model.weights_dir, skip_model_load=True)
