@@ -92,3 +92,16 @@ def import_tensorflow() -> ModuleType:
 
             absl_logging.set_verbosity(absl_logging.ERROR)
     return tf
+
+
+def import_coremltools() -> ModuleType:
+    """Import coremltools once, without its start-up noise (on Linux it reports that its
+    native runtime is missing, and warns about untested TensorFlow/scikit-learn versions)."""
+    if "coremltools" in sys.modules:
+        return sys.modules["coremltools"]
+    import_tensorflow()  # coremltools imports TensorFlow when present: keep that quiet too
+    with captured_output():
+        import coremltools
+
+        logging.getLogger("coremltools").setLevel(logging.ERROR)
+    return coremltools

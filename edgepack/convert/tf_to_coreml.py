@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from edgepack._native import captured_output, import_tensorflow
+from edgepack._native import captured_output, import_coremltools, import_tensorflow
 from edgepack.errors import ConversionError
 from edgepack.frontends.base import SourceModel
 from edgepack.frontends.tf_call import signature_name, tf_callable
@@ -25,7 +25,7 @@ def tensorflow_to_coreml(
     Returns the ``MLModel`` (not saved); its inputs are named like the source's inputs
     (made valid identifiers) and its outputs keep the source output names.
     """
-    import coremltools as ct
+    ct = import_coremltools()
 
     tf = import_tensorflow()
     names = [signature_name(s.name, i) for i, s in enumerate(source.inputs)]
@@ -55,7 +55,7 @@ def tensorflow_to_coreml(
 def _named_outputs(model: Any, names: list[str]) -> Any:
     """TF graphs name their outputs ``Identity``, ``Identity_1`` ...; tf.nest orders a dict of
     outputs by key, so output i is the i-th source output name in sorted order."""
-    import coremltools as ct
+    ct = import_coremltools()
 
     spec = model.get_spec()
     current = [o.name for o in spec.description.output]

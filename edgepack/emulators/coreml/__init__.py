@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from edgepack._native import import_coremltools
 from edgepack.emulators.coreml.interpreter import CompiledFunction, opset_number
 from edgepack.emulators.coreml.ops import supported_ops
 from edgepack.errors import ModelLoadError, UnsupportedError
@@ -56,6 +57,7 @@ class CoreMLEmulator:
                 f"only ML programs (.mlpackage) are supported; this model is a "
                 f"{spec.WhichOneof('Type')!r} model (convert with convert_to='mlprogram')"
             )
+        import_coremltools()
         from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
 
         program = milproto_load(spec, spec.specificationVersion, mlmodel.weights_dir)
@@ -107,7 +109,7 @@ class CoreMLEmulator:
 
 
 def _load_mlmodel(model: str | Path | Any) -> Any:
-    import coremltools as ct
+    ct = import_coremltools()
 
     if isinstance(model, str | Path):
         path = Path(model)

@@ -116,7 +116,7 @@ class CompiledFunction:
 
     def _ref(self, var: Any) -> Ref:
         if var.name in self.constants:
-            return Ref(value=self.constants[var.name])
+            return Ref(value=_compute_value(self.constants[var.name]))
         return Ref(name=var.name)
 
     def run(
@@ -145,11 +145,17 @@ def _all_constant(values: Iterable[Ref | tuple[Ref, ...]]) -> bool:
     return True
 
 
-def _resolve(ref: Ref, env: Mapping[str, Any]) -> Any:
-    value = ref.value if ref.name is None else env[ref.name]
+def _compute_value(value: Any) -> Any:
+    """What a kernel sees: fp16 tensors widened to fp32 (computation happens in fp32)."""
     if isinstance(value, np.ndarray) and value.dtype == np.float16:
-        return value.astype(np.float32)  # compute in fp32 from fp16 values
+        return value.astype(np.float32)
     return value
+
+
+def _resolve(ref: Ref, env: Mapping[str, Any]) -> Any:
+    if ref.name is None:
+        return ref.value  # constants were widened once, at compile time
+    return _compute_value(env[ref.name])
 
 
 def _execute(step: Step, env: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -170,7 +176,9 @@ def _execute(step: Step, env: Mapping[str, Any]) -> tuple[Any, ...]:
 def _as_dtype(value: Any, dtype: Any) -> Any:
     if dtype is object or isinstance(value, str | dict):
         return value
-    return np.asarray(value).astype(dtype, copy=False)
+    if isinstance(value, np.ndarray) and value.dtype == dtype:
+        return value
+    return np.asarray(value).astype(dtype)
 
 
 def _python_value(value: Any) -> Any:
