@@ -30,6 +30,19 @@ def _verbosity_options(function: F) -> F:
     )(function)
 
 
+def _budget_options(function: F) -> F:
+    """The drift budget flags, shared by ``build`` and ``check``."""
+    function = click.option(
+        "--min-sqnr", default=None, help="Minimum SQNR per output in dB, or off."
+    )(function)
+    function = click.option(
+        "--max-drop", default=None, help="Accuracy drop budget, e.g. 1% or 0.01, or off."
+    )(function)
+    return click.option(
+        "--min-agreement", default=None, help="Top-1 agreement budget, e.g. 99% or 0.99, or off."
+    )(function)
+
+
 def _configure(verbose: int, quiet: int) -> None:
     ctx = click.get_current_context()
     state = ctx.find_root().ensure_object(dict)
@@ -142,9 +155,7 @@ def cli(verbose: int, quiet: int) -> None:
 @click.option(
     "--drift-samples", type=int, default=None, help="Most held-out samples for the drift check."
 )
-@click.option("--min-agreement", default=None, help="Top-1 agreement budget, e.g. 99% or 0.99.")
-@click.option("--max-drop", default=None, help="Accuracy drop budget, e.g. 1% or 0.01.")
-@click.option("--min-sqnr", default=None, help="Minimum SQNR per output in dB, or off.")
+@_budget_options
 @_verbosity_options
 @_reported
 def build(
@@ -184,9 +195,7 @@ def build(
     type=click.Path(path_type=str),
     help="The float source model, if not where the manifest says.",
 )
-@click.option("--min-agreement", default=None, help="Top-1 agreement budget, e.g. 99% or 0.99.")
-@click.option("--max-drop", default=None, help="Accuracy drop budget, e.g. 1% or 0.01.")
-@click.option("--min-sqnr", default=None, help="Minimum SQNR per output in dB, or off.")
+@_budget_options
 @click.option("--samples", type=int, default=None, help="Most samples to evaluate.")
 @click.option(
     "--json",

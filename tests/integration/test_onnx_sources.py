@@ -39,6 +39,25 @@ def rgb_set(folder: Path, layout: str, size: str = "size = [8, 8]", count: int =
     return folder
 
 
+def build_lenient(run_cli: Run, model: str, *targets: str) -> CliResult:
+    """Build with 30 calibration samples and a budget a random-weight model can meet."""
+    flags = [flag for target in targets for flag in ("-t", target)]
+    return run_cli(
+        "-q",
+        "build",
+        model,
+        *flags,
+        "-c",
+        "calib",
+        "--num-calib",
+        "30",
+        "--min-agreement",
+        "90%",
+        "--max-drop",
+        "off",
+    )
+
+
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -66,23 +85,7 @@ def test_nchw_onnx_to_tflite_is_nhwc_offline_and_leaves_the_input_alone(
     model = conv_onnx(tmp_path / "conv.onnx")
     rgb_set(tmp_path / "calib", "NCHW")
     before = sha(model)
-    result = run_cli(
-        "-q",
-        "build",
-        "conv.onnx",
-        "-t",
-        "tflite",
-        "-t",
-        "onnx",
-        "-c",
-        "calib",
-        "--num-calib",
-        "30",
-        "--min-agreement",
-        "90%",
-        "--max-drop",
-        "off",
-    )
+    result = build_lenient(run_cli, "conv.onnx", "tflite", "onnx")
     assert result.exit_code == 0, result.stderr
     assert sha(model) == before  # onnx2tf simplifies the file it gets in place: not ours
     tflite = manifest(tmp_path, "conv-tflite")
@@ -112,21 +115,7 @@ def test_nchw_onnx_to_tflite_is_nhwc_offline_and_leaves_the_input_alone(
 def test_nhwc_onnx_input_keeps_its_layout(run_cli: Run, tmp_path: Path, offline: None) -> None:
     conv_onnx(tmp_path / "nhwc.onnx", layout="NHWC")
     rgb_set(tmp_path / "calib", "NHWC")
-    result = run_cli(
-        "-q",
-        "build",
-        "nhwc.onnx",
-        "-t",
-        "tflite",
-        "-c",
-        "calib",
-        "--num-calib",
-        "30",
-        "--min-agreement",
-        "90%",
-        "--max-drop",
-        "off",
-    )
+    result = build_lenient(run_cli, "nhwc.onnx", "tflite")
     assert result.exit_code == 0, result.stderr
     (image,) = manifest(tmp_path, "nhwc-tflite")["inputs"]
     # without keep_nwc_or_nhwc_or_ndhwc_input_names onnx2tf would make this [1, 8, 3, 8]
@@ -136,21 +125,7 @@ def test_nhwc_onnx_input_keeps_its_layout(run_cli: Run, tmp_path: Path, offline:
 def test_old_opset_is_upgraded_before_per_channel_qdq(run_cli: Run, tmp_path: Path) -> None:
     conv_onnx(tmp_path / "old.onnx", opset=11)
     rgb_set(tmp_path / "calib", "NCHW")
-    result = run_cli(
-        "-q",
-        "build",
-        "old.onnx",
-        "-t",
-        "onnx",
-        "-c",
-        "calib",
-        "--num-calib",
-        "30",
-        "--min-agreement",
-        "90%",
-        "--max-drop",
-        "off",
-    )
+    result = build_lenient(run_cli, "old.onnx", "onnx")
     assert result.exit_code == 0, result.stderr
     model = manifest(tmp_path, "old-onnx")["model"]
     assert (model["source_opset"], model["upgraded_to_opset"]) == (11, 13)
@@ -180,21 +155,7 @@ def test_fixed_size_model_gives_the_size_when_the_contract_has_none(
 ) -> None:
     conv_onnx(tmp_path / "conv.onnx")
     rgb_set(tmp_path / "calib", "NCHW", size="")
-    result = run_cli(
-        "-q",
-        "build",
-        "conv.onnx",
-        "-t",
-        "onnx",
-        "-c",
-        "calib",
-        "--num-calib",
-        "30",
-        "--min-agreement",
-        "90%",
-        "--max-drop",
-        "off",
-    )
+    result = build_lenient(run_cli, "conv.onnx", "onnx")
     assert result.exit_code == 0, result.stderr
     assert manifest(tmp_path, "conv-onnx")["preprocessing"]["size"] == [8, 8]
 
