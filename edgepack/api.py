@@ -253,7 +253,7 @@ def _drift(job: _Job, refs: Sequence[Any], built: Any) -> Any:
 
 
 def _manifest(job: _Job, split: Any, built: Any, report: Any) -> dict[str, Any]:
-    from edgepack.bundle import MANIFEST_SCHEMA_VERSION, file_sha256
+    from edgepack.bundle import MANIFEST_SCHEMA_VERSION, file_sha256, size_bytes
 
     source, samples, options = job.source, job.samples, job.options
     profile = options.profile
@@ -280,7 +280,7 @@ def _manifest(job: _Job, split: Any, built: Any, report: Any) -> dict[str, Any]:
         },
         "model": {
             "file": built.model_file.name,
-            "size_bytes": built.model_file.stat().st_size,
+            "size_bytes": size_bytes(built.model_file),
             "sha256": file_sha256(built.model_file),
             **built.details,
         },

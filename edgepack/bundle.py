@@ -9,7 +9,6 @@ never leaves a half-written bundle behind.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -96,7 +95,17 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """sha256 of a file, or of a folder (an ``.mlpackage``): names and contents, sorted."""
+    from edgepack.frontends.base import sha256_of_path
+
+    return sha256_of_path(path)
+
+
+def size_bytes(path: Path) -> int:
+    """Size of a file, or of every file in a folder."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
 
 
 def read_manifest(bundle: Path) -> dict[str, Any]:
@@ -126,7 +135,7 @@ def read_manifest(bundle: Path) -> dict[str, Any]:
 def verify_model_file(bundle: Path, manifest: dict[str, Any]) -> Path:
     """The bundle's model file, after checking it against the manifest's sha256."""
     model = bundle / manifest["model"]["file"]
-    if not model.is_file():
+    if not model.exists():
         raise BundleError(f"{bundle}: model file {manifest['model']['file']} is missing")
     if file_sha256(model) != manifest["model"]["sha256"]:
         raise BundleError(f"{model}: sha256 differs from the manifest (the file was changed)")

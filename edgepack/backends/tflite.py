@@ -30,6 +30,7 @@ from edgepack.backends.base import (
     QuantParams,
     TensorInfo,
 )
+from edgepack.convert.tf_view import TFView, tf_view
 from edgepack.errors import ConversionError, UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
 from edgepack.frontends.tf_call import signature_name, tf_callable
@@ -65,29 +66,6 @@ class TFLiteSettings:
             raise ValueError(f"batch_size must be a whole number >= 1, got {self.batch_size!r}")
 
 
-@dataclass(frozen=True)
-class _TFView:
-    """The TensorFlow model to convert, and how its tensors map to the source model's.
-
-    For Keras and SavedModel sources it is the source itself; for ONNX sources it is the
-    SavedModel onnx2tf made, whose tensor names and layouts may differ.
-    """
-
-    model: SourceModel
-    input_names: dict[str, str]  # TF name -> source name
-    output_names: dict[str, str]
-    input_perms: dict[str, tuple[int, ...] | None]  # by source name: source -> TF layout
-    output_perms: dict[str, tuple[int, ...] | None]  # by source name: TF -> source layout
-
-    def tf_sample(self, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        result = {}
-        for tf_name, source_name in self.input_names.items():
-            perm = self.input_perms[source_name]
-            value = sample[source_name]
-            result[tf_name] = value if perm is None else np.ascontiguousarray(value.transpose(perm))
-        return result
-
-
 class TFLiteBackend:
     """Builds ``model.tflite`` and runs it in the LiteRT interpreter."""
 
@@ -114,7 +92,7 @@ class TFLiteBackend:
     ) -> BuiltModel:
         tf = import_tensorflow()
         with tempfile.TemporaryDirectory(prefix="edgepack-tflite-") as scratch:
-            view = _tf_view(source, calibration, settings, Path(scratch))
+            view = tf_view(source, calibration, settings.batch_size, Path(scratch))
             export_dir = Path(scratch) / "fixed_shape"
             shapes = {
                 name: tuple(array.shape[1:])
@@ -152,7 +130,7 @@ class TFLiteBackend:
         self,
         tf: Any,
         converter: Any,
-        view: _TFView,
+        view: TFView,
         calibration: CalibrationData,
         settings: TFLiteSettings,
     ) -> bytes:
@@ -193,33 +171,6 @@ class TFLiteBackend:
 
         runtime = f"ai-edge-litert {metadata.version('ai-edge-litert')} (built-in kernels, on host)"
         return Emulator(runtime=runtime, run=run)
-
-
-def _tf_view(
-    source: SourceModel, calibration: CalibrationData, settings: TFLiteSettings, scratch: Path
-) -> _TFView:
-    if source.format != "onnx":
-        same_in = {s.name: s.name for s in source.inputs}
-        same_out = {s.name: s.name for s in source.outputs}
-        return _TFView(
-            source,
-            same_in,
-            same_out,
-            dict.fromkeys(same_in.values()),
-            dict.fromkeys(same_out.values()),
-        )
-    from edgepack.convert.onnx_to_tf import onnx_to_tensorflow
-
-    bridge = onnx_to_tensorflow(
-        source, calibration.take(8), calibration.layouts, settings.batch_size, scratch
-    )
-    return _TFView(
-        bridge.model,
-        bridge.input_names,
-        bridge.output_names,
-        bridge.input_perms,
-        bridge.output_perms,
-    )
 
 
 def _transposed(value: np.ndarray, perm: tuple[int, ...] | None) -> np.ndarray:
@@ -268,7 +219,7 @@ def _fixed_shape_function(
     return tf.function(tf_callable(source), input_signature=specs)
 
 
-def _representative(view: _TFView, calibration: CalibrationData, settings: TFLiteSettings) -> Any:
+def _representative(view: TFView, calibration: CalibrationData, settings: TFLiteSettings) -> Any:
     names = [s.name for s in view.model.inputs]
 
     def generate() -> Any:
@@ -329,7 +280,7 @@ def _op_counts(model_file: Path) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _io_details(model_file: Path, view: _TFView) -> tuple[list[TensorInfo], list[TensorInfo]]:
+def _io_details(model_file: Path, view: TFView) -> tuple[list[TensorInfo], list[TensorInfo]]:
     """Bundle inputs/outputs, matched to source names through the model's signature."""
     interpreter = _interpreter(model_file)
     signature = interpreter._get_full_signature_list()["serving_default"]

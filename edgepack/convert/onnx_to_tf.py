@@ -9,7 +9,7 @@ cannot keep (each measured here):
   calibration set and run onnx2tf from that folder, so a build never touches the network;
 - it assumes 4-D inputs are NCHW and makes them NHWC: an input whose calibration contract says
   NHWC is kept as it is (``keep_nwc_or_nhwc_or_ndhwc_input_names``); an NCHW input becomes NHWC,
-  the layout TFLite and its delegates expect, and the bundle says so (see ``LayoutBridge``);
+  the layout TFLite and its delegates expect, and the bundle says so (see ``TFView``);
 - it runs ``onnxsim`` as a command: the folder of the running interpreter goes first on PATH so
   that a virtual environment's ``onnxsim`` is found even when the environment is not activated;
 - it prints a lot and calls ``sys.exit`` on failure: its output is captured and a failure
@@ -27,7 +27,6 @@ import re
 import shutil
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ import numpy as np
 
 from edgepack._native import captured_output, import_tensorflow, last_native_lines
 from edgepack.convert.compare import check_float_match
+from edgepack.convert.tf_view import TFView
 from edgepack.errors import ConversionError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel, TensorSpec
 
@@ -45,40 +45,13 @@ NCHW_TO_NHWC = (0, 2, 3, 1)
 NHWC_TO_NCHW = (0, 3, 1, 2)
 
 
-@dataclass(frozen=True)
-class LayoutBridge:
-    """A TensorFlow model converted from ONNX, and how its tensors map to the ONNX ones.
-
-    ``model`` is a SavedModel-backed :class:`SourceModel` whose tensor names are the
-    SavedModel's signature keys. ``input_names``/``output_names`` map them to ONNX names;
-    ``input_perms`` permute an ONNX-layout input into the TF layout, ``output_perms`` a TF
-    output back into the ONNX layout (None: same layout).
-    """
-
-    model: SourceModel
-    input_names: dict[str, str]
-    output_names: dict[str, str]
-    input_perms: dict[str, tuple[int, ...] | None]
-    output_perms: dict[str, tuple[int, ...] | None]
-    max_relative_error: float
-
-    def to_tf_feeds(self, feeds: Feeds) -> dict[str, np.ndarray]:
-        """ONNX-named, ONNX-layout feeds -> signature-named, TF-layout feeds."""
-        result = {}
-        for key, onnx_name in self.input_names.items():
-            perm = self.input_perms[onnx_name]
-            value = np.asarray(feeds[onnx_name])
-            result[key] = value if perm is None else np.ascontiguousarray(value.transpose(perm))
-        return result
-
-
 def onnx_to_tensorflow(
     source: SourceModel,
     calibration_batch: Mapping[str, np.ndarray],
     layouts: Mapping[str, str | None],
     batch_size: int,
     scratch: Path,
-) -> LayoutBridge:
+) -> TFView:
     """Convert ``source`` (an ONNX SourceModel) into a SavedModel in ``scratch`` and check it."""
     tf = import_tensorflow()
     work = scratch / "onnx2tf"
@@ -96,8 +69,7 @@ def onnx_to_tensorflow(
     with captured_output():
         loaded = tf.saved_model.load(str(work / "saved_model"))
     model = _savedmodel_source(tf, loaded, source.path)
-    bridge = _match(source, model, calibration_batch, batch_size)
-    return bridge
+    return _match(source, model, calibration_batch, batch_size)
 
 
 def _valid_node_names(path: Path) -> None:
@@ -215,7 +187,7 @@ def _key_for(name: str, keys: list[str], position: int) -> str:
 
 def _match(
     source: SourceModel, model: SourceModel, batch: Mapping[str, np.ndarray], batch_size: int
-) -> LayoutBridge:
+) -> TFView:
     in_keys = [s.name for s in model.inputs]
     out_keys = [s.name for s in model.outputs]
     input_names = {_key_for(s.name, in_keys, i): s.name for i, s in enumerate(source.inputs)}
@@ -227,8 +199,8 @@ def _match(
     output_names = {_key_for(s.name, out_keys, i): s.name for i, s in enumerate(source.outputs)}
     sample = {k: v[:batch_size] for k, v in batch.items()}
     reference = source.run(sample)
-    bridge = LayoutBridge(model, input_names, output_names, input_perms, {}, 0.0)
-    tf_out = model.run(bridge.to_tf_feeds(sample))
+    partial = TFView(model, input_names, output_names, input_perms, {})
+    tf_out = model.run(partial.tf_sample(sample))
     output_perms = {
         onnx_name: _perm_between(tf_out[key].shape, reference[onnx_name].shape, to_source=True)
         for key, onnx_name in output_names.items()
@@ -238,9 +210,7 @@ def _match(
         for key, onnx_name in output_names.items()
     }
     errors = check_float_match(reference, converted, FLOAT_TOLERANCE, "onnx2tf")
-    return LayoutBridge(
-        model, input_names, output_names, input_perms, output_perms, max(errors.values())
-    )
+    return TFView(model, input_names, output_names, input_perms, output_perms, max(errors.values()))
 
 
 def _perm_between(
