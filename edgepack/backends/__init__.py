@@ -10,6 +10,7 @@ from edgepack.backends.base import (
     QuantParams,
     TensorInfo,
 )
+from edgepack.backends.coreml import CoreMLBackend
 from edgepack.backends.onnx import ONNXBackend
 from edgepack.backends.tflite import TFLiteBackend
 from edgepack.errors import ConfigError
@@ -17,6 +18,7 @@ from edgepack.errors import ConfigError
 BACKENDS: dict[str, Backend] = {
     "tflite": TFLiteBackend(),
     "onnx": ONNXBackend(),
+    "coreml": CoreMLBackend(),
 }
 
 __all__ = [

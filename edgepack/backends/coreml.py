@@ -1,0 +1,261 @@
+"""Core ML backend for the Apple Neural Engine: an ML program (``Model.mlpackage``).
+
+Conversion: coremltools from the TensorFlow model (Keras and SavedModel sources directly, ONNX
+sources through the SavedModel the ONNX path makes with onnx2tf: one path, no second
+converter), batch 1, compute precision fp16 by default, minimum deployment target from the
+profile. Compression (``quantize``):
+
+- ``fp16``: no weight compression;
+- ``w8``: int8 per-channel symmetric linear weights (``constexpr_affine_dequantize``);
+- ``palettize4`` / ``palettize6``: k-means palettized weights (``constexpr_lut_to_dense``).
+
+Emulation: edgepack's NumPy interpreter of ML programs (Apple's runtime exists only on
+macOS); the manifest records the drift numbers as emulated.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepack import __version__
+from edgepack._native import captured_output, import_coremltools
+from edgepack.backends.base import BuiltModel, CalibrationData, Emulator, TensorInfo
+from edgepack.convert.tf_view import TFView, tf_view
+from edgepack.errors import ConversionError, UnsupportedError
+from edgepack.frontends.base import Feeds, Outputs, SourceModel
+from edgepack.frontends.tf_call import signature_name
+
+# Mode -> the oldest deployment target whose opset has the ops the mode needs.
+QUANTIZE_MODES = {"fp16": 15, "w8": 16, "palettize4": 16, "palettize6": 16}
+PRECISIONS = ("fp16", "fp32")
+DEPLOYMENT_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18")
+
+
+@dataclass(frozen=True)
+class CoreMLSettings:
+    """``[settings]`` of a Core ML profile."""
+
+    quantize: str = "w8"
+    deployment_target: str = "iOS17"
+    compute_precision: str = "fp16"
+    author: str = ""
+    license: str = ""
+
+    def __post_init__(self) -> None:
+        if self.quantize not in QUANTIZE_MODES:
+            raise ValueError(
+                f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}"
+            )
+        if self.deployment_target not in DEPLOYMENT_TARGETS:
+            raise ValueError(f"deployment_target must be one of {', '.join(DEPLOYMENT_TARGETS)}")
+        if self.compute_precision not in PRECISIONS:
+            raise ValueError(f"compute_precision must be one of {', '.join(PRECISIONS)}")
+        if self.ios < QUANTIZE_MODES[self.quantize]:
+            raise ValueError(
+                f"quantize = {self.quantize!r} needs deployment_target iOS"
+                f"{QUANTIZE_MODES[self.quantize]} or newer, got {self.deployment_target}"
+            )
+
+    @property
+    def ios(self) -> int:
+        return int(self.deployment_target.removeprefix("iOS"))
+
+
+class CoreMLBackend:
+    """Builds ``Model.mlpackage`` and runs it in edgepack's Core ML emulator."""
+
+    name: str = "coreml"
+    model_file_name: str = "Model.mlpackage"
+    settings_type: type = CoreMLSettings
+
+    def check_support(self, source: SourceModel, settings: CoreMLSettings) -> None:
+        non_float = [s.name for s in source.inputs if not s.dtype.startswith("float")]
+        if non_float:
+            raise UnsupportedError(f"coreml needs float inputs; not float: {non_float}")
+
+    def build(
+        self,
+        source: SourceModel,
+        calibration: CalibrationData,
+        settings: CoreMLSettings,
+        workdir: Path,
+    ) -> BuiltModel:
+        from edgepack.convert.tf_to_coreml import tensorflow_to_coreml
+
+        with tempfile.TemporaryDirectory(prefix="edgepack-coreml-") as scratch:
+            view = tf_view(source, calibration, 1, Path(scratch))
+            shapes = {
+                name: tuple(a.shape[1:]) for name, a in view.tf_sample(calibration.first()).items()
+            }
+            mlmodel = tensorflow_to_coreml(
+                view.model, shapes, settings.compute_precision, settings.ios
+            )
+        mlmodel = _compress(mlmodel, settings)
+        _describe(mlmodel, source, settings)
+        model_file = workdir / self.model_file_name
+        with captured_output():
+            mlmodel.save(str(model_file))
+        _make_reproducible(model_file)
+        inputs, outputs = _io_details(mlmodel, view)
+        versions = {"coremltools": metadata.version("coremltools")}
+        versions.update({k: v for k, v in source.versions.items() if k == "tensorflow"})
+        if source.format == "onnx":
+            versions["onnx2tf"] = metadata.version("onnx2tf")
+        return BuiltModel(
+            model_file, inputs, outputs, versions, "none (weight-only)", _details(mlmodel, settings)
+        )
+
+    def emulate(
+        self, model_file: Path, inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo]
+    ) -> Emulator:
+        from edgepack.emulators.coreml import CoreMLEmulator
+
+        emulator = CoreMLEmulator(model_file)
+
+        def run(feeds: Feeds) -> Outputs:
+            total = len(next(iter(feeds.values())))
+            results: dict[str, list[np.ndarray]] = {o.source_name: [] for o in outputs}
+            for index in range(total):
+                sample = {
+                    i.name: _transposed(feeds[i.source_name][index : index + 1], i.transpose)
+                    for i in inputs
+                }
+                predicted = emulator.predict(sample)
+                for info in outputs:
+                    value = np.asarray(predicted[info.name], dtype=np.float32)
+                    results[info.source_name].append(_transposed(value, info.transpose))
+            return {name: np.concatenate(parts) for name, parts in results.items()}
+
+        runtime = f"edgepack Core ML emulator {__version__} (NumPy, emulated)"
+        return Emulator(runtime=runtime, run=run)
+
+
+def _transposed(value: np.ndarray, perm: tuple[int, ...] | None) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float32)
+    return array if perm is None else np.ascontiguousarray(array.transpose(perm))
+
+
+def _compress(mlmodel: Any, settings: CoreMLSettings) -> Any:
+    if settings.quantize == "fp16":
+        return mlmodel
+    import_coremltools()
+    import coremltools.optimize.coreml as cto
+
+    if settings.quantize == "w8":
+        op_config: Any = cto.OpLinearQuantizerConfig(
+            mode="linear_symmetric", dtype="int8", granularity="per_channel"
+        )
+        compress = cto.linear_quantize_weights
+    else:
+        op_config = cto.OpPalettizerConfig(mode="kmeans", nbits=int(settings.quantize[-1]))
+        compress = cto.palettize_weights
+    try:
+        with captured_output():
+            return compress(mlmodel, cto.OptimizationConfig(global_config=op_config))
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:300]
+        raise ConversionError(f"coremltools could not compress the weights: {text}") from None
+
+
+def _describe(mlmodel: Any, source: SourceModel, settings: CoreMLSettings) -> None:
+    mlmodel.short_description = (
+        f"{source.path.name} for the Apple Neural Engine ({settings.quantize})"
+    )
+    mlmodel.author = settings.author or "edgepack"
+    mlmodel.license = settings.license
+    mlmodel.version = __version__
+    mlmodel.user_defined_metadata["edgepack.version"] = __version__
+    mlmodel.user_defined_metadata.pop("com.github.apple.coremltools.conversion_date", None)
+
+
+def _make_reproducible(package: Path) -> None:
+    """Make the same model give the same bundle, byte for byte: the package manifest names its
+    items by random UUIDs (derive them from the item paths instead), and protobuf writes map
+    fields (the model's metadata) in hash order unless asked to be deterministic."""
+    spec_path = package / "Data" / "com.apple.CoreML" / "model.mlmodel"
+    if spec_path.is_file():
+        from coremltools.proto import Model_pb2
+
+        spec = Model_pb2.Model()
+        spec.ParseFromString(spec_path.read_bytes())
+        spec_path.write_bytes(spec.SerializeToString(deterministic=True))
+    manifest_path = package / "Manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    renamed = {}
+    root = manifest.get("rootModelIdentifier")
+    for key, entry in manifest.get("itemInfoEntries", {}).items():
+        stable = str(uuid.uuid5(uuid.NAMESPACE_URL, f"edgepack:{entry.get('path', key)}")).upper()
+        renamed[stable] = entry
+        if key == root:
+            manifest["rootModelIdentifier"] = stable
+    manifest["itemInfoEntries"] = dict(sorted(renamed.items()))
+    manifest_path.write_text(json.dumps(manifest, indent=4, sort_keys=True) + "\n")
+
+
+def _io_details(mlmodel: Any, view: TFView) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    description = mlmodel.get_spec().description
+    by_signature = {signature_name(s.name, i): s.name for i, s in enumerate(view.model.inputs)}
+    inputs = []
+    for feature in description.input:
+        source_name = view.input_names[by_signature[feature.name]]
+        perm = view.input_perms[source_name]
+        inputs.append(
+            TensorInfo(
+                feature.name,
+                source_name,
+                _shape(feature),
+                "float32",
+                layout="NHWC" if perm is not None else None,
+                transpose=perm,
+            )
+        )
+    outputs = []
+    for feature in description.output:
+        source_name = view.output_names[feature.name]
+        perm = view.output_perms[source_name]
+        outputs.append(
+            TensorInfo(
+                feature.name,
+                source_name,
+                _shape(feature),
+                "float32",
+                layout="NHWC" if perm is not None else None,
+                transpose=perm,
+            )
+        )
+    order = {name: i for i, name in enumerate(view.output_names.values())}
+    outputs.sort(key=lambda info: order[info.source_name])
+    return inputs, outputs
+
+
+def _shape(feature: Any) -> tuple[int, ...]:
+    kind = feature.type.WhichOneof("Type")
+    if kind == "multiArrayType":
+        return tuple(int(d) for d in feature.type.multiArrayType.shape)
+    return ()
+
+
+def _details(mlmodel: Any, settings: CoreMLSettings) -> dict[str, Any]:
+    spec = mlmodel.get_spec()
+    function = spec.mlProgram.functions["main"]
+    block = function.block_specializations[function.opset]
+    ops: dict[str, int] = {}
+    for op in block.operations:
+        ops[op.type] = ops.get(op.type, 0) + 1
+    return {
+        "ops": dict(sorted(ops.items())),
+        "float_ops": [],
+        "quantize": settings.quantize,
+        "compute_precision": settings.compute_precision,
+        "deployment_target": settings.deployment_target,
+        "opset": function.opset,
+    }
