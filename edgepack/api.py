@@ -244,6 +244,7 @@ def _drift(job: _Job, refs: Sequence[Any], built: Any) -> Any:
         job.bound.labels(refs),
         job.options.thresholds,
         runtime=emulator.runtime,
+        runtime_kind=emulator.kind,
         data={
             "path": str(job.samples.root),
             "fingerprint": job.samples.fingerprint(),
@@ -358,6 +359,7 @@ def check(
     min_sqnr: float | str | None = None,
     samples: int | None = None,
     seed: int = 0,
+    runtime: str = "emulated",
     json_path: str | os.PathLike[str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -367,7 +369,11 @@ def check(
     The source model is the one recorded in the manifest (or ``model``) and must have the
     sha256 recorded there. ``data`` is a calibration-style folder; without a
     ``calibration.toml`` it is read with the bundle's own preprocessing contract.
+    ``runtime="native"`` runs a Core ML bundle in Apple's runtime (macOS only) instead of
+    edgepack's emulator; the report says which one produced the numbers.
     """
+    if runtime not in ("emulated", "native"):
+        raise ConfigError(f"runtime must be 'emulated' or 'native', got {runtime!r}")
     from edgepack.backends import get_backend
     from edgepack.bundle import read_manifest, verify_model_file, write_json
     from edgepack.calib.contract import Contract, Preprocessing
@@ -418,6 +424,7 @@ def check(
         model_file,
         [TensorInfo.from_dict(d) for d in manifest["inputs"]],
         [TensorInfo.from_dict(d) for d in manifest["outputs"]],
+        native=runtime == "native",
     )
     feeds = bound.load(refs)
     report = compare_outputs(
@@ -426,6 +433,7 @@ def check(
         labels,
         options.thresholds,
         runtime=emulator.runtime,
+        runtime_kind=emulator.kind,
         data={"path": str(data_set.root), "fingerprint": data_set.fingerprint()},
     )
     if json_path is not None:

@@ -198,6 +198,13 @@ def build(
 @_budget_options
 @click.option("--samples", type=int, default=None, help="Most samples to evaluate.")
 @click.option(
+    "--runtime",
+    type=click.Choice(["emulated", "native"]),
+    default="emulated",
+    show_default=True,
+    help="Core ML bundles: edgepack's emulator, or Apple's runtime (macOS only).",
+)
+@click.option(
     "--json",
     "json_path",
     default=None,

@@ -82,10 +82,16 @@ class BuiltModel:
 
 @dataclass(frozen=True)
 class Emulator:
-    """Runs a bundle's model on the host: float feeds in, float outputs out (source names)."""
+    """Runs a bundle's model on the host: float feeds in, float outputs out (source names).
+
+    ``kind``: ``host`` (the target's own runtime, run on the build host: LiteRT,
+    onnxruntime), ``emulated`` (edgepack's emulator of a runtime the host lacks) or
+    ``native`` (the vendor's runtime where it exists, Core ML on macOS).
+    """
 
     runtime: str
     run: Callable[[Feeds], Outputs]
+    kind: str = "host"
 
 
 @dataclass(frozen=True)
@@ -133,7 +139,12 @@ class Backend(Protocol):
         ...
 
     def emulate(
-        self, model_file: Path, inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo]
+        self,
+        model_file: Path,
+        inputs: Sequence[TensorInfo],
+        outputs: Sequence[TensorInfo],
+        native: bool = False,
     ) -> Emulator:
-        """A host runner for a built model (in a work folder or a bundle)."""
+        """A host runner for a built model (in a work folder or a bundle). ``native`` asks for
+        the vendor's own runtime where edgepack otherwise emulates it (Core ML on macOS)."""
         ...

@@ -16,6 +16,8 @@ macOS); the manifest records the drift numbers as emulated.
 from __future__ import annotations
 
 import json
+import platform
+import sys
 import tempfile
 import uuid
 from collections.abc import Sequence
@@ -115,11 +117,20 @@ class CoreMLBackend:
         )
 
     def emulate(
-        self, model_file: Path, inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo]
+        self,
+        model_file: Path,
+        inputs: Sequence[TensorInfo],
+        outputs: Sequence[TensorInfo],
+        native: bool = False,
     ) -> Emulator:
-        from edgepack.emulators.coreml import CoreMLEmulator
+        kind = "native" if native else "emulated"
+        if native:
+            runner, runtime = _native_runtime(model_file)
+        else:
+            from edgepack.emulators.coreml import CoreMLEmulator
 
-        emulator = CoreMLEmulator(model_file)
+            runner = CoreMLEmulator(model_file)
+            runtime = f"edgepack Core ML emulator {__version__} (NumPy, emulated)"
 
         def run(feeds: Feeds) -> Outputs:
             total = len(next(iter(feeds.values())))
@@ -129,14 +140,29 @@ class CoreMLBackend:
                     i.name: _transposed(feeds[i.source_name][index : index + 1], i.transpose)
                     for i in inputs
                 }
-                predicted = emulator.predict(sample)
+                predicted = runner.predict(sample)
                 for info in outputs:
                     value = np.asarray(predicted[info.name], dtype=np.float32)
                     results[info.source_name].append(_transposed(value, info.transpose))
             return {name: np.concatenate(parts) for name, parts in results.items()}
 
-        runtime = f"edgepack Core ML emulator {__version__} (NumPy, emulated)"
-        return Emulator(runtime=runtime, run=run)
+        return Emulator(runtime=runtime, run=run, kind=kind)
+
+
+def _native_runtime(model_file: Path) -> tuple[Any, str]:
+    """Apple's Core ML runtime: macOS only (coremltools predicts through it there)."""
+    if sys.platform != "darwin":
+        raise UnsupportedError(
+            f"the native Core ML runtime exists only on macOS (this is {sys.platform}); "
+            "use --runtime emulated"
+        )
+    ct = import_coremltools()
+    try:
+        model = ct.models.MLModel(str(model_file), compute_units=ct.ComputeUnit.ALL)
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:200]
+        raise UnsupportedError(f"Core ML could not load {model_file.name}: {text}") from None
+    return model, f"Core ML {platform.mac_ver()[0]} (native, compute units ALL)"
 
 
 def _transposed(value: np.ndarray, perm: tuple[int, ...] | None) -> np.ndarray:

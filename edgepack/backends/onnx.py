@@ -109,7 +109,11 @@ class ONNXBackend:
         return BuiltModel(model_file, inputs, outputs, versions, method, details)
 
     def emulate(
-        self, model_file: Path, inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo]
+        self,
+        model_file: Path,
+        inputs: Sequence[TensorInfo],
+        outputs: Sequence[TensorInfo],
+        native: bool = False,  # the host runtime is the real one
     ) -> Emulator:
         session = _session(model_file)
 

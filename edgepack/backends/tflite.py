@@ -145,7 +145,11 @@ class TFLiteBackend:
         return _convert(converter)
 
     def emulate(
-        self, model_file: Path, inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo]
+        self,
+        model_file: Path,
+        inputs: Sequence[TensorInfo],
+        outputs: Sequence[TensorInfo],
+        native: bool = False,  # the host runtime is the real one
     ) -> Emulator:
         interpreter = _interpreter(model_file)
         by_name = {d["name"]: d for d in interpreter.get_input_details()}

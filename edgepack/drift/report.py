@@ -38,6 +38,7 @@ class DriftReport:
     thresholds: Thresholds
     failures: list[str]
     runtime: str = ""
+    runtime_kind: str = "host"
     data: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -61,6 +62,7 @@ class DriftReport:
             "failures": list(self.failures),
             "samples": self.samples,
             "runtime": self.runtime,
+            "runtime_kind": self.runtime_kind,
             "data": dict(self.data),
             "primary_output": self.primary_output,
             "top1_agreement": self.top1_agreement,
@@ -80,6 +82,7 @@ class DriftReport:
             "failures",
             "samples",
             "runtime",
+            "runtime_kind",
             "top1_agreement",
             "accuracy_float",
             "accuracy_quantized",
@@ -97,6 +100,7 @@ def compare_outputs(
     thresholds: Thresholds,
     runtime: str = "",
     data: Mapping[str, Any] | None = None,
+    runtime_kind: str = "host",
 ) -> DriftReport:
     """Measure drift per output, then judge it against ``thresholds``.
 
@@ -120,6 +124,7 @@ def compare_outputs(
         thresholds=thresholds,
         failures=[],
         runtime=runtime,
+        runtime_kind=runtime_kind,
         data=dict(data or {}),
     )
     report.failures.extend(judge(report))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 
 from edgepack.bundle import SCHEMA_FILE
 from edgepack.cli import cli
-from edgepack.errors import EXIT_BUNDLE, EXIT_DRIFT, EXIT_EXISTS
+from edgepack.errors import EXIT_BUNDLE, EXIT_CONVERSION, EXIT_DRIFT, EXIT_EXISTS
 from tests.conftest import (
     DIGITS_CALIB,
     DIGITS_EVAL,
@@ -40,6 +41,8 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "tflite",
         "--target",
         "onnx",
+        "--target",
+        "coreml",
         "--calib",
         DIGITS_CALIB,
         "--out",
@@ -54,6 +57,11 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def onnx_bundle(bundle: Path) -> Path:
     return bundle.parent / "digits-onnx"
+
+
+@pytest.fixture(scope="module")
+def coreml_bundle(bundle: Path) -> Path:
+    return bundle.parent / "digits-coreml"
 
 
 def manifest_of(bundle: Path) -> dict:
@@ -249,3 +257,44 @@ def test_onnx_check_on_the_evaluation_split(onnx_bundle: Path, tmp_path: Path) -
     assert report["runtime"].startswith("onnxruntime")
     assert report["samples"] == 400
     assert report["top1_agreement"] >= 0.99 and report["accuracy_drop"] <= 0.01
+
+
+def test_coreml_w8_bundle_compresses_weights_and_meets_the_budget(coreml_bundle: Path) -> None:
+    manifest = manifest_of(coreml_bundle)
+    assert_valid_manifest(manifest)
+    model = manifest["model"]
+    assert (model["quantize"], model["compute_precision"], model["opset"]) == (
+        "w8",
+        "fp16",
+        "CoreML7",
+    )
+    assert model["ops"]["constexpr_affine_dequantize"] == 2  # the two large weights
+    weights = coreml_bundle / "Model.mlpackage" / "Data" / "com.apple.CoreML" / "weights"
+    weight_bytes = (weights / "weight.bin").stat().st_size
+    float_weights = 4 * 151_306  # the digits CNN's parameters in fp32
+    assert weight_bytes <= 0.3 * float_weights
+    assert 0.4 <= weight_bytes / (2 * 151_306) <= 0.6  # about half the fp16 weights
+    drift = manifest["drift"]
+    assert drift["runtime_kind"] == "emulated"
+    assert drift["top1_agreement"] >= 0.99 and drift["accuracy_drop"] <= 0.01
+
+
+def test_coreml_check_emulated_and_native_on_linux(coreml_bundle: Path, tmp_path: Path) -> None:
+    report_file = tmp_path / "report.json"
+    code, _, stderr = invoke(
+        "check", coreml_bundle, "--data", DIGITS_EVAL, "--json", report_file, cwd=tmp_path
+    )
+    assert code == 0, stderr
+    report = json.loads(report_file.read_text())
+    assert report["runtime_kind"] == "emulated" and report["samples"] == 400
+    assert report["top1_agreement"] >= 0.99
+    code, _, stderr = invoke(
+        "-q", "check", coreml_bundle, "--data", DIGITS_EVAL, "--runtime", "native", cwd=tmp_path
+    )
+    if sys.platform != "darwin":
+        assert code == EXIT_CONVERSION and "only on macOS" in stderr
+
+
+def test_host_runtimes_are_recorded_as_such(bundle: Path, onnx_bundle: Path) -> None:
+    assert manifest_of(bundle)["drift"]["runtime_kind"] == "host"
+    assert manifest_of(onnx_bundle)["drift"]["runtime_kind"] == "host"
