@@ -7,6 +7,13 @@ profile. Compression (``quantize``):
 
 - ``fp16``: no weight compression;
 - ``w8``: int8 per-channel symmetric linear weights (``constexpr_affine_dequantize``);
+- ``w8a8``: int8 weights and int8 activations (``quantize``/``dequantize`` pairs, iOS17+).
+  coremltools computes the activation ranges by running the model with Core ML, which exists
+  only on macOS. edgepack runs coremltools' own ``linear_quantize_activations`` unchanged
+  except for the one step that needs Core ML: its model debugger's
+  ``predict_intermediate_outputs`` is pointed, for the duration of the call, at edgepack's
+  emulator, which returns the same intermediate tensors. The statistics code, the concat
+  handling and the graph passes that insert the quantize/dequantize pairs are coremltools';
 - ``palettize4`` / ``palettize6``: k-means palettized weights (``constexpr_lut_to_dense``).
 
 Emulation: edgepack's NumPy interpreter of ML programs (Apple's runtime exists only on
@@ -37,7 +44,7 @@ from edgepack.frontends.base import Feeds, Outputs, SourceModel
 from edgepack.frontends.tf_call import signature_name
 
 # Mode -> the oldest deployment target whose opset has the ops the mode needs.
-QUANTIZE_MODES = {"fp16": 15, "w8": 16, "palettize4": 16, "palettize6": 16}
+QUANTIZE_MODES = {"fp16": 15, "w8": 16, "w8a8": 17, "palettize4": 16, "palettize6": 16}
 PRECISIONS = ("fp16", "fp32")
 DEPLOYMENT_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18")
 
@@ -101,6 +108,9 @@ class CoreMLBackend:
             mlmodel = tensorflow_to_coreml(
                 view.model, shapes, settings.compute_precision, settings.ios
             )
+            if settings.quantize == "w8a8":
+                samples = _core_ml_samples(mlmodel, view, calibration)
+                mlmodel = _quantize_activations(mlmodel, samples)
         mlmodel = _compress(mlmodel, settings)
         _describe(mlmodel, source, settings)
         model_file = workdir / self.model_file_name
@@ -113,7 +123,7 @@ class CoreMLBackend:
         if source.format == "onnx":
             versions["onnx2tf"] = metadata.version("onnx2tf")
         return BuiltModel(
-            model_file, inputs, outputs, versions, "none (weight-only)", _details(mlmodel, settings)
+            model_file, inputs, outputs, versions, _method(settings), _details(mlmodel, settings)
         )
 
     def emulate(
@@ -176,7 +186,7 @@ def _compress(mlmodel: Any, settings: CoreMLSettings) -> Any:
     import_coremltools()
     import coremltools.optimize.coreml as cto
 
-    if settings.quantize == "w8":
+    if settings.quantize in ("w8", "w8a8"):
         op_config: Any = cto.OpLinearQuantizerConfig(
             mode="linear_symmetric", dtype="int8", granularity="per_channel"
         )
@@ -190,6 +200,60 @@ def _compress(mlmodel: Any, settings: CoreMLSettings) -> Any:
     except Exception as exc:
         text = " ".join(str(exc).split())[:300]
         raise ConversionError(f"coremltools could not compress the weights: {text}") from None
+
+
+def _method(settings: CoreMLSettings) -> str:
+    """What calibrated the activations (only w8a8 has quantized activations)."""
+    return (
+        "minmax (activation ranges from the edgepack emulator)"
+        if settings.quantize == "w8a8"
+        else "none (weight-only compression)"
+    )
+
+
+def _core_ml_samples(
+    mlmodel: Any, view: TFView, calibration: CalibrationData
+) -> list[dict[str, np.ndarray]]:
+    """Calibration samples named and laid out as the Core ML model's inputs."""
+    names = {signature_name(s.name, i): s.name for i, s in enumerate(view.model.inputs)}
+    inputs = [feature.name for feature in mlmodel.get_spec().description.input]
+    samples = []
+    for sample in calibration.samples():
+        tf_sample = view.tf_sample(sample)
+        samples.append({name: tf_sample[names[name]].astype(np.float32) for name in inputs})
+    return samples
+
+
+def _quantize_activations(mlmodel: Any, samples: list[dict[str, np.ndarray]]) -> Any:
+    """coremltools' ``linear_quantize_activations``, its activation ranges measured by
+    edgepack's emulator instead of Core ML (see the module docstring)."""
+    import_coremltools()
+    import coremltools.optimize.coreml as cto
+    from coremltools.optimize.coreml.experimental._model_debugger import ModelDebugger
+
+    from edgepack.emulators.coreml import CoreMLEmulator
+
+    emulator = CoreMLEmulator(mlmodel)
+
+    def predict_intermediate_outputs(
+        debugger: Any, inputs: Any, intermediate_output_names: Any, compute_units: Any = None
+    ) -> dict[str, np.ndarray]:
+        captured = emulator.capture(inputs, intermediate_output_names)
+        return {name: np.asarray(value, dtype=np.float32) for name, value in captured.items()}
+
+    config = cto.OptimizationConfig(
+        global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8")
+    )
+    original = ModelDebugger.predict_intermediate_outputs
+    ModelDebugger.predict_intermediate_outputs = predict_intermediate_outputs
+    try:
+        with captured_output():
+            return cto.linear_quantize_activations(mlmodel, config, samples)
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:300]
+        raise ConversionError(f"coremltools could not quantize the activations: {text}") from None
+    finally:
+        ModelDebugger.predict_intermediate_outputs = original
 
 
 def _describe(mlmodel: Any, source: SourceModel, settings: CoreMLSettings) -> None:

@@ -1,0 +1,120 @@
+"""The coreml target's quantization modes on the digits example, and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edgepack import api
+from edgepack.emulators.coreml import CoreMLEmulator
+from tests.conftest import (
+    DIGITS_CALIB,
+    DIGITS_MODEL,
+    CliResult,
+    assert_one_line_error,
+    assert_valid_manifest,
+    folder_is_empty,
+)
+
+
+def profile(tmp_path: Path, quantize: str, target: str = "iOS17") -> Path:
+    path = tmp_path / f"coreml-{quantize}.toml"
+    path.write_text(
+        f'[profile]\nname = "coreml-{quantize}"\nextends = "coreml"\n'
+        f'description = "{quantize}"\n[settings]\nquantize = "{quantize}"\n'
+        f'deployment_target = "{target}"\n'
+    )
+    return path
+
+
+def test_w8a8_ranges_come_from_the_emulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coremltools.optimize.coreml.experimental._model_debugger import ModelDebugger
+
+    calls: list[int] = []
+    capture = CoreMLEmulator.capture
+
+    def counting_capture(self, inputs, names=None):  # type: ignore[no-untyped-def]
+        calls.append(len(list(names or [])))
+        return capture(self, inputs, names)
+
+    monkeypatch.setattr(CoreMLEmulator, "capture", counting_capture)
+    original = ModelDebugger.predict_intermediate_outputs
+    result = api.build(
+        DIGITS_MODEL,
+        [str(profile(tmp_path, "w8a8"))],
+        DIGITS_CALIB,
+        out=tmp_path,
+        num_calib=50,
+        environ={},
+    )[0]
+    assert ModelDebugger.predict_intermediate_outputs is original  # restored
+    assert len(calls) >= 50 and max(calls) >= 8  # every calibration sample, many tensors
+    manifest = result.manifest
+    assert_valid_manifest(manifest)
+    ops = manifest["model"]["ops"]
+    assert ops["quantize"] == ops["dequantize"] >= 5
+    assert ops["constexpr_affine_dequantize"] == 2
+    assert manifest["calibration"]["method"].startswith("minmax")
+    assert result.report.top1_agreement >= 0.98
+    assert result.report.accuracy_drop <= 0.01
+
+
+@pytest.mark.parametrize("mode", ["fp16", "palettize4", "palettize6"])
+def test_other_modes(tmp_path: Path, mode: str) -> None:
+    result = api.build(
+        DIGITS_MODEL,
+        [str(profile(tmp_path, mode))],
+        DIGITS_CALIB,
+        out=tmp_path,
+        num_calib=100,
+        drift_samples=100,
+        environ={},
+    )[0]
+    ops = result.manifest["model"]["ops"]
+    weights = (
+        (result.bundle / "Model.mlpackage" / "Data" / "com.apple.CoreML" / "weights" / "weight.bin")
+        .stat()
+        .st_size
+    )
+    if mode == "fp16":
+        assert "constexpr_affine_dequantize" not in ops and "constexpr_lut_to_dense" not in ops
+        assert weights >= 2 * 151_306  # fp16 weights, uncompressed
+    else:
+        assert ops["constexpr_lut_to_dense"] == 2
+        bits = int(mode[-1])
+        assert weights < 2 * 151_306 * (bits / 16 + 0.15)
+    assert result.report.top1_agreement >= 0.98
+
+
+def test_mode_too_new_for_the_deployment_target(
+    run_cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    path = profile(tmp_path, "w8a8", "iOS16")
+    result = run_cli("-q", "build", DIGITS_MODEL, "-t", path, "-c", DIGITS_CALIB, "--out", "out")
+    assert_one_line_error(result, 2, "w8a8", "iOS17 or newer")
+    assert folder_is_empty(tmp_path / "out")
+
+
+def test_unknown_mode(run_cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    (tmp_path / "edgepack.toml").write_text('[targets.coreml.settings]\nquantize = "w4"\n')
+    result = run_cli("-q", "build", DIGITS_MODEL, "-t", "coreml", "-c", DIGITS_CALIB)
+    assert_one_line_error(result, 2, "quantize must be one of")
+
+
+def test_manifest_records_emulated_drift(tmp_path: Path) -> None:
+    result = api.build(
+        DIGITS_MODEL,
+        ["coreml"],
+        DIGITS_CALIB,
+        out=tmp_path,
+        num_calib=100,
+        drift_samples=50,
+        environ={},
+    )[0]
+    drift = json.loads((result.bundle / "drift.json").read_text())
+    assert drift["runtime_kind"] == "emulated" and "emulator" in drift["runtime"]
