@@ -210,3 +210,23 @@ def test_calibration_method_tflite_cannot_do(run_cli: Run, tmp_path: Path) -> No
         "-q", "build", "conv.onnx", "-t", "tflite", "-c", "calib", "--calib-method", "entropy"
     )
     assert_one_line_error(result, 2, "min/max ranges only")
+
+
+def test_onnx_x86_profile_quantizes_activations_to_uint8(run_cli: Run, tmp_path: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    conv_onnx(tmp_path / "conv.onnx")
+    rgb_set(tmp_path / "calib", "NCHW")
+    result = build_lenient(run_cli, "conv.onnx", "onnx-x86")
+    assert result.exit_code == 0, result.stderr
+    recorded = manifest(tmp_path, "conv-onnx-x86")
+    assert recorded["target"]["settings"]["activation_dtype"] == "uint8"
+    graph = onnx.load(str(tmp_path / "bundles" / "conv-onnx-x86" / "model.onnx")).graph
+    initializers = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    activation_zero_points = {
+        str(initializers[node.input[2]].dtype)
+        for node in graph.node
+        if node.op_type == "QuantizeLinear" and len(node.input) > 2
+    }
+    assert activation_zero_points == {"uint8"}
