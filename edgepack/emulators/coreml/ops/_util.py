@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,13 +42,22 @@ def spatial_pads(
     else:
         raise ValueError(f"unknown pad_type {pad_type!r}")
     if ceil_mode:
-        adjusted = []
-        for (begin, end), size, k, s in zip(pads, in_sizes, effective, strides, strict=True):
-            span = size + begin + end - k
-            extra = (-span) % s if span % s else 0
-            adjusted.append((begin, end + extra))
-        pads = adjusted
+        pads = [
+            (begin, end + ceil_mode_overhang(size, k, s, begin, end))
+            for (begin, end), size, k, s in zip(pads, in_sizes, effective, strides, strict=True)
+        ]
     return pads
+
+
+def ceil_mode_overhang(size: int, kernel: int, stride: int, begin: int, end: int) -> int:
+    """Extra end padding that ``ceil_mode`` needs for its last window (MIL/PyTorch rule:
+    ``out = ceil((size + pads - kernel) / stride) + 1``, minus one when that last window
+    would start in the end padding)."""
+    padded = size + begin + end
+    out = -(-(padded - kernel) // stride) + 1
+    if (out - 1) * stride >= size + begin and begin + end > 0:
+        out -= 1
+    return max((out - 1) * stride + kernel - padded, 0)
 
 
 def windows(
@@ -77,3 +87,24 @@ def broadcast_param(value: np.ndarray, rank: int, axis: int | None) -> np.ndarra
     shape = [1] * rank
     shape[axis % rank] = array.size
     return array.reshape(shape)
+
+
+def unary(function: Callable[..., Any]) -> Callable[..., np.ndarray]:
+    """A NumPy function of one array as a kernel of MIL's ``x`` input (ufuncs take no
+    keyword for their operand)."""
+
+    def kernel(x: np.ndarray) -> np.ndarray:
+        return function(x)
+
+    kernel.__name__ = getattr(function, "__name__", "unary")
+    return kernel
+
+
+def binary(function: Callable[..., Any]) -> Callable[..., np.ndarray]:
+    """A broadcasting NumPy function of two arrays as a kernel of MIL's ``x`` and ``y``."""
+
+    def kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return function(x, y)
+
+    kernel.__name__ = getattr(function, "__name__", "binary")
+    return kernel

@@ -8,11 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from edgepack.emulators.coreml.ops._util import broadcast_param
+from edgepack.emulators.coreml.ops._util import broadcast_param, unary
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    """1 / (1 + exp(-x)), evaluated without overflowing exp for large |x|."""
+    decay = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0, decay) / (1.0 + decay)
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
@@ -68,17 +70,17 @@ KERNELS: dict[str, Callable[..., Any]] = {
     "clip": lambda x, alpha, beta: np.minimum(np.maximum(x, alpha), beta),
     "sigmoid": _sigmoid,
     "sigmoid_hard": lambda x, alpha=0.2, beta=0.5: np.clip(alpha * x + beta, 0, 1),
-    "tanh": np.tanh,
+    "tanh": unary(np.tanh),
     "scaled_tanh": lambda x, alpha=1.0, beta=1.0: alpha * np.tanh(beta * x),
     "gelu": gelu,
     "silu": lambda x: x * _sigmoid(x),
     "softmax": softmax,
     "leaky_relu": lambda x, alpha=0.01: np.where(x >= 0, x, alpha * x),
     "prelu": prelu,
-    "elu": lambda x, alpha=1.0: np.where(x > 0, x, alpha * (np.exp(x) - 1)),
+    "elu": lambda x, alpha=1.0: np.where(x > 0, x, alpha * (np.exp(np.minimum(x, 0)) - 1)),
     "softplus": lambda x: np.logaddexp(0.0, x),
     "softplus_parametric": softplus_parametric,
     "softsign": lambda x: x / (1 + np.abs(x)),
     "linear_activation": lambda x, alpha=1.0, beta=0.0: alpha * x + beta,
-    "thresholded_relu": lambda x, alpha=1.0: np.where(x > alpha, x, 0),
+    "thresholded_relu": lambda x, alpha=1.0: np.where(x >= alpha, x, 0),  # x >= alpha keeps x
 }

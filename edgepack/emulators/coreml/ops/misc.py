@@ -47,12 +47,19 @@ def topk(
     ascending: bool = False,
     sort: bool = True,
     return_indices: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
+    output_indices_dtype: str = "int32",
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Top (or bottom, ``ascending``) ``k`` values along ``axis`` and their indices; ``k=-1``
+    takes every element (iOS17); only the values when ``return_indices`` is False (iOS16)."""
     axis = int(axis)
     keys = x if ascending else -x
     order = np.argsort(keys, axis=axis, kind="stable")
-    index = np.take(order, np.arange(int(k)), axis=axis)
-    return np.take_along_axis(x, index, axis=axis), index.astype(np.int32)
+    count = x.shape[axis] if int(k) == -1 else int(k)
+    index = np.take(order, np.arange(count), axis=axis)
+    values = np.take_along_axis(x, index, axis=axis)
+    if not return_indices:
+        return values
+    return values, index.astype(np.int32)
 
 
 def argsort(x: np.ndarray, axis: int = -1, ascending: bool = False) -> np.ndarray:
@@ -75,7 +82,7 @@ def one_hot(
 
 KERNELS: dict[str, Callable[..., Any]] = {
     "cast": cast,
-    "select": np.where,
+    "select": lambda cond, a, b: np.where(cond, a, b),  # noqa: PLW0108 (MIL's input names)
     "cumsum": cumsum,
     "topk": topk,
     "argsort": argsort,

@@ -96,8 +96,11 @@ def conv_transpose(
     crops = _transpose_crops(
         full_sizes, x.shape[2:], effective, strides_, str(pad_type), pad, output_shape
     )
-    index = tuple(slice(b, size - e) for (b, e), size in zip(crops, full_sizes, strict=True))
+    index = tuple(
+        slice(b, size - max(e, 0)) for (b, e), size in zip(crops, full_sizes, strict=True)
+    )
     result = result[(slice(None), slice(None), *index)]
+    result = np.pad(result, [(0, 0), (0, 0), *((0, max(-e, 0)) for _, e in crops)])
     if bias is not None:
         result = result + np.asarray(bias).reshape(1, -1, *([1] * spatial))
     return result
@@ -112,6 +115,12 @@ def _transpose_crops(
     pad: Any,
     output_shape: Any,
 ) -> list[tuple[int, int]]:
+    """(begin, end) to crop from the full transposed convolution; a negative end pads zeros
+    (an ``output_shape`` larger than the full result, as TensorFlow's conv2d_transpose).
+
+    ``same``/``same_lower`` crop what a ``same`` convolution of the output would pad:
+    ``total = (in - 1) * stride + k_eff - out`` with ``out = output_shape`` or ``in * stride``.
+    """
     spatial = len(full)
     if output_shape is not None and len(np.atleast_1d(output_shape)) >= spatial:
         wanted = [int(v) for v in np.atleast_1d(output_shape)[-spatial:]]
@@ -121,17 +130,17 @@ def _transpose_crops(
     for i in range(spatial):
         if pad_type == "custom":
             values = _ints(pad, 2 * spatial, 0)
-            crop = (values[2 * i], values[2 * i + 1])
+            begin, end = values[2 * i], values[2 * i + 1]
         elif pad_type in ("same", "same_lower"):
-            target = int(in_sizes[i]) * strides[i]
-            total = max(full[i] - target, 0)
-            small, large = total // 2, total - total // 2
-            crop = (small, large) if pad_type == "same" else (large, small)
+            out = wanted[i] if wanted is not None else int(in_sizes[i]) * strides[i]
+            total = max((int(in_sizes[i]) - 1) * strides[i] + effective[i] - out, 0)
+            begin = total // 2 if pad_type == "same" else total - total // 2
+            end = full[i] - begin - out
         else:
-            crop = (0, 0)
+            begin, end = 0, 0
         if wanted is not None:
-            crop = (crop[0], max(full[i] - crop[0] - wanted[i], 0))
-        crops.append(crop)
+            end = full[i] - begin - wanted[i]
+        crops.append((begin, end))
     return crops
 
 
@@ -175,14 +184,23 @@ def avg_pool(
     exclude_padding_from_average: bool = False,
     ceil_mode: bool = False,
 ) -> np.ndarray:
-    view, _ = _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, 0.0)
+    """The divisor counts the input and, unless excluded, the explicit padding; never the
+    overhang that ``ceil_mode`` adds past the end padding (PyTorch's ``ceil_mode``)."""
+    view, pads = _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, 0.0)
     axes = tuple(range(x.ndim, view.ndim))
-    total = view.sum(axis=axes)
-    if not exclude_padding_from_average:
-        return total / np.prod(view.shape[x.ndim :])
-    ones = np.ones((1, 1, *x.shape[2:]), dtype=np.float32)
-    count_view, _ = _pool(ones, kernel_sizes, strides, pad_type, pad, ceil_mode, 0.0)
-    return total / count_view.sum(axis=axes)
+    spatial = x.ndim - 2
+    kernel = _ints(kernel_sizes, spatial, 1)
+    strides_ = _ints(strides, spatial, 1)
+    explicit = spatial_pads(x.shape[2:], kernel, strides_, [1] * spatial, str(pad_type), pad)
+    counted = np.pad(
+        np.ones((1, 1, *x.shape[2:]), dtype=np.float32),
+        [(0, 0), (0, 0), *explicit],
+        constant_values=0.0 if exclude_padding_from_average else 1.0,
+    )
+    overhang = [(0, full[1] - part[1]) for full, part in zip(pads, explicit, strict=True)]
+    counted = np.pad(counted, [(0, 0), (0, 0), *overhang])
+    count = windows(counted, kernel, strides_, [1] * spatial).sum(axis=axes)
+    return view.sum(axis=axes) / count
 
 
 def l2_pool(
@@ -249,11 +267,12 @@ def layer_norm(
     mean = x.mean(axis=normalised_axes, keepdims=True)
     variance = np.square(x - mean).mean(axis=normalised_axes, keepdims=True)
     result = (x - mean) / np.sqrt(variance + np.float32(epsilon))
-    # gamma/beta have the shape of the normalised (trailing) axes
+    # gamma/beta have the shape x.shape[axes]: laid along the normalised axes
+    broadcast = [x.shape[i] if i in normalised_axes else 1 for i in range(x.ndim)]
     if gamma is not None:
-        result = result * np.asarray(gamma)
+        result = result * np.asarray(gamma).reshape(broadcast)
     if beta is not None:
-        result = result + np.asarray(beta)
+        result = result + np.asarray(beta).reshape(broadcast)
     return result
 
 

@@ -18,7 +18,11 @@ def _reduce(function: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
 
 
 def _arg(function: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-    def kernel(x: np.ndarray, axis: int = -1, keep_dims: bool = False) -> np.ndarray:
+    def kernel(
+        x: np.ndarray, axis: int = -1, keep_dims: bool = False, output_dtype: str = "int32"
+    ) -> np.ndarray:
+        """Index of the first extreme value (``output_dtype``, iOS17: the program's output
+        dtype, int32 or uint16, is applied by the interpreter)."""
         result = function(x, axis=int(axis))
         return np.expand_dims(result, int(axis)) if keep_dims else result
 

@@ -11,9 +11,15 @@ from edgepack.emulators.coreml.ops._util import axis_list
 
 
 def reshape(x: np.ndarray, shape: Any) -> np.ndarray:
-    """``-1`` infers one axis; ``0`` copies the input's axis (iOS17 semantics)."""
+    """``-1`` infers one axis; ``0`` copies the input dimension at the same position counted
+    from the right, or is 1 past the input's rank (iOS17; iOS15/16 require ``len(shape) ==
+    rank``, where both readings agree)."""
     target = [int(v) for v in np.atleast_1d(shape)]
-    target = [x.shape[i] if v == 0 and i < x.ndim else v for i, v in enumerate(target)]
+    offset = x.ndim - len(target)  # shape[i] matches x.shape[i + offset]
+    target = [
+        (x.shape[i + offset] if i + offset >= 0 else 1) if v == 0 else v
+        for i, v in enumerate(target)
+    ]
     return np.reshape(x, target)
 
 
@@ -87,8 +93,11 @@ def pad(x: np.ndarray, pad: Any, mode: str = "constant", constant_val: float = 0
 
 
 def squeeze(x: np.ndarray, axes: Any = None) -> np.ndarray:
+    """Listed axes that are not single are left alone (PyTorch behaviour, as MIL defines)."""
     normalised = axis_list(axes, x.ndim)
-    return np.squeeze(x) if normalised is None else np.squeeze(x, axis=normalised)
+    if normalised is None:
+        return np.squeeze(x)
+    return np.squeeze(x, axis=tuple(a for a in normalised if x.shape[a] == 1))
 
 
 def expand_dims(x: np.ndarray, axes: Any) -> np.ndarray:
@@ -193,9 +202,9 @@ KERNELS: dict[str, Callable[..., Any]] = {
         int(np.prod(x.shape[: int(axis) % x.ndim] or [1])), -1
     ),
     "shape": lambda x: np.array(x.shape, dtype=np.int32),
-    "identity": np.asarray,
+    "identity": lambda x: np.array(x, copy=True),
     "reverse": lambda x, axes=None: np.flip(x, axis=axis_list(axes, x.ndim)),
     "fill": lambda shape, value=0.0: np.full([int(v) for v in np.atleast_1d(shape)], value),
-    "range_1d": np.arange,
+    "range_1d": lambda end, start, step: np.arange(start, end, step),
     "stack": lambda values, axis: np.stack(values, axis=int(axis)),
 }
