@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -108,3 +109,43 @@ def binary(function: Callable[..., Any]) -> Callable[..., np.ndarray]:
 
     kernel.__name__ = getattr(function, "__name__", "binary")
     return kernel
+
+
+def window_slices(
+    padded: np.ndarray,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+) -> Iterator[np.ndarray]:
+    """For each kernel offset (row-major over the kernel), the strided view of ``padded``
+    (N, C, *spatial) that the offset sees in every output window: (N, C, *out).
+
+    Looping over the (few) kernel offsets and working on whole output planes is much faster
+    in NumPy than reducing a window view over its trailing axes.
+    """
+    extents = [(k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True)]
+    outs = [
+        (size - extent) // stride + 1
+        for size, extent, stride in zip(padded.shape[2:], extents, strides, strict=True)
+    ]
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        index = tuple(
+            slice(o * d, o * d + (n - 1) * s + 1, s)
+            for o, d, n, s in zip(offset, dilations, outs, strides, strict=True)
+        )
+        yield padded[(slice(None), slice(None), *index)]
+
+
+def window_reduce(
+    padded: np.ndarray,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    ufunc: np.ufunc,
+    dilations: Sequence[int] | None = None,
+) -> np.ndarray:
+    """``ufunc`` (np.maximum, np.add) folded over every window of ``padded``."""
+    slices = window_slices(padded, kernel, strides, dilations or [1] * len(kernel))
+    result = np.array(next(slices), copy=True)
+    for part in slices:
+        ufunc(result, part, out=result)
+    return result

@@ -10,7 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from edgepack.emulators.coreml.ops._util import axis_list, spatial_pads, windows
+from edgepack.emulators.coreml.ops._util import (
+    axis_list,
+    spatial_pads,
+    window_reduce,
+    window_slices,
+    windows,
+)
 
 
 def _ints(value: Any, count: int, default: int) -> list[int]:
@@ -29,27 +35,67 @@ def conv(
     dilations: Any = None,
     groups: int = 1,
 ) -> np.ndarray:
-    """N-d grouped convolution as one einsum over strided windows (no Python loops)."""
+    """N-d grouped convolution: a BLAS matmul over gathered windows (im2col), with direct
+    paths for pointwise (1x1) and depthwise convolutions. Loops run over kernel offsets only,
+    never over pixels or channels."""
     spatial = x.ndim - 2
     kernel = list(weight.shape[2:])
     strides_ = _ints(strides, spatial, 1)
     dilations_ = _ints(dilations, spatial, 1)
     pads = spatial_pads(x.shape[2:], kernel, strides_, dilations_, str(pad_type), pad)
-    padded = np.pad(x, [(0, 0), (0, 0), *pads])
-    view = windows(padded, kernel, strides_, dilations_)  # N, C, *out, *k
     groups = int(groups)
     n, c = x.shape[:2]
     out_channels = weight.shape[0]
-    grouped = view.reshape(n, groups, c // groups, *view.shape[2:])
-    w = weight.reshape(groups, out_channels // groups, *weight.shape[1:])
-    letters = "defghijk"[:spatial]
-    kernel_letters = "pqrstuvw"[:spatial]
-    equation = f"ngc{letters}{kernel_letters},goc{kernel_letters}->ngo{letters}"
-    result = np.einsum(equation, grouped, w, optimize=True)
-    result = result.reshape(n, out_channels, *result.shape[3:])
+    if all(k == 1 for k in kernel) and not any(sum(p) for p in pads) and groups == 1:
+        sampled = x[(slice(None), slice(None), *(slice(None, None, s) for s in strides_))]
+        flat = sampled.reshape(n, c, -1)
+        result = np.matmul(weight.reshape(out_channels, c), flat)
+        result = result.reshape(n, out_channels, *sampled.shape[2:])
+    else:
+        padded = np.pad(x, [(0, 0), (0, 0), *pads]) if any(sum(p) for p in pads) else x
+        if groups == c and out_channels == c and weight.shape[1] == 1:
+            result = _depthwise(padded, weight, kernel, strides_, dilations_)
+        else:
+            result = _im2col_conv(padded, weight, kernel, strides_, dilations_, groups)
     if bias is not None:
         result = result + np.asarray(bias).reshape(1, -1, *([1] * spatial))
     return result
+
+
+def _depthwise(
+    padded: np.ndarray,
+    weight: np.ndarray,
+    kernel: list[int],
+    strides: list[int],
+    dilations: list[int],
+) -> np.ndarray:
+    """Per-channel filters: a batched (C, 1, K) @ (C, K, P) matmul over gathered taps."""
+    n, c = padded.shape[:2]
+    taps = weight.reshape(c, 1, -1)  # (C, 1, K), row-major like window_slices
+    parts = list(window_slices(padded, kernel, strides, dilations))
+    out_sizes = parts[0].shape[2:]
+    cols = np.stack(parts, axis=2).reshape(n, c, len(parts), -1)  # (N, C, K, P)
+    result = np.matmul(taps[None], cols)  # (N, C, 1, P)
+    return result.reshape(n, c, *out_sizes)
+
+
+def _im2col_conv(
+    padded: np.ndarray,
+    weight: np.ndarray,
+    kernel: list[int],
+    strides: list[int],
+    dilations: list[int],
+    groups: int,
+) -> np.ndarray:
+    n, c = padded.shape[:2]
+    out_channels = weight.shape[0]
+    parts = list(window_slices(padded, kernel, strides, dilations))
+    out_sizes = parts[0].shape[2:]
+    # (N, C, K, *out) -> (N, G, C/G * K, P), matching weight (O, C/G, *k) -> (G, O/G, C/G * K)
+    cols = np.stack(parts, axis=2).reshape(n, groups, (c // groups) * len(parts), -1)
+    w = weight.reshape(groups, out_channels // groups, -1)
+    result = np.matmul(w[None], cols)  # (N, G, O/G, P)
+    return result.reshape(n, out_channels, *out_sizes)
 
 
 def conv_transpose(
@@ -163,6 +209,25 @@ def _pool(
     return windows(padded, kernel, strides_, [1] * spatial), pads
 
 
+def _padded_for_pool(
+    x: np.ndarray,
+    kernel_sizes: Any,
+    strides: Any,
+    pad_type: str,
+    pad: Any,
+    ceil_mode: bool,
+    fill: float,
+) -> tuple[np.ndarray, list[int], list[int]]:
+    """``x`` padded as ``_pool`` pads it, with the kernel and strides."""
+    spatial = x.ndim - 2
+    kernel = _ints(kernel_sizes, spatial, 1)
+    strides_ = _ints(strides, spatial, 1)
+    pads = spatial_pads(
+        x.shape[2:], kernel, strides_, [1] * spatial, str(pad_type), pad, bool(ceil_mode)
+    )
+    return np.pad(x, [(0, 0), (0, 0), *pads], constant_values=fill), kernel, strides_
+
+
 def max_pool(
     x: np.ndarray,
     kernel_sizes: Any,
@@ -171,8 +236,10 @@ def max_pool(
     pad: Any = None,
     ceil_mode: bool = False,
 ) -> np.ndarray:
-    view, _ = _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, -np.inf)
-    return view.max(axis=tuple(range(x.ndim, view.ndim)))
+    padded, kernel, strides_ = _padded_for_pool(
+        x, kernel_sizes, strides, pad_type, pad, ceil_mode, -np.inf
+    )
+    return window_reduce(padded, kernel, strides_, np.maximum)
 
 
 def avg_pool(
