@@ -227,7 +227,11 @@ def _calibration_data(job: _Job, refs: Sequence[Any]) -> Any:
         for ref in refs:
             yield job.bound.load([ref])
 
-    return CalibrationData(samples=samples, shapes=shapes, layouts=layouts)
+    preprocessing = job.samples.preprocessing
+    image_input = None
+    if job.samples.kind == "images":
+        image_input = job.samples.contract.input_name or job.source.inputs[0].name
+    return CalibrationData(samples, shapes, layouts, preprocessing, image_input)
 
 
 def _drift(job: _Job, refs: Sequence[Any], built: Any) -> Any:

@@ -36,6 +36,7 @@ class TensorInfo:
     quantization: QuantParams | None = None
     layout: str | None = None
     transpose: tuple[int, ...] | None = None
+    image: dict[str, Any] | None = None  # an image input: {"color", "scale", "bias"}
 
     def to_dict(self) -> dict[str, Any]:
         quant = self.quantization
@@ -46,6 +47,7 @@ class TensorInfo:
             "dtype": self.dtype,
             "layout": self.layout,
             "transpose": None if self.transpose is None else list(self.transpose),
+            "image": None if self.image is None else dict(self.image),
             "quantization": None
             if quant is None
             else {"scale": quant.scale, "zero_point": quant.zero_point},
@@ -62,6 +64,7 @@ class TensorInfo:
             dtype=data["dtype"],
             layout=data.get("layout"),
             transpose=None if transpose is None else tuple(transpose),
+            image=data.get("image"),
             quantization=None
             if quant is None
             else QuantParams(float(quant["scale"]), int(quant["zero_point"])),
@@ -107,6 +110,8 @@ class CalibrationData:
     samples: Callable[[], Iterable[dict[str, np.ndarray]]]
     shapes: dict[str, tuple[int, ...]]
     layouts: dict[str, str | None]
+    preprocessing: Any = None  # the set's Preprocessing (image sets: size, colour, normalisation)
+    image_input: str | None = None  # the source input an image set feeds
 
     def first(self) -> dict[str, np.ndarray]:
         return next(iter(self.samples()))

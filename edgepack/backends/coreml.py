@@ -56,6 +56,7 @@ class CoreMLSettings:
     quantize: str = "w8"
     deployment_target: str = "iOS17"
     compute_precision: str = "fp16"
+    image_input: bool = False
     author: str = ""
     license: str = ""
 
@@ -66,6 +67,8 @@ class CoreMLSettings:
             )
         if self.deployment_target not in DEPLOYMENT_TARGETS:
             raise ValueError(f"deployment_target must be one of {', '.join(DEPLOYMENT_TARGETS)}")
+        if not isinstance(self.image_input, bool):
+            raise ValueError("image_input must be true or false")
         if self.compute_precision not in PRECISIONS:
             raise ValueError(f"compute_precision must be one of {', '.join(PRECISIONS)}")
         if self.ios < QUANTIZE_MODES[self.quantize]:
@@ -105,8 +108,9 @@ class CoreMLBackend:
             shapes = {
                 name: tuple(a.shape[1:]) for name, a in view.tf_sample(calibration.first()).items()
             }
+            images = _image_inputs(view, calibration) if settings.image_input else {}
             mlmodel = tensorflow_to_coreml(
-                view.model, shapes, settings.compute_precision, settings.ios
+                view.model, shapes, settings.compute_precision, settings.ios, images
             )
             if settings.quantize == "w8a8":
                 samples = _core_ml_samples(mlmodel, view, calibration)
@@ -117,7 +121,7 @@ class CoreMLBackend:
         with captured_output():
             mlmodel.save(str(model_file))
         _make_reproducible(model_file)
-        inputs, outputs = _io_details(mlmodel, view)
+        inputs, outputs = _io_details(mlmodel, view, images)
         versions = {"coremltools": metadata.version("coremltools")}
         versions.update({k: v for k, v in source.versions.items() if k == "tensorflow"})
         if source.format == "onnx":
@@ -147,8 +151,7 @@ class CoreMLBackend:
             results: dict[str, list[np.ndarray]] = {o.source_name: [] for o in outputs}
             for index in range(total):
                 sample = {
-                    i.name: _transposed(feeds[i.source_name][index : index + 1], i.transpose)
-                    for i in inputs
+                    i.name: _as_input(feeds[i.source_name][index : index + 1], i) for i in inputs
                 }
                 predicted = runner.predict(sample)
                 for info in outputs:
@@ -173,6 +176,48 @@ def _native_runtime(model_file: Path) -> tuple[Any, str]:
         text = " ".join(str(exc).split())[:200]
         raise UnsupportedError(f"Core ML could not load {model_file.name}: {text}") from None
     return model, f"Core ML {platform.mac_ver()[0]} (native, compute units ALL)"
+
+
+def _as_input(value: np.ndarray, info: TensorInfo) -> np.ndarray:
+    """A preprocessed sample (source layout) as the Core ML input wants it: the tensor in the
+    bundle's layout, or for an image input the pixels (H, W, C) the model turns back into it."""
+    tensor = _transposed(value, info.transpose)
+    if info.image is None:
+        return tensor
+    hwc = tensor[0] if info.layout == "NHWC" else tensor[0].transpose(1, 2, 0)
+    bias = np.asarray(info.image["bias"], dtype=np.float32)
+    return (hwc - bias) / np.float32(info.image["scale"])
+
+
+def _image_inputs(view: TFView, calibration: CalibrationData) -> dict[str, dict[str, Any]]:
+    """The image input's colour layout, scale and bias, from the calibration contract:
+    x = (pixel * scale - mean[c]) / std[c] = pixel * (scale / std) - mean[c] / std."""
+    pre = calibration.preprocessing
+    name = calibration.image_input
+    if pre is None or name is None or pre.size is None:
+        raise UnsupportedError(
+            "image_input needs a calibration set of images (a contract with "
+            "size and color); this set holds arrays"
+        )
+    if len(view.input_names) != 1:
+        raise UnsupportedError("image_input needs a model with a single input")
+    std = set(pre.std)
+    if len(std) != 1:
+        raise UnsupportedError(
+            f"image_input: Core ML image inputs have one scale for every channel, but the "
+            f"contract's std differs per channel {list(pre.std)}; use a tensor input"
+        )
+    deviation = std.pop()
+    channels = pre.channels
+    means = list(pre.mean) * channels if len(pre.mean) == 1 else list(pre.mean)
+    tf_name = next(iter(view.input_names))
+    return {
+        tf_name: {
+            "color": pre.color,
+            "scale": pre.scale / deviation,
+            "bias": [-m / deviation for m in means],
+        }
+    }
 
 
 def _transposed(value: np.ndarray, perm: tuple[int, ...] | None) -> np.ndarray:
@@ -291,21 +336,26 @@ def _make_reproducible(package: Path) -> None:
     manifest_path.write_text(json.dumps(manifest, indent=4, sort_keys=True) + "\n")
 
 
-def _io_details(mlmodel: Any, view: TFView) -> tuple[list[TensorInfo], list[TensorInfo]]:
+def _io_details(
+    mlmodel: Any, view: TFView, images: dict[str, dict[str, Any]]
+) -> tuple[list[TensorInfo], list[TensorInfo]]:
     description = mlmodel.get_spec().description
     by_signature = {signature_name(s.name, i): s.name for i, s in enumerate(view.model.inputs)}
     inputs = []
     for feature in description.input:
-        source_name = view.input_names[by_signature[feature.name]]
+        tf_name = by_signature[feature.name]
+        source_name = view.input_names[tf_name]
         perm = view.input_perms[source_name]
+        image = images.get(tf_name)
         inputs.append(
             TensorInfo(
                 feature.name,
                 source_name,
                 _shape(feature),
-                "float32",
-                layout="NHWC" if perm is not None else None,
+                "image" if image else "float32",
+                layout="NHWC" if perm is not None or image else None,
                 transpose=perm,
+                image=image,
             )
         )
     outputs = []
@@ -328,9 +378,14 @@ def _io_details(mlmodel: Any, view: TFView) -> tuple[list[TensorInfo], list[Tens
 
 
 def _shape(feature: Any) -> tuple[int, ...]:
+    """A tensor's shape; an image's (1, height, width, channels)."""
     kind = feature.type.WhichOneof("Type")
     if kind == "multiArrayType":
         return tuple(int(d) for d in feature.type.multiArrayType.shape)
+    if kind == "imageType":
+        image = feature.type.imageType
+        channels = 1 if image.colorSpace == 10 else 3  # GRAYSCALE = 10
+        return (1, int(image.height), int(image.width), channels)
     return ()
 
 

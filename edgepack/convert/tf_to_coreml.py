@@ -19,11 +19,14 @@ def tensorflow_to_coreml(
     input_shapes: Mapping[str, tuple[int, ...]],
     precision: str = "fp16",
     ios: int = 17,
+    image_inputs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Any:
     """Convert a TF-based source traced with batch 1 and ``input_shapes`` (per sample).
 
     Returns the ``MLModel`` (not saved); its inputs are named like the source's inputs
-    (made valid identifiers) and its outputs keep the source output names.
+    (made valid identifiers) and its outputs keep the source output names. ``image_inputs``
+    maps a source input name to ``{"color", "scale", "bias"}``: that input becomes a Core ML
+    image input (the app passes a pixel buffer; the model computes ``scale * pixel + bias``).
     """
     ct = import_coremltools()
 
@@ -40,7 +43,10 @@ def tensorflow_to_coreml(
                 [function],
                 source="tensorflow",
                 convert_to="mlprogram",
-                inputs=[ct.TensorType(name=s.name, shape=tuple(s.shape)) for s in specs],
+                inputs=[
+                    _input_type(ct, spec, (image_inputs or {}).get(source.name))
+                    for spec, source in zip(specs, source.inputs, strict=True)
+                ],
                 compute_precision=ct.precision.FLOAT16
                 if precision == "fp16"
                 else ct.precision.FLOAT32,
@@ -50,6 +56,22 @@ def tensorflow_to_coreml(
         text = " ".join(str(exc).split())[:300]
         raise ConversionError(f"coremltools could not convert the model: {text}") from None
     return _named_outputs(model, sorted(o.name for o in source.outputs))
+
+
+COLOR_LAYOUTS = {"RGB": "RGB", "BGR": "BGR", "GRAY": "GRAYSCALE"}
+
+
+def _input_type(ct: Any, spec: Any, image: Mapping[str, Any] | None) -> Any:
+    shape = tuple(spec.shape)
+    if image is None:
+        return ct.TensorType(name=spec.name, shape=shape)
+    return ct.ImageType(
+        name=spec.name,
+        shape=shape,
+        scale=float(image["scale"]),
+        bias=[float(b) for b in image["bias"]],
+        color_layout=getattr(ct.colorlayout, COLOR_LAYOUTS[image["color"]]),
+    )
 
 
 def _named_outputs(model: Any, names: list[str]) -> Any:

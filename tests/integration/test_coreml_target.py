@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgepack import api
@@ -118,3 +119,83 @@ def test_manifest_records_emulated_drift(tmp_path: Path) -> None:
     )[0]
     drift = json.loads((result.bundle / "drift.json").read_text())
     assert drift["runtime_kind"] == "emulated" and "emulator" in drift["runtime"]
+
+
+def image_profile(tmp_path: Path) -> Path:
+    path = tmp_path / "coreml-image.toml"
+    path.write_text(
+        '[profile]\nname = "coreml-image"\nextends = "coreml"\n'
+        'description = "image input"\n[settings]\nimage_input = true\n'
+    )
+    return path
+
+
+def test_image_input_from_the_contract(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from edgepack.frontends import load_source
+
+    result = api.build(
+        DIGITS_MODEL,
+        [str(image_profile(tmp_path))],
+        DIGITS_CALIB,
+        out=tmp_path,
+        num_calib=100,
+        drift_samples=100,
+        environ={},
+    )[0]
+    (image,) = result.manifest["inputs"]
+    assert (image["dtype"], image["shape"]) == ("image", [1, 8, 8, 1])
+    assert image["image"] == {"color": "GRAY", "scale": pytest.approx(1 / 255), "bias": [0.0]}
+    assert result.report.top1_agreement >= 0.99
+    # an app passes pixels; the model applies the contract's scale itself
+    pixels = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    emulator = CoreMLEmulator(result.bundle / "Model.mlpackage")
+    predicted = emulator.predict({"image": Image.fromarray(pixels, "L")})["probabilities"]
+    expected = load_source(DIGITS_MODEL).run(
+        {"image": pixels[None, :, :, None].astype(np.float32) / 255}
+    )["probabilities"]
+    assert np.abs(predicted - expected).max() < 2e-2  # fp16 compute, int8 weights
+
+
+def test_rgb_image_input_with_mean_std_from_an_nchw_onnx_model(tmp_path: Path) -> None:
+    from tests.integration.models import conv_onnx
+    from tests.integration.test_onnx_sources import rgb_set
+
+    conv_onnx(tmp_path / "conv.onnx")
+    rgb_set(tmp_path / "calib", "NCHW")
+    result = api.build(
+        tmp_path / "conv.onnx",
+        [str(image_profile(tmp_path))],
+        tmp_path / "calib",
+        out=tmp_path / "out",
+        num_calib=30,
+        min_agreement="off",
+        max_drop="off",
+        environ={},
+    )[0]
+    (image,) = result.manifest["inputs"]
+    # x = (pixel / 255 - 0.5) / 0.25 = pixel * (1 / 63.75) - 2
+    assert image["image"]["color"] == "RGB"
+    assert image["image"]["scale"] == pytest.approx(1 / 63.75)
+    assert image["image"]["bias"] == pytest.approx([-2.0, -2.0, -2.0])
+    assert result.report.min_sqnr_db > 30.0
+
+
+def test_image_input_needs_one_std(run_cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    from tests.integration.models import conv_onnx
+    from tests.integration.test_onnx_sources import rgb_set
+
+    conv_onnx(tmp_path / "conv.onnx")
+    calib = rgb_set(tmp_path / "calib", "NCHW")
+    contract = (
+        (calib / "calibration.toml")
+        .read_text()
+        .replace("std = [0.25, 0.25, 0.25]", "std = [0.2, 0.25, 0.3]")
+    )
+    (calib / "calibration.toml").write_text(contract)
+    result = run_cli(
+        "-q", "build", "conv.onnx", "-t", image_profile(tmp_path), "-c", "calib", "--out", "out"
+    )
+    assert_one_line_error(result, 4, "one scale for every channel")
+    assert folder_is_empty(tmp_path / "out")
