@@ -231,7 +231,8 @@ def _calibration_data(job: _Job, refs: Sequence[Any]) -> Any:
     image_input = None
     if job.samples.kind == "images":
         image_input = job.samples.contract.input_name or job.source.inputs[0].name
-    return CalibrationData(samples, shapes, layouts, preprocessing, image_input)
+    labels = tuple(job.samples.label_names) if job.samples.label_names else None
+    return CalibrationData(samples, shapes, layouts, preprocessing, image_input, labels)
 
 
 def _drift(job: _Job, refs: Sequence[Any], built: Any) -> Any:

@@ -37,6 +37,7 @@ class TensorInfo:
     layout: str | None = None
     transpose: tuple[int, ...] | None = None
     image: dict[str, Any] | None = None  # an image input: {"color", "scale", "bias"}
+    classes: tuple[str, ...] | None = None  # a classifier's {class: probability} output
 
     def to_dict(self) -> dict[str, Any]:
         quant = self.quantization
@@ -48,6 +49,7 @@ class TensorInfo:
             "layout": self.layout,
             "transpose": None if self.transpose is None else list(self.transpose),
             "image": None if self.image is None else dict(self.image),
+            "classes": None if self.classes is None else list(self.classes),
             "quantization": None
             if quant is None
             else {"scale": quant.scale, "zero_point": quant.zero_point},
@@ -65,6 +67,7 @@ class TensorInfo:
             layout=data.get("layout"),
             transpose=None if transpose is None else tuple(transpose),
             image=data.get("image"),
+            classes=None if data.get("classes") is None else tuple(data["classes"]),
             quantization=None
             if quant is None
             else QuantParams(float(quant["scale"]), int(quant["zero_point"])),
@@ -112,6 +115,7 @@ class CalibrationData:
     layouts: dict[str, str | None]
     preprocessing: Any = None  # the set's Preprocessing (image sets: size, colour, normalisation)
     image_input: str | None = None  # the source input an image set feeds
+    labels: tuple[str, ...] | None = None  # class names, in output order, when the set has them
 
     def first(self) -> dict[str, np.ndarray]:
         return next(iter(self.samples()))

@@ -57,6 +57,7 @@ class CoreMLSettings:
     deployment_target: str = "iOS17"
     compute_precision: str = "fp16"
     image_input: bool = False
+    classifier: bool = True
     author: str = ""
     license: str = ""
 
@@ -67,8 +68,8 @@ class CoreMLSettings:
             )
         if self.deployment_target not in DEPLOYMENT_TARGETS:
             raise ValueError(f"deployment_target must be one of {', '.join(DEPLOYMENT_TARGETS)}")
-        if not isinstance(self.image_input, bool):
-            raise ValueError("image_input must be true or false")
+        if not isinstance(self.image_input, bool) or not isinstance(self.classifier, bool):
+            raise ValueError("image_input and classifier must be true or false")
         if self.compute_precision not in PRECISIONS:
             raise ValueError(f"compute_precision must be one of {', '.join(PRECISIONS)}")
         if self.ios < QUANTIZE_MODES[self.quantize]:
@@ -109,8 +110,9 @@ class CoreMLBackend:
                 name: tuple(a.shape[1:]) for name, a in view.tf_sample(calibration.first()).items()
             }
             images = _image_inputs(view, calibration) if settings.image_input else {}
+            labels = _class_labels(source, calibration) if settings.classifier else None
             mlmodel = tensorflow_to_coreml(
-                view.model, shapes, settings.compute_precision, settings.ios, images
+                view.model, shapes, settings.compute_precision, settings.ios, images, labels
             )
             if settings.quantize == "w8a8":
                 samples = _core_ml_samples(mlmodel, view, calibration)
@@ -121,7 +123,7 @@ class CoreMLBackend:
         with captured_output():
             mlmodel.save(str(model_file))
         _make_reproducible(model_file)
-        inputs, outputs = _io_details(mlmodel, view, images)
+        inputs, outputs = _io_details(mlmodel, view, images, labels)
         versions = {"coremltools": metadata.version("coremltools")}
         versions.update({k: v for k, v in source.versions.items() if k == "tensorflow"})
         if source.format == "onnx":
@@ -155,7 +157,10 @@ class CoreMLBackend:
                 }
                 predicted = runner.predict(sample)
                 for info in outputs:
-                    value = np.asarray(predicted[info.name], dtype=np.float32)
+                    value = predicted[info.name]
+                    if info.classes is not None:  # {class: probability} -> vector
+                        value = [[value[label] for label in info.classes]]
+                    value = np.asarray(value, dtype=np.float32)
                     results[info.source_name].append(_transposed(value, info.transpose))
             return {name: np.concatenate(parts) for name, parts in results.items()}
 
@@ -187,6 +192,16 @@ def _as_input(value: np.ndarray, info: TensorInfo) -> np.ndarray:
     hwc = tensor[0] if info.layout == "NHWC" else tensor[0].transpose(1, 2, 0)
     bias = np.asarray(info.image["bias"], dtype=np.float32)
     return (hwc - bias) / np.float32(info.image["scale"])
+
+
+def _class_labels(source: SourceModel, calibration: CalibrationData) -> list[str] | None:
+    """Labels for Core ML's classifier outputs: a single (batch, classes) output whose size
+    is the number of labels the calibration set has."""
+    labels = calibration.labels
+    if labels is None or len(source.outputs) != 1:
+        return None
+    shape = source.outputs[0].shape
+    return list(labels) if len(shape) == 2 and shape[1] == len(labels) else None
 
 
 def _image_inputs(view: TFView, calibration: CalibrationData) -> dict[str, dict[str, Any]]:
@@ -337,7 +352,10 @@ def _make_reproducible(package: Path) -> None:
 
 
 def _io_details(
-    mlmodel: Any, view: TFView, images: dict[str, dict[str, Any]]
+    mlmodel: Any,
+    view: TFView,
+    images: dict[str, dict[str, Any]],
+    labels: list[str] | None,
 ) -> tuple[list[TensorInfo], list[TensorInfo]]:
     description = mlmodel.get_spec().description
     by_signature = {signature_name(s.name, i): s.name for i, s in enumerate(view.model.inputs)}
@@ -360,6 +378,21 @@ def _io_details(
         )
     outputs = []
     for feature in description.output:
+        kind = feature.type.WhichOneof("Type")
+        if kind == "stringType":
+            continue  # classLabel: the app's convenience, derived from the probabilities
+        if kind == "dictionaryType":
+            (source_name,) = view.output_names.values()
+            outputs.append(
+                TensorInfo(
+                    feature.name,
+                    source_name,
+                    (1, len(labels or [])),
+                    "dictionary",
+                    classes=tuple(labels or []),
+                )
+            )
+            continue
         source_name = view.output_names[feature.name]
         perm = view.output_perms[source_name]
         outputs.append(
@@ -396,9 +429,16 @@ def _details(mlmodel: Any, settings: CoreMLSettings) -> dict[str, Any]:
     ops: dict[str, int] = {}
     for op in block.operations:
         ops[op.type] = ops.get(op.type, 0) + 1
+    classifier = None
+    if spec.description.predictedFeatureName:
+        classifier = {
+            "label_output": spec.description.predictedFeatureName,
+            "probabilities_output": spec.description.predictedProbabilitiesName,
+        }
     return {
         "ops": dict(sorted(ops.items())),
         "float_ops": [],
+        "classifier": classifier,
         "quantize": settings.quantize,
         "compute_precision": settings.compute_precision,
         "deployment_target": settings.deployment_target,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from edgepack._native import captured_output, import_coremltools, import_tensorflow
@@ -20,6 +20,7 @@ def tensorflow_to_coreml(
     precision: str = "fp16",
     ios: int = 17,
     image_inputs: Mapping[str, Mapping[str, Any]] | None = None,
+    class_labels: Sequence[str] | None = None,
 ) -> Any:
     """Convert a TF-based source traced with batch 1 and ``input_shapes`` (per sample).
 
@@ -27,6 +28,8 @@ def tensorflow_to_coreml(
     (made valid identifiers) and its outputs keep the source output names. ``image_inputs``
     maps a source input name to ``{"color", "scale", "bias"}``: that input becomes a Core ML
     image input (the app passes a pixel buffer; the model computes ``scale * pixel + bias``).
+    With ``class_labels`` (a one-output classifier) the model gets Core ML's classifier outputs:
+    ``classLabel`` and ``<output>_probs``, a {label: probability} dictionary.
     """
     ct = import_coremltools()
 
@@ -44,9 +47,12 @@ def tensorflow_to_coreml(
                 source="tensorflow",
                 convert_to="mlprogram",
                 inputs=[
-                    _input_type(ct, spec, (image_inputs or {}).get(source.name))
-                    for spec, source in zip(specs, source.inputs, strict=True)
+                    _input_type(ct, spec, (image_inputs or {}).get(tensor.name))
+                    for spec, tensor in zip(specs, source.inputs, strict=True)
                 ],
+                classifier_config=None
+                if class_labels is None
+                else ct.ClassifierConfig(list(class_labels), predicted_feature_name=CLASS_LABEL),
                 compute_precision=ct.precision.FLOAT16
                 if precision == "fp16"
                 else ct.precision.FLOAT32,
@@ -55,9 +61,13 @@ def tensorflow_to_coreml(
     except Exception as exc:
         text = " ".join(str(exc).split())[:300]
         raise ConversionError(f"coremltools could not convert the model: {text}") from None
-    return _named_outputs(model, sorted(o.name for o in source.outputs))
+    names = sorted(o.name for o in source.outputs)
+    if class_labels is not None:
+        names = [CLASS_LABEL, f"{names[0]}_probs"]
+    return _named_outputs(model, names)
 
 
+CLASS_LABEL = "classLabel"
 COLOR_LAYOUTS = {"RGB": "RGB", "BGR": "BGR", "GRAY": "GRAYSCALE"}
 
 

@@ -151,7 +151,8 @@ def test_image_input_from_the_contract(tmp_path: Path) -> None:
     # an app passes pixels; the model applies the contract's scale itself
     pixels = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
     emulator = CoreMLEmulator(result.bundle / "Model.mlpackage")
-    predicted = emulator.predict({"image": Image.fromarray(pixels, "L")})["probabilities"]
+    scores = emulator.predict({"image": Image.fromarray(pixels, "L")})["probabilities_probs"]
+    predicted = np.array([[scores[str(digit)] for digit in range(10)]])
     expected = load_source(DIGITS_MODEL).run(
         {"image": pixels[None, :, :, None].astype(np.float32) / 255}
     )["probabilities"]
@@ -199,3 +200,46 @@ def test_image_input_needs_one_std(run_cli: Callable[..., CliResult], tmp_path: 
     )
     assert_one_line_error(result, 4, "one scale for every channel")
     assert folder_is_empty(tmp_path / "out")
+
+
+def test_classifier_outputs_like_core_ml(tmp_path: Path) -> None:
+    result = api.build(
+        DIGITS_MODEL,
+        ["coreml"],
+        DIGITS_CALIB,
+        out=tmp_path,
+        num_calib=100,
+        drift_samples=100,
+        environ={},
+    )[0]
+    manifest = result.manifest
+    assert manifest["model"]["classifier"] == {
+        "label_output": "classLabel",
+        "probabilities_output": "probabilities_probs",
+    }
+    (output,) = manifest["outputs"]
+    assert (output["dtype"], output["classes"]) == ("dictionary", [str(i) for i in range(10)])
+    emulator = CoreMLEmulator(result.bundle / "Model.mlpackage")
+    image = np.zeros((1, 8, 8, 1), np.float32)
+    image[0, 1:7, 3:5, 0] = 1.0  # a vertical bar
+    predicted = emulator.predict({"image": image})
+    probabilities = predicted["probabilities_probs"]
+    assert isinstance(predicted["classLabel"], str) and set(probabilities) == set(output["classes"])
+    assert predicted["classLabel"] == max(probabilities, key=probabilities.get)
+    assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-2)
+
+
+def test_no_classifier_without_labels(tmp_path: Path) -> None:
+    (tmp_path / "edgepack.toml").write_text("[targets.coreml.settings]\nclassifier = false\n")
+    result = api.build(
+        DIGITS_MODEL,
+        ["coreml"],
+        DIGITS_CALIB,
+        out=tmp_path / "o",
+        num_calib=100,
+        drift_samples=50,
+        cwd=tmp_path,
+        environ={},
+    )[0]
+    assert result.manifest["model"]["classifier"] is None
+    assert result.manifest["outputs"][0]["dtype"] == "float32"

@@ -80,7 +80,16 @@ def one_hot(
     return np.moveaxis(result, -1, int(axis)) if int(axis) != -1 else result
 
 
+def classify(probabilities: np.ndarray, classes: Any) -> tuple[Any, dict[Any, float]]:
+    """Core ML's classifier head: the top class and a {class: probability} dictionary, as
+    ``MLModel.predict`` returns them (``classes`` are strings or integers)."""
+    values = np.asarray(probabilities, dtype=np.float64).ravel()
+    labels = list(classes) if not isinstance(classes, np.ndarray) else classes.ravel().tolist()
+    return labels[int(np.argmax(values))], dict(zip(labels, values.tolist(), strict=True))
+
+
 KERNELS: dict[str, Callable[..., Any]] = {
+    "classify": classify,
     "cast": cast,
     "select": lambda cond, a, b: np.where(cond, a, b),  # noqa: PLW0108 (MIL's input names)
     "cumsum": cumsum,
