@@ -325,6 +325,17 @@ def _describe(mlmodel: Any, source: SourceModel, settings: CoreMLSettings) -> No
     mlmodel.version = __version__
     mlmodel.user_defined_metadata["edgepack.version"] = __version__
     mlmodel.user_defined_metadata.pop("com.github.apple.coremltools.conversion_date", None)
+    spec_inputs = [feature.name for feature in mlmodel.get_spec().description.input]
+    for name, tensor in zip(spec_inputs, source.inputs, strict=False):
+        mlmodel.input_description[name] = (
+            f"{tensor.name}: the source model's input; preprocess as the bundle's manifest.json "
+            "says (preprocessing)"
+        )
+    for feature in mlmodel.get_spec().description.output:
+        mlmodel.output_description[feature.name] = {
+            "stringType": "the most likely class",
+            "dictionaryType": "probability of each class",
+        }.get(feature.type.WhichOneof("Type"), f"{feature.name}: the source model's output")
 
 
 def _make_reproducible(package: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -59,8 +60,13 @@ def tensorflow_to_coreml(
                 minimum_deployment_target=getattr(ct.target, TARGETS[ios]),
             )
     except Exception as exc:
-        text = " ".join(str(exc).split())[:300]
-        raise ConversionError(f"coremltools could not convert the model: {text}") from None
+        text = " ".join(str(exc).split())
+        ops = sorted(set(re.findall(r"TF op '(\w+)' not implemented", text)))
+        if ops:
+            raise ConversionError(
+                f"coremltools cannot convert TF op(s) {', '.join(ops)} to Core ML"
+            ) from None
+        raise ConversionError(f"coremltools could not convert the model: {text[:300]}") from None
     names = sorted(o.name for o in source.outputs)
     if class_labels is not None:
         names = [CLASS_LABEL, f"{names[0]}_probs"]

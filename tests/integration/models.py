@@ -140,3 +140,26 @@ def conv_onnx(
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
+
+
+def savedmodel_with_digamma(path: Path) -> Path:
+    """A SavedModel classifier on 6x6 grey images with a Digamma, which coremltools cannot
+    convert."""
+    from edgepack._native import captured_output, import_tensorflow
+
+    tf = import_tensorflow()
+
+    class Model(tf.Module):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = tf.Variable(np.ones((36, 3), np.float32) * 0.01)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 6, 6, 1], tf.float32, name="image")])
+        def serve(self, image: object) -> dict[str, object]:
+            x = tf.math.digamma(tf.reshape(image, [-1, 36]) + 1.0)
+            return {"scores": tf.nn.softmax(tf.matmul(x, self.w))}
+
+    model = Model()
+    with captured_output():
+        tf.saved_model.save(model, str(path), signatures={"serving_default": model.serve})
+    return path

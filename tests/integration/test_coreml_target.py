@@ -243,3 +243,14 @@ def test_no_classifier_without_labels(tmp_path: Path) -> None:
     )[0]
     assert result.manifest["model"]["classifier"] is None
     assert result.manifest["outputs"][0]["dtype"] == "float32"
+
+
+def test_op_coremltools_cannot_convert(run_cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    from tests.conftest import write_gray_images
+    from tests.integration.models import savedmodel_with_digamma
+
+    savedmodel_with_digamma(tmp_path / "digamma")
+    write_gray_images(tmp_path / "calib", 20, (6, 6), classes=3)
+    result = run_cli("-q", "build", "digamma", "-t", "coreml", "-c", "calib", "--out", "out")
+    assert_one_line_error(result, 4, "cannot convert TF op(s) Digamma")
+    assert folder_is_empty(tmp_path / "out")
