@@ -24,6 +24,44 @@ from edgepack.emulators.coreml.ops import Kernel, kernel_for
 from edgepack.errors import UnsupportedError
 
 _CONST = object()
+# Ops that only move, select or compare existing values: on fp16 tensors, computing them in fp16
+# gives exactly what computing in fp32 and rounding gives, so their inputs are not widened.
+EXACT_OPS = frozenset(
+    {
+        "relu",
+        "relu6",
+        "clip",
+        "max_pool",
+        "reshape",
+        "transpose",
+        "concat",
+        "split",
+        "squeeze",
+        "expand_dims",
+        "slice_by_index",
+        "slice_by_size",
+        "gather",
+        "gather_along_axis",
+        "gather_nd",
+        "pad",
+        "tile",
+        "identity",
+        "maximum",
+        "minimum",
+        "reduce_max",
+        "reduce_min",
+        "select",
+        "depth_to_space",
+        "space_to_depth",
+        "pixel_shuffle",
+        "flatten2d",
+        "reverse",
+        "stack",
+        "upsample_nearest_neighbor",
+        "resize_nearest_neighbor",
+        "threshold",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -152,15 +190,18 @@ def _compute_value(value: Any) -> Any:
     return value
 
 
-def _resolve(ref: Ref, env: Mapping[str, Any]) -> Any:
+def _resolve(ref: Ref, env: Mapping[str, Any], widen: bool) -> Any:
     if ref.name is None:
         return ref.value  # constants were widened once, at compile time
-    return _compute_value(env[ref.name])
+    return _compute_value(env[ref.name]) if widen else env[ref.name]
 
 
 def _execute(step: Step, env: Mapping[str, Any]) -> tuple[Any, ...]:
+    widen = step.op_type not in EXACT_OPS
     args = {
-        key: tuple(_resolve(r, env) for r in ref) if isinstance(ref, tuple) else _resolve(ref, env)
+        key: tuple(_resolve(r, env, widen) for r in ref)
+        if isinstance(ref, tuple)
+        else _resolve(ref, env, widen)
         for key, ref in step.args.items()
     }
     try:

@@ -12,6 +12,7 @@ import numpy as np
 
 from edgepack.emulators.coreml.ops._util import (
     axis_list,
+    pad_spatial,
     spatial_pads,
     window_reduce,
     window_slices,
@@ -52,7 +53,7 @@ def conv(
         result = np.matmul(weight.reshape(out_channels, c), flat)
         result = result.reshape(n, out_channels, *sampled.shape[2:])
     else:
-        padded = np.pad(x, [(0, 0), (0, 0), *pads]) if any(sum(p) for p in pads) else x
+        padded = pad_spatial(x, pads)
         if groups == c and out_channels == c and weight.shape[1] == 1:
             result = _depthwise(padded, weight, kernel, strides_, dilations_)
         else:
@@ -205,7 +206,7 @@ def _pool(
     pads = spatial_pads(
         x.shape[2:], kernel, strides_, [1] * spatial, str(pad_type), pad, bool(ceil_mode)
     )
-    padded = np.pad(x, [(0, 0), (0, 0), *pads], constant_values=fill)
+    padded = pad_spatial(x, pads, fill)
     return windows(padded, kernel, strides_, [1] * spatial), pads
 
 
@@ -225,7 +226,7 @@ def _padded_for_pool(
     pads = spatial_pads(
         x.shape[2:], kernel, strides_, [1] * spatial, str(pad_type), pad, bool(ceil_mode)
     )
-    return np.pad(x, [(0, 0), (0, 0), *pads], constant_values=fill), kernel, strides_
+    return pad_spatial(x, pads, fill), kernel, strides_
 
 
 def max_pool(
