@@ -61,25 +61,6 @@ def ceil_mode_overhang(size: int, kernel: int, stride: int, begin: int, end: int
     return max((out - 1) * stride + kernel - padded, 0)
 
 
-def windows(
-    x: np.ndarray,
-    kernel: Sequence[int],
-    strides: Sequence[int],
-    dilations: Sequence[int],
-) -> np.ndarray:
-    """Strided view of every (dilated) window over the trailing spatial axes of ``x``.
-
-    ``x``: (N, C, *spatial) already padded. Result: (N, C, *out_spatial, *kernel).
-    """
-    spatial = len(kernel)
-    extents = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True))
-    view = np.lib.stride_tricks.sliding_window_view(x, extents, axis=tuple(range(2, 2 + spatial)))
-    index: list[slice] = [slice(None), slice(None)]
-    index += [slice(None, None, s) for s in strides]
-    index += [slice(None, None, d) for d in dilations]
-    return view[tuple(index)]
-
-
 def broadcast_param(value: np.ndarray, rank: int, axis: int | None) -> np.ndarray:
     """A scalar or per-axis vector (``axis``) shaped to broadcast against a rank-``rank`` tensor."""
     array = np.asarray(value)

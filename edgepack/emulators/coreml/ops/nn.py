@@ -16,7 +16,6 @@ from edgepack.emulators.coreml.ops._util import (
     spatial_pads,
     window_reduce,
     window_slices,
-    windows,
 )
 
 
@@ -191,25 +190,6 @@ def _transpose_crops(
     return crops
 
 
-def _pool(
-    x: np.ndarray,
-    kernel_sizes: Any,
-    strides: Any,
-    pad_type: str,
-    pad: Any,
-    ceil_mode: bool,
-    fill: float,
-) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    spatial = x.ndim - 2
-    kernel = _ints(kernel_sizes, spatial, 1)
-    strides_ = _ints(strides, spatial, 1)
-    pads = spatial_pads(
-        x.shape[2:], kernel, strides_, [1] * spatial, str(pad_type), pad, bool(ceil_mode)
-    )
-    padded = pad_spatial(x, pads, fill)
-    return windows(padded, kernel, strides_, [1] * spatial), pads
-
-
 def _padded_for_pool(
     x: np.ndarray,
     kernel_sizes: Any,
@@ -218,15 +198,16 @@ def _padded_for_pool(
     pad: Any,
     ceil_mode: bool,
     fill: float,
-) -> tuple[np.ndarray, list[int], list[int]]:
-    """``x`` padded as ``_pool`` pads it, with the kernel and strides."""
+) -> tuple[np.ndarray, list[int], list[int], list[tuple[int, int]]]:
+    """``x`` padded for pooling with ``fill`` (``ceil_mode`` included), the kernel, the strides
+    and the padding used."""
     spatial = x.ndim - 2
     kernel = _ints(kernel_sizes, spatial, 1)
     strides_ = _ints(strides, spatial, 1)
     pads = spatial_pads(
         x.shape[2:], kernel, strides_, [1] * spatial, str(pad_type), pad, bool(ceil_mode)
     )
-    return pad_spatial(x, pads, fill), kernel, strides_
+    return pad_spatial(x, pads, fill), kernel, strides_, pads
 
 
 def max_pool(
@@ -237,7 +218,7 @@ def max_pool(
     pad: Any = None,
     ceil_mode: bool = False,
 ) -> np.ndarray:
-    padded, kernel, strides_ = _padded_for_pool(
+    padded, kernel, strides_, _ = _padded_for_pool(
         x, kernel_sizes, strides, pad_type, pad, ceil_mode, -np.inf
     )
     return window_reduce(padded, kernel, strides_, np.maximum)
@@ -254,21 +235,19 @@ def avg_pool(
 ) -> np.ndarray:
     """The divisor counts the input and, unless excluded, the explicit padding; never the
     overhang that ``ceil_mode`` adds past the end padding (PyTorch's ``ceil_mode``)."""
-    view, pads = _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, 0.0)
-    axes = tuple(range(x.ndim, view.ndim))
+    padded, kernel, strides_, pads = _padded_for_pool(
+        x, kernel_sizes, strides, pad_type, pad, ceil_mode, 0.0
+    )
     spatial = x.ndim - 2
-    kernel = _ints(kernel_sizes, spatial, 1)
-    strides_ = _ints(strides, spatial, 1)
     explicit = spatial_pads(x.shape[2:], kernel, strides_, [1] * spatial, str(pad_type), pad)
-    counted = np.pad(
+    counted = pad_spatial(
         np.ones((1, 1, *x.shape[2:]), dtype=np.float32),
-        [(0, 0), (0, 0), *explicit],
-        constant_values=0.0 if exclude_padding_from_average else 1.0,
+        explicit,
+        0.0 if exclude_padding_from_average else 1.0,
     )
     overhang = [(0, full[1] - part[1]) for full, part in zip(pads, explicit, strict=True)]
-    counted = np.pad(counted, [(0, 0), (0, 0), *overhang])
-    count = windows(counted, kernel, strides_, [1] * spatial).sum(axis=axes)
-    return view.sum(axis=axes) / count
+    count = window_reduce(pad_spatial(counted, overhang), kernel, strides_, np.add)
+    return window_reduce(padded, kernel, strides_, np.add) / count
 
 
 def l2_pool(
@@ -279,8 +258,10 @@ def l2_pool(
     pad: Any = None,
     ceil_mode: bool = False,
 ) -> np.ndarray:
-    view, _ = _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, 0.0)
-    return np.sqrt(np.square(view).sum(axis=tuple(range(x.ndim, view.ndim))))
+    padded, kernel, strides_, _ = _padded_for_pool(
+        x, kernel_sizes, strides, pad_type, pad, ceil_mode, 0.0
+    )
+    return np.sqrt(window_reduce(np.square(padded), kernel, strides_, np.add))
 
 
 def _channel(value: np.ndarray | None, rank: int) -> np.ndarray | None:
