@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgepack.errors import UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
 
 
@@ -129,6 +130,13 @@ class CalibrationData:
             for name, array in sample.items():
                 parts.setdefault(name, []).append(array)
         return {name: np.concatenate(arrays) for name, arrays in parts.items()}
+
+
+def require_float_inputs(source: SourceModel, target: str) -> None:
+    """Post-training quantization calibrates float inputs; name any input that is not."""
+    non_float = [s.name for s in source.inputs if not s.dtype.startswith("float")]
+    if non_float:
+        raise UnsupportedError(f"{target} needs float model inputs; not float: {non_float}")
 
 
 class Backend(Protocol):

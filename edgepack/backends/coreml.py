@@ -37,7 +37,13 @@ import numpy as np
 
 from edgepack import __version__
 from edgepack._native import captured_output, import_coremltools
-from edgepack.backends.base import BuiltModel, CalibrationData, Emulator, TensorInfo
+from edgepack.backends.base import (
+    BuiltModel,
+    CalibrationData,
+    Emulator,
+    TensorInfo,
+    require_float_inputs,
+)
 from edgepack.convert.tf_view import TFView, tf_view
 from edgepack.errors import ConversionError, UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
@@ -91,9 +97,7 @@ class CoreMLBackend:
     settings_type: type = CoreMLSettings
 
     def check_support(self, source: SourceModel, settings: CoreMLSettings) -> None:
-        non_float = [s.name for s in source.inputs if not s.dtype.startswith("float")]
-        if non_float:
-            raise UnsupportedError(f"coreml needs float inputs; not float: {non_float}")
+        require_float_inputs(source, "coreml")
 
     def build(
         self,

@@ -27,9 +27,15 @@ from typing import Any
 import numpy as np
 
 from edgepack._native import captured_output
-from edgepack.backends.base import BuiltModel, CalibrationData, Emulator, TensorInfo
+from edgepack.backends.base import (
+    BuiltModel,
+    CalibrationData,
+    Emulator,
+    TensorInfo,
+    require_float_inputs,
+)
 from edgepack.convert.compare import check_float_match
-from edgepack.errors import ConversionError, UnsupportedError
+from edgepack.errors import ConversionError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
 
 log = logging.getLogger("edgepack")
@@ -75,9 +81,7 @@ class ONNXBackend:
     settings_type: type = ONNXSettings
 
     def check_support(self, source: SourceModel, settings: ONNXSettings) -> None:
-        non_float = [s.name for s in source.inputs if not s.dtype.startswith("float")]
-        if non_float:
-            raise UnsupportedError(f"onnx int8 needs float inputs; not float: {non_float}")
+        require_float_inputs(source, "onnx int8")
 
     def build(
         self,

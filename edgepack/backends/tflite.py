@@ -29,6 +29,7 @@ from edgepack.backends.base import (
     Emulator,
     QuantParams,
     TensorInfo,
+    require_float_inputs,
 )
 from edgepack.convert.tf_view import TFView, tf_view
 from edgepack.errors import ConversionError, UnsupportedError
@@ -79,9 +80,7 @@ class TFLiteBackend:
                 f"the tflite backend converts Keras, SavedModel and ONNX sources; "
                 f"{source.path.name} is {source.format}"
             )
-        non_float = [s.name for s in source.inputs if not s.dtype.startswith("float")]
-        if non_float:
-            raise UnsupportedError(f"tflite full-int8 needs float inputs; not float: {non_float}")
+        require_float_inputs(source, "tflite full-int8")
 
     def build(
         self,
