@@ -1,0 +1,39 @@
+"""The emulator's fast fp16 rounding equals NumPy's float16 conversion, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgepack.emulators.coreml.interpreter import fp16_values
+
+
+@pytest.mark.parametrize("scale", [1e-8, 1e-5, 1e-3, 1.0, 1e3, 6e4, 1e5])
+def test_fp16_values_equal_numpy_float16(scale: float) -> None:
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(200_000) * scale).astype(np.float32)
+    representable = x.astype(np.float16).astype(np.float32)
+    halfway = (representable + np.nextafter(representable, np.inf)) / 2  # ties: to even
+    edges = np.array(
+        [
+            np.inf,
+            -np.inf,
+            np.nan,
+            65504,
+            65519.99,
+            65520,
+            -65520,
+            0.0,
+            -0.0,
+            2.0**-14,
+            2.0**-24,
+            2.0**-25,
+        ],
+        np.float32,
+    )
+    values = np.concatenate([x, halfway.astype(np.float32), edges])
+    with np.errstate(over="ignore"):
+        expected = values.astype(np.float16).astype(np.float32)
+    got = fp16_values(values)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)  # nan == nan for this assert
