@@ -203,7 +203,10 @@ def _build_one(job: _Job) -> BuildResult:
 
     final = bundle_path(options.out_dir, job.source.path, options.profile.name)
     log.info(
-        "%s: calibrating on %d samples, building", options.profile.name, len(split.calibration)
+        "%s: building (%d calibration samples, %d held out for the drift check)",
+        options.profile.name,
+        len(split.calibration),
+        len(split.held_out),
     )
     with staged_bundle(final, options.force) as staging:
         built = job.backend.build(job.source, calibration, options.settings, staging)
