@@ -2,8 +2,10 @@
 
 Each model is converted from the same Keras source twice: to a Core ML ML program (fp32 and
 fp16 compute precision) with coremltools, and to ONNX with tf2onnx. Single-sample predictions
-run interleaved round-robin (emulator fp32, emulator fp16, onnxruntime), so machine noise hits
-all alike; the table gives medians and the emulator/onnxruntime ratio.
+run in alternating blocks (10 calls of the emulator fp32, 10 of the emulator fp16, 10 of
+onnxruntime, round after round), so machine noise hits all alike while each engine runs
+back to back as in a drift check; the table gives the median call and the emulator/onnxruntime
+ratio. onnxruntime runs with one intra-op thread, NumPy's BLAS with its default threads.
 
     python benchmarks/coreml_emulator.py [--runs 50] [--models digits fer]
         [--json benchmarks/results/coreml_emulator.json]
@@ -32,6 +34,8 @@ from edgepack.convert.tf_to_coreml import tensorflow_to_coreml
 from edgepack.convert.tf_to_onnx import tensorflow_to_onnx
 from edgepack.emulators.coreml import CoreMLEmulator
 from edgepack.frontends import load_source
+
+BLOCK = 10  # calls of one engine in a row
 
 
 def model_paths(names: list[str]) -> dict[str, Path]:
@@ -72,11 +76,12 @@ def measure(name: str, path: Path, runs: int) -> dict:
     for _ in range(3):  # warm-up
         for call in calls.values():
             call()
-    for _ in range(runs):
+    for _ in range(max(runs // BLOCK, 1)):
         for key, call in calls.items():
-            started = time.perf_counter()
-            call()
-            times[key].append(time.perf_counter() - started)
+            for _ in range(BLOCK):
+                started = time.perf_counter()
+                call()
+                times[key].append(time.perf_counter() - started)
     medians = {key: statistics.median(values) for key, values in times.items()}
     return {
         "model": name,

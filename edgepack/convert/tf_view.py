@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgepack.backends.base import CalibrationData
 from edgepack.frontends.base import SourceModel
+
+if TYPE_CHECKING:  # the backends package imports this module
+    from edgepack.backends.base import CalibrationData
 
 
 @dataclass(frozen=True)

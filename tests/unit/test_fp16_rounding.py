@@ -37,3 +37,13 @@ def test_fp16_values_equal_numpy_float16(scale: float) -> None:
     got = fp16_values(values)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, expected)  # nan == nan for this assert
+
+
+def test_fp16_values_of_a_strided_view_keep_its_shape() -> None:
+    """Convolution plans hand out views with dropped columns; relu outputs are mostly zeros."""
+    wide = np.random.default_rng(1).standard_normal((2, 3, 5, 9)).astype(np.float32)
+    view = np.maximum(wide, 0)[..., :7]
+    got = fp16_values(view)
+    assert got.shape == view.shape
+    np.testing.assert_array_equal(got, view.astype(np.float16).astype(np.float32))
+    assert np.signbit(fp16_values(np.array([-0.0], np.float32)))[0]  # -0 stays -0

@@ -16,16 +16,56 @@ several times the ops themselves); it is handed out as float16 in outputs and ca
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from edgepack.emulators.coreml.ops import Kernel, kernel_for
+from edgepack.emulators.coreml.plans import PLANNERS
 from edgepack.errors import UnsupportedError
 
 _CONST = object()
+
+# Ops whose every output value is one of their input values (or a constant of the program's
+# own type): on fp16 inputs they produce fp16 values, so their outputs need no rounding.
+_SELECTING_OPS = frozenset(
+    {
+        "relu",
+        "relu6",
+        "clip",
+        "threshold",
+        "max_pool",
+        "maximum",
+        "minimum",
+        "abs",
+        "reshape",
+        "transpose",
+        "concat",
+        "split",
+        "slice_by_index",
+        "slice_by_size",
+        "squeeze",
+        "expand_dims",
+        "tile",
+        "gather",
+        "gather_nd",
+        "gather_along_axis",
+        "identity",
+        "reduce_max",
+        "reduce_min",
+        "select",
+        "pad",
+        "reverse",
+        "flatten2d",
+        "depth_to_space",
+        "space_to_depth",
+        "pixel_shuffle",
+        "sliding_windows",
+        "stack",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +83,9 @@ class Step:
     kernel: Kernel
     args: dict[str, Ref | tuple[Ref, ...]]
     outputs: tuple[tuple[str, Any], ...]  # (name, numpy dtype)
+    call: Callable[[Mapping[str, Any]], Any] | None = None  # set for steps that run
+    exact_fp16: bool = False  # output values are input values: no rounding needed
+    planned: bool = False  # runs a load-time plan (edgepack.emulators.coreml.plans)
 
 
 @dataclass(frozen=True)
@@ -109,12 +152,59 @@ class CompiledFunction:
             else:
                 args[key] = self._ref(value)
         outputs = tuple((var.name, self._dtype(var)) for var in op.outputs)
-        step = Step(op.op_type, op.name, kernel, args, outputs)
-        if unsupported or not _all_constant(args.values()):
-            self.steps.append(step)
+        step = Step(op.op_type, op.name, kernel, args, outputs, _generic_call(kernel, args))
+        if unsupported:
+            return
+        if not _all_constant(args.values()):
+            self.steps.append(self._specialised(op, step))
             return
         for (name, _), value in zip(outputs, _execute(step, {}), strict=True):
             self.constants[name] = value  # constant folding, constexpr_* included
+
+    def _specialised(self, op: Any, step: Step) -> Step:
+        """The step with a load-time plan where one applies, and fp16 rounding skipped for
+        ops that only select fp16 values."""
+        plan = self._plan(op, step)
+        call = step.call if plan is None else plan
+        exact = step.op_type in _SELECTING_OPS and self._all_fp16_inputs(op)
+        return Step(
+            step.op_type, step.name, step.kernel, step.args, step.outputs, call, exact, bool(plan)
+        )
+
+    def _plan(self, op: Any, step: Step) -> Callable[[Mapping[str, Any]], Any] | None:
+        """A plan of an op whose only runtime input is a statically shaped ``x``."""
+        planner = PLANNERS.get(step.op_type)
+        x = step.args.get("x")
+        if planner is None or not isinstance(x, Ref) or x.name is None:
+            return None
+        consts: dict[str, Any] = {}
+        for key, ref in step.args.items():
+            if key == "x":
+                continue
+            if not isinstance(ref, Ref) or ref.name is not None:
+                return None
+            consts[key] = ref.value
+        shape = tuple(op.inputs["x"].shape)
+        if not all(isinstance(d, int) for d in shape):
+            return None
+        planned = planner(consts, shape)
+        if planned is None:
+            return None
+        source = x.name
+
+        def call(env: Mapping[str, Any]) -> Any:
+            return planned(env[source])
+
+        return call
+
+    def _all_fp16_inputs(self, op: Any) -> bool:
+        float_inputs = [
+            self._dtype(var)
+            for value in op.inputs.values()
+            for var in (value if isinstance(value, list | tuple) else (value,))
+            if np.dtype(self._dtype(var)).kind == "f"
+        ]
+        return bool(float_inputs) and all(dtype == np.float16 for dtype in float_inputs)
 
     def _ref(self, var: Any) -> Ref:
         if var.name in self.constants:
@@ -158,20 +248,29 @@ def _compute_value(value: Any) -> Any:
 def fp16_values(array: np.ndarray) -> np.ndarray:
     """float32 numbers rounded to the nearest float16 (ties to even), kept as float32.
 
-    Bit arithmetic on the float32 pattern (drop 13 mantissa bits, round half to even); the
-    values outside float16's normal range (subnormals, overflow to inf, nan) go through NumPy's
-    own conversion. Equal to ``array.astype(float16).astype(float32)``, several times faster.
+    Bit arithmetic on the float32 pattern (drop 13 mantissa bits, round half to even, in
+    place on one buffer); the few values outside float16's normal range (nonzero values below
+    2**-14 that become fp16 subnormals, overflow to inf, nan) are found from the pattern and go
+    through NumPy's own conversion. Equal to ``array.astype(float16).astype(float32)``, several
+    times faster.
     """
-    x = np.asarray(array, dtype=np.float32)
-    bits = x.view(np.uint32)
-    lsb = (bits >> np.uint32(13)) & np.uint32(1)
-    rounded = ((bits + np.uint32(0xFFF) + lsb) & np.uint32(0xFFFFE000)).view(np.float32)
-    magnitude = np.abs(x)
-    special = ~((magnitude >= np.float32(2.0**-14)) & (magnitude < np.float32(65520.0)))
-    if special.any():
+    x = np.ascontiguousarray(array, dtype=np.float32)
+    bits = x.reshape(-1).view(np.uint32)
+    rounded = np.right_shift(bits, np.uint32(13))
+    np.bitwise_and(rounded, np.uint32(1), out=rounded)
+    np.add(rounded, np.uint32(0xFFF), out=rounded)
+    np.add(rounded, bits, out=rounded)
+    np.bitwise_and(rounded, np.uint32(0xFFFFE000), out=rounded)
+    magnitude = np.bitwise_and(bits, np.uint32(0x7FFFFFFF))
+    special = np.greater_equal(magnitude, np.uint32(0x477FF000))  # |x| >= 65520, inf, nan
+    np.subtract(magnitude, np.uint32(1), out=magnitude)  # zero wraps to the top: not special
+    special |= np.less(magnitude, np.uint32(0x387FFFFF))  # 0 < |x| < 2**-14
+    result = rounded.view(np.float32)
+    where = np.flatnonzero(special)
+    if where.size:
         with np.errstate(over="ignore", invalid="ignore"):
-            rounded[special] = x[special].astype(np.float16).astype(np.float32)
-    return rounded
+            result[where] = x.reshape(-1)[where].astype(np.float16).astype(np.float32)
+    return result.reshape(x.shape)
 
 
 def _exposed(value: Any, dtype: Any) -> Any:
@@ -185,16 +284,36 @@ def _resolve(ref: Ref, env: Mapping[str, Any]) -> Any:
     return ref.value if ref.name is None else env[ref.name]
 
 
-def _execute(step: Step, env: Mapping[str, Any]) -> tuple[Any, ...]:
-    args = {
-        key: tuple(_resolve(r, env) for r in ref) if isinstance(ref, tuple) else _resolve(ref, env)
-        for key, ref in step.args.items()
+def _generic_call(
+    kernel: Kernel, args: Mapping[str, Ref | tuple[Ref, ...]]
+) -> Callable[[Mapping[str, Any]], Any]:
+    """``kernel`` called with its constant inputs bound once and its runtime ones looked up."""
+    constant = {
+        key: ref.value for key, ref in args.items() if isinstance(ref, Ref) and not ref.name
     }
+    runtime = [(key, ref.name) for key, ref in args.items() if isinstance(ref, Ref) and ref.name]
+    tuples = [(key, refs) for key, refs in args.items() if isinstance(refs, tuple)]
+
+    def call(env: Mapping[str, Any]) -> Any:
+        kwargs = dict(constant)
+        for key, name in runtime:
+            kwargs[key] = env[name]
+        for key, refs in tuples:
+            kwargs[key] = tuple(_resolve(ref, env) for ref in refs)
+        return kernel(**kwargs)
+
+    return call
+
+
+def _execute(step: Step, env: Mapping[str, Any]) -> tuple[Any, ...]:
+    assert step.call is not None
     try:
-        result = step.kernel(**args)
+        result = step.call(env)
     except Exception as exc:
         raise RuntimeError(f"op {step.op_type} {step.name!r} failed: {exc}") from exc
     results = result if isinstance(result, tuple) else (result,)
+    if step.exact_fp16:
+        return results
     return tuple(
         _as_dtype(value, dtype) for value, (_, dtype) in zip(results, step.outputs, strict=True)
     )

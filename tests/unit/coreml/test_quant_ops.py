@@ -422,3 +422,65 @@ def test_prune_weights_magnitude(base_model: tuple[Any, Any]) -> None:
     _check_compressed(
         compressed, model, _opset(target), "constexpr_sparse_to_dense", half_smallest_zeroed, 0.4
     )
+
+
+def _joint_reference_weights(mlmodel: Any) -> dict[str, np.ndarray]:
+    """Consumer op -> dense weight, decompressed by coremltools' own implementation of the
+    joint-compression op (``materialized_val_inference``) and scattered by the mask."""
+    from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
+
+    spec = mlmodel.get_spec()
+    program = milproto_load(spec, spec.specificationVersion, mlmodel.weights_dir)
+    weights = {}
+    for op in program.functions["main"].operations:
+        if op.op_type in ("constexpr_lut_to_sparse", "constexpr_sparse_blockwise_shift_scale"):
+            mask, values = op.materialized_val_inference()
+            dense = np.zeros(mask.shape, np.float64)
+            dense[mask.astype(bool)] = values  # row-major order of the set bits
+            (to_dense,) = {child for out in op.outputs for child in out.child_ops}
+            assert to_dense.op_type == "constexpr_sparse_to_dense"
+            weights[to_dense.outputs[0].child_ops[0].op_type] = dense
+    return weights
+
+
+@pytest.mark.parametrize("second", ["palettize", "linear_quantize"])
+def test_joint_compression_pruned_then_compressed_ios18(second: str) -> None:
+    """Pruning followed by palettization or int8 quantization with ``joint_compression``:
+    iOS18's ``constexpr_lut_to_sparse`` / ``constexpr_sparse_blockwise_shift_scale`` feeding
+    ``constexpr_sparse_to_dense``."""
+    model = convert(build(_model_body, [X], IOS18), IOS18)
+    opt = ct.optimize.coreml
+    pruned = opt.prune_weights(
+        model,
+        opt.OptimizationConfig(
+            global_config=opt.OpMagnitudePrunerConfig(target_sparsity=0.5, weight_threshold=0)
+        ),
+    )
+    if second == "palettize":
+        config = opt.OpPalettizerConfig(mode="kmeans", nbits=4, weight_threshold=0)
+        joint = opt.palettize_weights(
+            pruned, opt.OptimizationConfig(global_config=config), joint_compression=True
+        )
+        op_type = "constexpr_lut_to_sparse"
+    else:
+        config = opt.OpLinearQuantizerConfig(
+            mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=0
+        )
+        joint = opt.linear_quantize_weights(
+            pruned, opt.OptimizationConfig(global_config=config), joint_compression=True
+        )
+        op_type = "constexpr_sparse_blockwise_shift_scale"
+    ops = program_op_types(joint)
+    assert ops.count(op_type) == 2 and ops.count("constexpr_sparse_to_dense") == 2, ops
+    reference = _joint_reference_weights(joint)
+    for consumer, original in (("conv", W_CONV), ("linear", W_LIN)):
+        dense = reference[consumer]
+        assert dense.shape == original.shape
+        assert (dense == 0).sum() >= original.size // 2  # the pruned half stays zero
+    out = _output(joint)
+    expected = _forward(
+        reference["conv"].astype(np.float32), reference["linear"].astype(np.float32)
+    )
+    assert_close(out, expected, rtol=1e-5)
+    change = np.linalg.norm(out - _output(model)) / np.linalg.norm(_output(model))
+    assert 0 < change < 0.5, change

@@ -12,6 +12,11 @@ The formulas are those of coremltools' op definitions:
   of shape ``blocks + [2**nbits, vector_size]``, vectors laid along ``vector_axis``;
 - ``constexpr_sparse_to_dense``: iOS16 ``mask`` is bits packed little-endian, iOS18 ``mask`` is a
   0/1 tensor of the dense shape; ``nonzero_data`` fills the set positions in row-major order;
+- ``constexpr_lut_to_sparse`` and ``constexpr_sparse_blockwise_shift_scale`` (iOS18, joint
+  compression): the palettization or shift-scale of ``constexpr_lut_to_dense`` /
+  ``constexpr_blockwise_shift_scale`` applied to the nonzero entries of a sparse tensor, as laid
+  out densely (blocks and vectors located by dense position); outputs (mask, nonzero values),
+  the mask expanded along ``vector_axis`` for vector palettization;
 - ``constexpr_cast`` (iOS17): a cast of a constant;
 - ``quantize`` (iOS17): ``clip(round(input / scale) + zero_point)`` to the output dtype, with
   ``round`` to nearest even (NumPy's rounding); ``dequantize``: ``(input - zero_point) * scale``.
@@ -108,6 +113,37 @@ def sparse_to_dense_ios18(nonzero_data: np.ndarray, mask: np.ndarray) -> np.ndar
     return dense
 
 
+def _scatter(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+    dense = np.zeros(mask.shape, dtype=values.dtype)
+    dense[mask != 0] = values
+    return dense
+
+
+def lut_to_sparse(
+    indices_mask: np.ndarray,
+    indices_nonzero_data: np.ndarray,
+    lut: np.ndarray,
+    vector_axis: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    mask = np.asarray(indices_mask)
+    dense = lut_to_dense_ios18(_scatter(mask, np.asarray(indices_nonzero_data)), lut, vector_axis)
+    vector_size = np.asarray(lut).shape[-1]
+    if vector_size > 1:
+        mask = np.repeat(mask, vector_size, axis=int(vector_axis or 0) % mask.ndim)
+    return mask, dense[mask != 0]
+
+
+def sparse_blockwise_shift_scale(
+    data_mask: np.ndarray,
+    nonzero_data: np.ndarray,
+    scale: np.ndarray,
+    offset: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    mask = np.asarray(data_mask)
+    dense = blockwise_shift_scale(_scatter(mask, np.asarray(nonzero_data)), scale, offset)
+    return mask, dense[mask != 0]
+
+
 def quantize(
     input: np.ndarray,
     scale: np.ndarray,
@@ -148,6 +184,8 @@ VERSIONED: dict[tuple[str, int], Callable[..., Any]] = {
 KERNELS: dict[str, Callable[..., Any]] = {
     "constexpr_affine_dequantize": affine_dequantize,
     "constexpr_blockwise_shift_scale": blockwise_shift_scale,
+    "constexpr_lut_to_sparse": lut_to_sparse,
+    "constexpr_sparse_blockwise_shift_scale": sparse_blockwise_shift_scale,
     "constexpr_cast": lambda source_val, output_dtype: np.asarray(source_val).astype(
         _DTYPES[str(output_dtype)]
     ),
