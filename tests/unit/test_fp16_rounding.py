@@ -47,3 +47,18 @@ def test_fp16_values_of_a_strided_view_keep_its_shape() -> None:
     assert got.shape == view.shape
     np.testing.assert_array_equal(got, view.astype(np.float16).astype(np.float32))
     assert np.signbit(fp16_values(np.array([-0.0], np.float32)))[0]  # -0 stays -0
+
+
+@pytest.mark.parametrize(
+    "first_bits",
+    [0x33800000, 0x38000000, 0x3F800000, 0x477F0000, 0xB8000000],
+    ids=["below-2^-24", "fp16-subnormals", "normal-[1,2)", "to-overflow", "negative-subnormals"],
+)
+def test_fp16_values_bit_exact_over_a_whole_binade(first_bits: int) -> None:
+    """Every float32 of one binade (2**23 values), compared as bit patterns (signed zeros,
+    ties, the subnormal grid and overflow to inf included)."""
+    bits = np.arange(first_bits, first_bits + 0x800000, dtype=np.uint64).astype(np.uint32)
+    values = bits.view(np.float32)
+    with np.errstate(over="ignore"):
+        expected = values.astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(fp16_values(values).view(np.uint32), expected.view(np.uint32))
