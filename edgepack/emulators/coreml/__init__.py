@@ -15,7 +15,8 @@ come from coremltools' op definitions (iOS15 to iOS18 opsets)::
 Precision: every tensor keeps the dtype the program declares (fp16 programs stay fp16 between
 ops; int8/uint8 where quantized). Each op is computed in fp32 from its fp16 inputs and rounded
 to fp16 on output. Weight decompression (``constexpr_affine_dequantize``,
-``constexpr_blockwise_shift_scale``, ``constexpr_lut_to_dense``, ``constexpr_sparse_to_dense``)
+``constexpr_blockwise_shift_scale``, ``constexpr_lut_to_dense``, ``constexpr_sparse_to_dense``,
+and iOS18's ``constexpr_lut_to_sparse`` / ``constexpr_sparse_blockwise_shift_scale``)
 and activation ``quantize``/``dequantize`` follow coremltools' formulas exactly (rounding half
 to even, saturation to the output type).
 

@@ -126,3 +126,27 @@ def test_interpreter_runs_plans_and_matches_onnxruntime() -> None:
     y = ort("Conv", {"x": y}, {}, {"w": pw})
     y = ort("MaxPool", {"x": y}, {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [0, 0, 1, 1]})
     np.testing.assert_allclose(out, y, rtol=1e-5, atol=1e-5)
+
+
+def test_one_emulator_serves_several_threads() -> None:
+    """Plans keep their scratch buffers per thread: concurrent predictions do not mix."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    w = randn(6, 3, 3, 3, seed=8)
+
+    def body(x: object) -> object:
+        return mb.max_pool(
+            x=mb.conv(x=x, weight=w, pad_type="same"),
+            kernel_sizes=[2, 2],
+            strides=[2, 2],
+            pad_type="valid",
+        )
+
+    inputs = [randn(1, 3, 16, 16, seed=s) for s in range(8)]
+    emulator = CoreMLEmulator(convert(build(body, [inputs[0]])))
+    name, out = emulator.input_names[0], emulator.output_names[0]
+    expected = [emulator.predict({name: x})[out] for x in inputs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda x: emulator.predict({name: x})[out], inputs * 25))
+    for i, result in enumerate(results):
+        np.testing.assert_array_equal(result, expected[i % len(inputs)])
