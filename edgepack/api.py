@@ -129,6 +129,7 @@ def build(
     min_agreement: float | str | None = None,
     max_drop: float | str | None = None,
     min_sqnr: float | str | None = None,
+    allow_collapse: bool | None = None,
     cwd: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> list[BuildResult]:
@@ -153,6 +154,7 @@ def build(
         "drift.min_agreement": min_agreement,
         "drift.max_drop": max_drop,
         "drift.min_sqnr": min_sqnr,
+        "drift.allow_collapse": allow_collapse,
         "settings.calibration_method": calib_method,
     }
     model_path = _absolute(Path(model), work_dir)
@@ -253,6 +255,7 @@ def _drift(job: _Job, refs: Sequence[Any], built: Any) -> Any:
         job.options.thresholds,
         runtime=emulator.runtime,
         runtime_kind=emulator.kind,
+        slices=job.options.slices,
         data={
             "path": str(job.samples.root),
             "fingerprint": job.samples.fingerprint(),
@@ -365,10 +368,12 @@ def check(
     min_agreement: float | str | None = None,
     max_drop: float | str | None = None,
     min_sqnr: float | str | None = None,
+    allow_collapse: bool | None = None,
     samples: int | None = None,
     seed: int = 0,
     runtime: str = "emulated",
     json_path: str | os.PathLike[str] | None = None,
+    junit_path: str | os.PathLike[str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> CheckResult:
@@ -400,6 +405,7 @@ def check(
             "drift.min_agreement": min_agreement,
             "drift.max_drop": max_drop,
             "drift.min_sqnr": min_sqnr,
+            "drift.allow_collapse": allow_collapse,
             "drift.samples": samples,
         },
         work_dir,
@@ -443,10 +449,15 @@ def check(
         runtime=emulator.runtime,
         runtime_kind=emulator.kind,
         data={"path": str(data_set.root), "fingerprint": data_set.fingerprint()},
+        slices=options.slices,
     )
     if json_path is not None:
         target = _absolute(Path(json_path), work_dir)
         write_json(target, {"bundle": str(bundle_dir), **report.to_dict()})
+    if junit_path is not None:
+        from edgepack.drift.junit import write_junit
+
+        write_junit(_absolute(Path(junit_path), work_dir), report, str(bundle_dir))
     return CheckResult(bundle_dir, manifest, report)
 
 

@@ -24,6 +24,7 @@ DRIFT = "drift.json"
 LABELS = "labels.txt"
 MANIFEST_SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).parent / "schemas" / "manifest.schema.json"
+DRIFT_SCHEMA_FILE = Path(__file__).parent / "schemas" / "drift-report.schema.json"
 _REQUIRED = (
     "schema_version",
     "target",

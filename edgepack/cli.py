@@ -33,6 +33,12 @@ def _verbosity_options(function: F) -> F:
 def _budget_options(function: F) -> F:
     """The drift budget flags, shared by ``build`` and ``check``."""
     function = click.option(
+        "--allow-collapse",
+        is_flag=True,
+        default=None,
+        help="Report collapsed output channels without failing the check.",
+    )(function)
+    function = click.option(
         "--min-sqnr", default=None, help="Minimum SQNR per output in dB, or off."
     )(function)
     function = click.option(
@@ -210,6 +216,13 @@ def build(
     default=None,
     type=click.Path(path_type=str),
     help="Also write the drift report as JSON to this file.",
+)
+@click.option(
+    "--junit",
+    "junit_path",
+    default=None,
+    type=click.Path(path_type=str),
+    help="Also write the verdict as JUnit XML (one test case per threshold and output).",
 )
 @_verbosity_options
 @_reported

@@ -64,6 +64,22 @@ def _parse_seed(value: Any) -> int:
     return int(value)
 
 
+def _parse_slices(value: Any) -> dict[str, dict[str, str]]:
+    """``{output: {slice name: "start:stop"}}``: slices of an output's last axis measured apart."""
+    from edgepack.drift.channels import parse_slice
+
+    if not isinstance(value, Mapping):
+        raise ValueError('expected a table like {detections = {boxes = "0:4", scores = "4:"}}')
+    slices: dict[str, dict[str, str]] = {}
+    for output, table in value.items():
+        if not isinstance(table, Mapping) or not table:
+            raise ValueError(f"{output}: expected a table of slice names to 'start:stop'")
+        for text in table.values():
+            parse_slice(str(text))
+        slices[str(output)] = {str(name): str(text) for name, text in table.items()}
+    return slices
+
+
 def _optional(parser: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """A threshold can be switched off with ``"off"`` (config, env) or ``none``."""
 
@@ -86,7 +102,11 @@ GENERIC_KEYS: dict[str, Callable[[Any], Any]] = {
     "drift.min_agreement": _optional(parse_fraction),
     "drift.max_drop": _optional(parse_fraction),
     "drift.min_sqnr": _optional(float),
+    "drift.allow_collapse": _parse_bool,
+    "drift.slices": _parse_slices,
 }
+# Options whose value is a table (kept whole, not flattened into dotted keys).
+TABLE_KEYS = {"drift.slices"}
 
 ENV_KEYS = {
     "EDGEPACK_OUT": "out",
@@ -97,6 +117,7 @@ ENV_KEYS = {
     "EDGEPACK_MIN_AGREEMENT": "drift.min_agreement",
     "EDGEPACK_MAX_DROP": "drift.max_drop",
     "EDGEPACK_MIN_SQNR": "drift.min_sqnr",
+    "EDGEPACK_ALLOW_COLLAPSE": "drift.allow_collapse",
 }
 # EDGEPACK_* variables that are not build options (read by scripts, not by the resolver).
 NON_OPTION_ENV = {"EDGEPACK_MODELS"}
@@ -109,6 +130,7 @@ class Thresholds:
     min_agreement: float | None = 0.99
     max_drop: float | None = 0.01
     min_sqnr: float | None = None
+    allow_collapse: bool = False  # a collapsed output channel is reported but does not fail
 
 
 @dataclass(frozen=True)
@@ -123,14 +145,16 @@ class BuildOptions:
     seed: int = 0
     drift_samples: int = 500
     thresholds: Thresholds = Thresholds()
+    slices: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class CheckOptions:
-    """What a drift check needs: how many samples, and the budget."""
+    """What a drift check needs: how many samples, the budget, and the declared slices."""
 
     drift_samples: int = 500
     thresholds: Thresholds = Thresholds()
+    slices: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
 
 
 _DEFAULTS: dict[str, Any] = {
@@ -142,6 +166,8 @@ _DEFAULTS: dict[str, Any] = {
     "drift.min_agreement": Thresholds.min_agreement,
     "drift.max_drop": Thresholds.max_drop,
     "drift.min_sqnr": Thresholds.min_sqnr,
+    "drift.allow_collapse": Thresholds.allow_collapse,
+    "drift.slices": {},
 }
 
 
@@ -238,6 +264,7 @@ def resolve_build_options(
         seed=merged["calibration.seed"],
         drift_samples=merged["drift.samples"],
         thresholds=_thresholds(merged),
+        slices=merged["drift.slices"],
     )
 
 
@@ -258,7 +285,11 @@ def resolve_check_options(
         env_layer(environ),
         cli_layer(cli),
     )
-    return CheckOptions(drift_samples=merged["drift.samples"], thresholds=_thresholds(merged))
+    return CheckOptions(
+        drift_samples=merged["drift.samples"],
+        thresholds=_thresholds(merged),
+        slices=merged["drift.slices"],
+    )
 
 
 def _thresholds(merged: Mapping[str, Any]) -> Thresholds:
@@ -266,6 +297,7 @@ def _thresholds(merged: Mapping[str, Any]) -> Thresholds:
         min_agreement=merged["drift.min_agreement"],
         max_drop=merged["drift.max_drop"],
         min_sqnr=merged["drift.min_sqnr"],
+        allow_collapse=merged["drift.allow_collapse"],
     )
 
 
@@ -295,7 +327,7 @@ def _flatten(table: Mapping[str, Any], origin: str, prefix: str = "") -> dict[st
     flat: dict[str, Any] = {}
     for key, value in table.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if isinstance(value, dict) and dotted not in TABLE_KEYS:
             if prefix:
                 raise ConfigError(f"{origin}: unexpected table {dotted!r}")
             flat.update(_flatten(value, origin, f"{dotted}."))

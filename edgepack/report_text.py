@@ -75,6 +75,7 @@ def print_check_result(result: Any) -> None:
             _pct(output.top1_agreement),
         )
     _console.print(table)
+    _print_channels(report)
     limits = report.thresholds
     if report.accuracy_float is not None:
         _console.print(
@@ -84,10 +85,32 @@ def print_check_result(result: Any) -> None:
     _console.print(
         f"budget: agreement >= {_pct(limits.min_agreement)}, drop <= "
         f"{_pct(limits.max_drop)}, SQNR >= "
-        f"{'-' if limits.min_sqnr is None else f'{limits.min_sqnr} dB'}"
+        f"{'-' if limits.min_sqnr is None else f'{limits.min_sqnr} dB'}, collapsed channels "
+        f"{'allowed' if limits.allow_collapse else 'fail'}"
     )
     _console.print(f"runtime: {report.runtime}")
     _console.print(f"verdict: {_verdict(report.passed)}")
+
+
+def _print_channels(report: Any) -> None:
+    """Outputs measured per channel or slice: the worst five, and every collapse."""
+    for output in report.outputs:
+        if output.channels is None:
+            continue
+        table = Table(
+            title=f"{output.name}: per channel/slice (worst first)", title_justify="left"
+        )
+        for column in ("channel", "float range", "SQNR", "collapse"):
+            table.add_column(column)
+        ranked = sorted(output.channels, key=lambda c: (not c.collapsed, c.sqnr_db))
+        for channel in ranked[: max(5, len(output.collapsed))]:
+            table.add_row(
+                channel.name,
+                f"{channel.float_range:.4g}",
+                f"{channel.sqnr_db:.2f} dB",
+                channel.reason or "",
+            )
+        _console.print(table)
 
 
 def print_manifest(manifest: dict[str, Any]) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 from edgepack.drift import metrics
+from edgepack.drift.channels import ChannelDrift, channel_drift, collapsed_channels
+from edgepack.errors import ConfigError
 from edgepack.options import Thresholds
 
 REPORT_SCHEMA_VERSION = 1
@@ -23,6 +25,11 @@ class OutputDrift:
     cosine: float
     max_abs_error: float
     top1_agreement: float | None
+    channels: list[ChannelDrift] | None = None  # per channel or declared slice, when measured
+
+    @property
+    def collapsed(self) -> list[ChannelDrift]:
+        return collapsed_channels(self.channels)
 
 
 @dataclass(frozen=True)
@@ -101,14 +108,20 @@ def compare_outputs(
     runtime: str = "",
     data: Mapping[str, Any] | None = None,
     runtime_kind: str = "host",
+    slices: Mapping[str, Mapping[str, str]] | None = None,
 ) -> DriftReport:
     """Measure drift per output, then judge it against ``thresholds``.
 
     The first output with a (batch, classes) shape is the primary one: top-1 agreement and
-    accuracy are measured on it. SQNR is checked on every output.
+    accuracy are measured on it. SQNR is checked on every output, and per channel (or per
+    declared slice of ``slices``) where :mod:`edgepack.drift.channels` says so.
     """
     names = list(reference)
-    per_output = [_output_drift(name, reference[name], quantized[name]) for name in names]
+    declared = dict(slices or {})
+    _check_slices(declared, reference)
+    per_output = [
+        _output_drift(name, reference[name], quantized[name], declared.get(name)) for name in names
+    ]
     primary = next((o for o in per_output if o.top1_agreement is not None), per_output[0])
     acc_float = acc_quant = None
     if labels is not None and primary.top1_agreement is not None:
@@ -151,10 +164,41 @@ def judge(report: DriftReport) -> list[str]:
                 failures.append(
                     f"SQNR of {output.name!r} {output.sqnr_db:.1f} dB < {limits.min_sqnr:.1f} dB"
                 )
+    if not limits.allow_collapse:
+        for output in report.outputs:
+            for channel in output.collapsed:
+                failures.append(
+                    f"output {output.name!r} {channel.name} collapsed: {channel.reason}"
+                )
     return failures
 
 
-def _output_drift(name: str, reference: np.ndarray, quantized: np.ndarray) -> OutputDrift:
+def _check_slices(
+    declared: Mapping[str, Mapping[str, str]], reference: Mapping[str, np.ndarray]
+) -> None:
+    from edgepack.drift.channels import parse_slice
+
+    for output, table in declared.items():
+        if output not in reference:
+            raise ConfigError(
+                f"drift.slices names output {output!r}; the model's outputs are {list(reference)}"
+            )
+        width = np.shape(reference[output])[-1]
+        for name, text in table.items():
+            try:
+                parse_slice(text, width)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"drift.slices.{output}.{name}: {exc} (the last axis has {width})"
+                ) from None
+
+
+def _output_drift(
+    name: str,
+    reference: np.ndarray,
+    quantized: np.ndarray,
+    slices: Mapping[str, str] | None = None,
+) -> OutputDrift:
     ref = np.asarray(reference, dtype=np.float32)
     out = np.asarray(quantized, dtype=np.float32)
     if ref.shape != out.shape:
@@ -168,4 +212,5 @@ def _output_drift(name: str, reference: np.ndarray, quantized: np.ndarray) -> Ou
         cosine=metrics.cosine_similarity(ref, out),
         max_abs_error=metrics.max_abs_error(ref, out),
         top1_agreement=agreement,
+        channels=channel_drift(ref, out, slices),
     )

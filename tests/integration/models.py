@@ -163,3 +163,33 @@ def savedmodel_with_digamma(path: Path) -> Path:
     with captured_output():
         tf.saved_model.save(model, str(path), signatures={"serving_default": model.serve})
     return path
+
+
+def savedmodel_detector_head(path: Path) -> Path:
+    """A SavedModel on 6x6 grey images whose one output concatenates 4 box coordinates (in
+    the hundreds) with 3 class scores (sigmoids, 0 to 1): quantized to int8 with one scale, the
+    scores collapse while the whole-tensor SQNR stays good."""
+    from edgepack._native import captured_output, import_tensorflow
+
+    tf = import_tensorflow()
+    rng = np.random.default_rng(3)
+    boxes = rng.normal(size=(36, 4)).astype(np.float32)
+    scores = rng.normal(size=(36, 3)).astype(np.float32)
+
+    class Model(tf.Module):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.boxes = tf.Variable(boxes)
+            self.scores = tf.Variable(scores)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 6, 6, 1], tf.float32, name="image")])
+        def serve(self, image: object) -> dict[str, object]:
+            flat = tf.reshape(image, [-1, 36])
+            box = 150.0 + 100.0 * tf.matmul(flat, self.boxes)
+            score = tf.sigmoid(tf.matmul(flat, self.scores))
+            return {"detections": tf.concat([box, score], axis=1)}
+
+    model = Model()
+    with captured_output():
+        tf.saved_model.save(model, str(path), signatures={"serving_default": model.serve})
+    return path
