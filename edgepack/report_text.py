@@ -97,9 +97,7 @@ def _print_channels(report: Any) -> None:
     for output in report.outputs:
         if output.channels is None:
             continue
-        table = Table(
-            title=f"{output.name}: per channel/slice (worst first)", title_justify="left"
-        )
+        table = Table(title=f"{output.name}: per channel/slice (worst first)", title_justify="left")
         for column in ("channel", "float range", "SQNR", "collapse"):
             table.add_column(column)
         ranked = sorted(output.channels, key=lambda c: (not c.collapsed, c.sqnr_db))

@@ -24,6 +24,7 @@ from edgepack.frontends.base import SourceModel, TensorSpec
 from edgepack.options import resolve_build_options
 from edgepack.profiles import load_profile
 from tests.conftest import assert_valid_manifest
+from tests.unit.test_channels import validate_drift_report
 
 
 @pytest.fixture(scope="module", params=sorted(BACKENDS))
@@ -55,6 +56,9 @@ class TestBackendContract:
         )
         manifest = read_manifest(result.bundle)
         assert_valid_manifest(manifest)
+        drift = json.loads((result.bundle / "drift.json").read_text())
+        validate_drift_report(drift)
+        assert drift["verdict"] == manifest["drift"]["verdict"]
         model = result.bundle / backend.model_file_name
         assert manifest["model"]["size_bytes"] == size_bytes(model) > 0
         assert manifest["model"]["sha256"] == file_sha256(model)
