@@ -183,3 +183,16 @@ def test_junit_has_one_case_per_threshold_and_output(tmp_path: Path) -> None:
     assert properties["bundle"] == "bundles/m-tflite" and properties["data_fingerprint"] == "f" * 64
     passing = compare_outputs({"l": logits}, {"l": logits}, None, Thresholds())
     assert 'failures="0"' in junit_xml(passing, "b")
+
+
+def test_a_profile_drift_table_with_slices_fits_the_manifest_schema() -> None:
+    """The profile's drift table is recorded in the manifest (``target.drift``)."""
+    import jsonschema
+
+    from edgepack.bundle import SCHEMA_FILE
+
+    schema = json.loads(SCHEMA_FILE.read_text())["properties"]["target"]["properties"]["drift"]
+    table = {"min_sqnr": 20, "allow_collapse": True, "slices": {"det": {"boxes": "0:4"}}}
+    jsonschema.validate(table, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**table, "slices": {"det": {"boxes": 4}}}, schema)
