@@ -23,15 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from edgepack.emulators.coreml.ops._util import spatial_pads
+from edgepack.emulators.coreml.ops._util import int_list, spatial_pads
 
 Planner = Callable[[Mapping[str, Any], tuple[int, ...]], Callable[[np.ndarray], Any] | None]
-
-
-def _ints(value: Any, count: int, default: int) -> list[int]:
-    if value is None:
-        return [default] * count
-    return [int(v) for v in np.atleast_1d(value)]
 
 
 class _Scratch(threading.local):
@@ -48,8 +42,8 @@ def plan_conv(consts: Mapping[str, Any], x_shape: tuple[int, ...]) -> Callable |
         return None
     n, c, height, width = x_shape
     out_channels, per_group, kh, kw = weight.shape
-    strides = _ints(consts.get("strides"), 2, 1)
-    dilations = _ints(consts.get("dilations"), 2, 1)
+    strides = int_list(consts.get("strides"), 2, 1)
+    dilations = int_list(consts.get("dilations"), 2, 1)
     groups = int(consts.get("groups", 1))
     pads = spatial_pads(
         (height, width),
@@ -165,8 +159,8 @@ def plan_max_pool(consts: Mapping[str, Any], x_shape: tuple[int, ...]) -> Callab
     then along columns (the same values as over the whole window: max is exact)."""
     if len(x_shape) != 4 or bool(consts.get("ceil_mode", False)):
         return None
-    kernel = _ints(consts.get("kernel_sizes"), 2, 1)
-    strides = _ints(consts.get("strides"), 2, 1)
+    kernel = int_list(consts.get("kernel_sizes"), 2, 1)
+    strides = int_list(consts.get("strides"), 2, 1)
     pads = spatial_pads(
         x_shape[2:],
         kernel,

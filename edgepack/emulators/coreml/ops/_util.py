@@ -17,6 +17,14 @@ def axis_list(axes: object, rank: int) -> tuple[int, ...] | None:
     return tuple(sorted(a % rank for a in values))
 
 
+def int_list(value: object, count: int, default: int) -> list[int]:
+    """An ints input (strides, dilations, kernel sizes): ``count`` copies of ``default`` when
+    absent."""
+    if value is None:
+        return [default] * count
+    return [int(v) for v in np.atleast_1d(np.asarray(value))]
+
+
 def spatial_pads(
     in_sizes: Sequence[int],
     kernel: Sequence[int],

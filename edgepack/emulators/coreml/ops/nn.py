@@ -12,17 +12,12 @@ import numpy as np
 
 from edgepack.emulators.coreml.ops._util import (
     axis_list,
+    int_list,
     pad_spatial,
     spatial_pads,
     window_reduce,
     window_slices,
 )
-
-
-def _ints(value: Any, count: int, default: int) -> list[int]:
-    if value is None:
-        return [default] * count
-    return [int(v) for v in np.atleast_1d(value)]
 
 
 def conv(
@@ -40,8 +35,8 @@ def conv(
     never over pixels or channels."""
     spatial = x.ndim - 2
     kernel = list(weight.shape[2:])
-    strides_ = _ints(strides, spatial, 1)
-    dilations_ = _ints(dilations, spatial, 1)
+    strides_ = int_list(strides, spatial, 1)
+    dilations_ = int_list(dilations, spatial, 1)
     pads = spatial_pads(x.shape[2:], kernel, strides_, dilations_, str(pad_type), pad)
     groups = int(groups)
     n, c = x.shape[:2]
@@ -115,8 +110,8 @@ def conv_transpose(
     """
     spatial = x.ndim - 2
     kernel = list(weight.shape[2:])
-    strides_ = _ints(strides, spatial, 1)
-    dilations_ = _ints(dilations, spatial, 1)
+    strides_ = int_list(strides, spatial, 1)
+    dilations_ = int_list(dilations, spatial, 1)
     groups = int(groups)
     n, c_in = x.shape[:2]
     stuffed_shape = [(size - 1) * s + 1 for size, s in zip(x.shape[2:], strides_, strict=True)]
@@ -175,7 +170,7 @@ def _transpose_crops(
     crops = []
     for i in range(spatial):
         if pad_type == "custom":
-            values = _ints(pad, 2 * spatial, 0)
+            values = int_list(pad, 2 * spatial, 0)
             begin, end = values[2 * i], values[2 * i + 1]
         elif pad_type in ("same", "same_lower"):
             out = wanted[i] if wanted is not None else int(in_sizes[i]) * strides[i]
@@ -202,8 +197,8 @@ def _padded_for_pool(
     """``x`` padded for pooling with ``fill`` (``ceil_mode`` included), the kernel, the strides
     and the padding used."""
     spatial = x.ndim - 2
-    kernel = _ints(kernel_sizes, spatial, 1)
-    strides_ = _ints(strides, spatial, 1)
+    kernel = int_list(kernel_sizes, spatial, 1)
+    strides_ = int_list(strides, spatial, 1)
     pads = spatial_pads(
         x.shape[2:], kernel, strides_, [1] * spatial, str(pad_type), pad, bool(ceil_mode)
     )
