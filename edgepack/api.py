@@ -57,6 +57,7 @@ class CheckResult:
     bundle: Path
     manifest: dict[str, Any]
     report: Any  # edgepack.drift.DriftReport
+    layers: Any = None  # edgepack.drift.layers.LayerReport, with layers=True
 
     @property
     def passed(self) -> bool:
@@ -221,23 +222,29 @@ def _build_one(job: _Job) -> BuildResult:
 
 
 def _calibration_data(job: _Job, refs: Sequence[Any]) -> Any:
+    labels = tuple(job.samples.label_names) if job.samples.label_names else None
+    return _calibration_from(job.samples, job.bound, job.source, refs, labels)
+
+
+def _calibration_from(
+    sample_set: Any, bound: Any, source: Any, refs: Sequence[Any], labels: Any
+) -> Any:
+    """What a backend gets from a sample set: ``refs`` one at a time, shapes, layouts."""
     from edgepack.backends.base import CalibrationData
 
-    first = job.bound.load(refs[:1])
+    first = bound.load(refs[:1])
     shapes = {name: tuple(batch.shape[1:]) for name, batch in first.items()}
-    layout = job.samples.preprocessing.layout
+    layout = sample_set.preprocessing.layout
     layouts = {name: layout if len(shape) == 3 else None for name, shape in shapes.items()}
 
     def samples() -> Any:
         for ref in refs:
-            yield job.bound.load([ref])
+            yield bound.load([ref])
 
-    preprocessing = job.samples.preprocessing
     image_input = None
-    if job.samples.kind == "images":
-        image_input = job.samples.contract.input_name or job.source.inputs[0].name
-    labels = tuple(job.samples.label_names) if job.samples.label_names else None
-    return CalibrationData(samples, shapes, layouts, preprocessing, image_input, labels)
+    if sample_set.kind == "images":
+        image_input = sample_set.contract.input_name or source.inputs[0].name
+    return CalibrationData(samples, shapes, layouts, sample_set.preprocessing, image_input, labels)
 
 
 def _drift(job: _Job, refs: Sequence[Any], built: Any) -> Any:
@@ -374,6 +381,7 @@ def check(
     runtime: str = "emulated",
     json_path: str | os.PathLike[str] | None = None,
     junit_path: str | os.PathLike[str] | None = None,
+    layers: bool = False,
     cwd: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> CheckResult:
@@ -383,7 +391,8 @@ def check(
     sha256 recorded there. ``data`` is a calibration-style folder; without a
     ``calibration.toml`` it is read with the bundle's own preprocessing contract.
     ``runtime="native"`` runs a Core ML bundle in Apple's runtime (macOS only) instead of
-    edgepack's emulator; the report says which one produced the numbers.
+    edgepack's emulator; the report says which one produced the numbers. ``layers=True`` adds
+    per-layer drift (:mod:`edgepack.drift.layers`) on the first :data:`LAYER_SAMPLES` samples.
     """
     if runtime not in ("emulated", "native"):
         raise ConfigError(f"runtime must be 'emulated' or 'native', got {runtime!r}")
@@ -451,14 +460,58 @@ def check(
         data={"path": str(data_set.root), "fingerprint": data_set.fingerprint()},
         slices=options.slices,
     )
+    layer_report = None
+    if layers:
+        layer_report = _layer_report(
+            backend, source, manifest, model_file, data_set, bound, refs[:LAYER_SAMPLES]
+        )
     if json_path is not None:
         target = _absolute(Path(json_path), work_dir)
-        write_json(target, {"bundle": str(bundle_dir), **report.to_dict()})
+        document = {"bundle": str(bundle_dir), **report.to_dict()}
+        if layer_report is not None:
+            document["layers"] = layer_report.to_dict()
+        write_json(target, document)
     if junit_path is not None:
         from edgepack.drift.junit import write_junit
 
         write_junit(_absolute(Path(junit_path), work_dir), report, str(bundle_dir))
-    return CheckResult(bundle_dir, manifest, report)
+    return CheckResult(bundle_dir, manifest, report, layer_report)
+
+
+LAYER_SAMPLES = 64  # samples of the per-layer comparison (every tensor of both models is kept)
+
+
+def _layer_report(
+    backend: Any,
+    source: Any,
+    manifest: dict[str, Any],
+    model_file: Path,
+    data_set: Any,
+    bound: Any,
+    refs: Sequence[Any],
+) -> Any:
+    from edgepack.backends.base import TensorInfo
+    from edgepack.drift.layers import layer_report
+
+    try:
+        settings = backend.settings_type(**manifest["target"]["settings"])
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"the manifest's target settings do not fit the backend: {exc}") from None
+    labels = tuple(manifest["labels"]) if manifest.get("labels") else None
+    calibration = _calibration_from(data_set, bound, source, refs, labels)
+    inputs = [TensorInfo.from_dict(d) for d in manifest["inputs"]]
+    started = time.perf_counter()
+    capture = backend.capture_layers(
+        source, calibration, model_file, inputs, settings, bound.load(refs)
+    )
+    outputs = {d["name"]: d["source_name"] for d in manifest["outputs"]}
+    return layer_report(
+        capture.pairs,
+        source.layers,
+        {**outputs, **source.tensor_layers},
+        capture.matching,
+        {"seconds": round(time.perf_counter() - started, 2)},
+    )
 
 
 def _source_path(manifest: dict[str, Any], bundle_dir: Path, model: Any, cwd: Path) -> Path:

@@ -218,6 +218,12 @@ def build(
     help="Also write the drift report as JSON to this file.",
 )
 @click.option(
+    "--layers",
+    is_flag=True,
+    default=False,
+    help="Also measure drift per layer (worst first), named as in the source model.",
+)
+@click.option(
     "--junit",
     "junit_path",
     default=None,

@@ -76,6 +76,8 @@ def print_check_result(result: Any) -> None:
         )
     _console.print(table)
     _print_channels(report)
+    if result.layers is not None:
+        _print_layers(result.layers)
     limits = report.thresholds
     if report.accuracy_float is not None:
         _console.print(
@@ -90,6 +92,30 @@ def print_check_result(result: Any) -> None:
     )
     _console.print(f"runtime: {report.runtime}")
     _console.print(f"verdict: {_verdict(report.passed)}")
+
+
+def _print_layers(layers: Any, rows: int = 10) -> None:
+    table = Table(
+        title=f"per-layer drift, worst first ({layers.samples} samples, "
+        f"{layers.extra.get('seconds', 0):.1f} s)",
+        title_justify="left",
+    )
+    for column in ("layer", "SQNR", "cosine", "shape", "tensor"):
+        table.add_column(column)
+    for drift in layers.layers[:rows]:
+        tensor = drift.tensor if len(drift.tensor) <= 40 else drift.tensor[:37] + "..."
+        table.add_row(
+            drift.layer,
+            f"{drift.sqnr_db:.2f} dB",
+            f"{drift.cosine:.5f}",
+            "x".join(map(str, drift.shape)),
+            tensor,
+        )
+    _console.print(table)
+    if len(layers.layers) > rows:
+        _console.print(f"... {len(layers.layers) - rows} more layers in the --json report")
+    if layers.unmatched:
+        _console.print("no tensor of their own (fused or folded): " + ", ".join(layers.unmatched))
 
 
 def _print_channels(report: Any) -> None:

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgepack.drift.layers import TensorPair
 from edgepack.errors import UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
 
@@ -102,6 +103,15 @@ class Emulator:
 
 
 @dataclass(frozen=True)
+class LayerCapture:
+    """Intermediate tensors of a bundle's model and of its float twin, paired by name
+    (see :mod:`edgepack.drift.layers`); ``matching`` says how, in one sentence."""
+
+    pairs: list[TensorPair]
+    matching: str
+
+
+@dataclass(frozen=True)
 class CalibrationData:
     """What a backend gets from the calibration set.
 
@@ -164,4 +174,17 @@ class Backend(Protocol):
     ) -> Emulator:
         """A host runner for a built model (in a work folder or a bundle). ``native`` asks for
         the vendor's own runtime where edgepack otherwise emulates it (Core ML on macOS)."""
+        ...
+
+    def capture_layers(
+        self,
+        source: SourceModel,
+        calibration: CalibrationData,
+        model_file: Path,
+        inputs: Sequence[TensorInfo],
+        settings: Any,
+        feeds: Feeds,
+    ) -> LayerCapture:
+        """Run the bundle's model and a float twin built from ``source`` on ``feeds`` (source
+        names and layouts), keeping every intermediate tensor both have."""
         ...

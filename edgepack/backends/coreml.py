@@ -41,10 +41,12 @@ from edgepack.backends.base import (
     BuiltModel,
     CalibrationData,
     Emulator,
+    LayerCapture,
     TensorInfo,
     require_float_inputs,
 )
 from edgepack.convert.tf_view import TFView, tf_view
+from edgepack.drift.layers import TensorPair, stack_samples
 from edgepack.errors import ConversionError, UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
 from edgepack.frontends.tf_call import signature_name
@@ -169,6 +171,63 @@ class CoreMLBackend:
             return {name: np.concatenate(parts) for name, parts in results.items()}
 
         return Emulator(runtime=runtime, run=run, kind=kind)
+
+    def capture_layers(
+        self,
+        source: SourceModel,
+        calibration: CalibrationData,
+        model_file: Path,
+        inputs: Sequence[TensorInfo],
+        settings: CoreMLSettings,
+        feeds: Feeds,
+    ) -> LayerCapture:
+        """The emulator's capture of the bundle's program against the same program converted
+        again in fp32 without compression (same op names; fp16 programs add a ``_cast_fp16``
+        suffix, dropped for matching)."""
+        from edgepack.convert.tf_to_coreml import tensorflow_to_coreml
+        from edgepack.emulators.coreml import CoreMLEmulator
+
+        with tempfile.TemporaryDirectory(prefix="edgepack-coreml-layers-") as scratch:
+            view = tf_view(source, calibration, 1, Path(scratch))
+            shapes = {
+                name: tuple(a.shape[1:]) for name, a in view.tf_sample(calibration.first()).items()
+            }
+            images = _image_inputs(view, calibration) if settings.image_input else {}
+            labels = list(calibration.labels or ()) if settings.classifier else None
+            twin = tensorflow_to_coreml(
+                view.model, shapes, "fp32", settings.ios, images, labels or None
+            )
+        quantized = CoreMLEmulator(model_file)
+        reference = CoreMLEmulator(twin)
+        total = len(next(iter(feeds.values())))
+        captured: dict[str, list[dict[str, np.ndarray]]] = {"q": [], "f": []}
+        for index in range(total):
+            sample = {i.name: _as_input(feeds[i.source_name][index : index + 1], i) for i in inputs}
+            captured["q"].append(_float_tensors(quantized.capture(sample)))
+            captured["f"].append(_float_tensors(reference.capture(sample)))
+        q, f = stack_samples(captured["q"]), stack_samples(captured["f"])
+        pairs = [
+            TensorPair(name, f[name], q[name], order)
+            for order, name in enumerate(_matching_name(n) for n in quantized.op_outputs)
+            if name in q and name in f and q[name].shape == f[name].shape
+        ]
+        return LayerCapture(
+            pairs,
+            "emulator captures of the bundle's program and of the same model converted again "
+            "as an fp32 program without compression, matched by op output name",
+        )
+
+
+def _matching_name(name: str) -> str:
+    return name.removesuffix("_cast_fp16")
+
+
+def _float_tensors(captured: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {
+        _matching_name(name): np.asarray(value, np.float32)
+        for name, value in captured.items()
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f"
+    }
 
 
 def _native_runtime(model_file: Path) -> tuple[Any, str]:

@@ -31,10 +31,12 @@ from edgepack.backends.base import (
     BuiltModel,
     CalibrationData,
     Emulator,
+    LayerCapture,
     TensorInfo,
     require_float_inputs,
 )
 from edgepack.convert.compare import check_float_match
+from edgepack.drift.layers import TensorPair
 from edgepack.errors import ConversionError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
 
@@ -130,6 +132,100 @@ class ONNXBackend:
 
         runtime = f"onnxruntime {metadata.version('onnxruntime')} (CPU execution provider)"
         return Emulator(runtime=runtime, run=run)
+
+    def capture_layers(
+        self,
+        source: SourceModel,
+        calibration: CalibrationData,
+        model_file: Path,
+        inputs: Sequence[TensorInfo],
+        settings: ONNXSettings,
+        feeds: Feeds,
+    ) -> LayerCapture:
+        """onnxruntime's QDQ debugging approach: the float model the bundle was quantized from
+        (made again the same way) and the QDQ model, both with every node output added as a
+        graph output; each float tensor is paired with the value the QDQ model's consumers see
+        (after its QuantizeLinear/DequantizeLinear pair)."""
+        from onnxruntime.quantization.qdq_loss_debug import (
+            collect_activations,
+            create_activation_matching,
+            modify_model_output_intermediate_tensors,
+        )
+
+        with tempfile.TemporaryDirectory(prefix="edgepack-onnx-layers-") as scratch:
+            folder = Path(scratch)
+            float_model, _, _ = _float_model(
+                source, calibration.take(CHECK_SAMPLES), settings, folder
+            )
+            prepared, _ = _pre_process(float_model, folder)
+            activations = {}
+            for kind, path in (("float", prepared), ("qdq", model_file)):
+                augmented = folder / f"{kind}-all-outputs.onnx"
+                with captured_output():
+                    modify_model_output_intermediate_tensors(str(path), str(augmented))
+                    activations[kind] = collect_activations(
+                        str(augmented), _FeedReader(inputs, feeds)
+                    )
+            order, shapes = _node_order_and_shapes(prepared)
+        matched = create_activation_matching(activations["qdq"], activations["float"])
+        pairs = [
+            TensorPair(
+                name,
+                _batch(values["float"], shapes.get(name)),
+                _batch(values["post_qdq"], shapes.get(name)),
+                order.get(name, len(order)),
+            )
+            for name, values in matched.items()
+            if "float" in values and "post_qdq" in values
+        ]
+        return LayerCapture(
+            pairs,
+            "onnxruntime QDQ debugging: every float tensor of the float model against the same "
+            "tensor after its QuantizeLinear/DequantizeLinear pair in the bundle's model",
+        )
+
+
+class _FeedReader:
+    """``feeds`` one sample at a time, keyed by the model's input names (a calibration data
+    reader, iterable as onnxruntime's ``collect_activations`` wants)."""
+
+    def __init__(self, inputs: Sequence[TensorInfo], feeds: Feeds) -> None:
+        total = len(next(iter(feeds.values())))
+        self._samples = [
+            {i.name: np.asarray(feeds[i.source_name][k : k + 1], np.float32) for i in inputs}
+            for k in range(total)
+        ]
+        self._next = iter(self._samples)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._next, None)
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return iter(self._samples)
+
+
+def _node_order_and_shapes(
+    path: Path,
+) -> tuple[dict[str, int], dict[str, tuple[int | None, ...]]]:
+    """Each tensor's producing node position, and its inferred per-sample shape."""
+    import onnx
+
+    graph = onnx.shape_inference.infer_shapes(onnx.load(str(path))).graph
+    order = {output: index for index, node in enumerate(graph.node) for output in node.output}
+    shapes = {
+        info.name: tuple(d.dim_value or None for d in info.type.tensor_type.shape.dim[1:])
+        for info in [*graph.value_info, *graph.output]
+    }
+    return order, shapes
+
+
+def _batch(per_sample: Sequence[np.ndarray], shape: tuple[int | None, ...] | None) -> np.ndarray:
+    """Tensors saved one sample at a time (flattened by onnxruntime's debugging helper) as one
+    batch, in the tensor's own shape where it is known."""
+    flat = np.stack([np.asarray(v, np.float32).reshape(-1) for v in per_sample])
+    if shape and all(shape) and int(np.prod(shape)) == flat.shape[1]:  # type: ignore[arg-type]
+        return flat.reshape(len(flat), *shape)
+    return flat
 
 
 # ---------------------------------------------------------------------------- float model

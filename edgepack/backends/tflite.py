@@ -12,6 +12,7 @@ default delegate, so results do not depend on which CPU delegate the host picks.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tempfile
 from collections.abc import Sequence
@@ -27,11 +28,13 @@ from edgepack.backends.base import (
     BuiltModel,
     CalibrationData,
     Emulator,
+    LayerCapture,
     QuantParams,
     TensorInfo,
     require_float_inputs,
 )
 from edgepack.convert.tf_view import TFView, tf_view
+from edgepack.drift.layers import TensorPair
 from edgepack.errors import ConversionError, UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
 from edgepack.frontends.tf_call import signature_name, tf_callable
@@ -91,14 +94,7 @@ class TFLiteBackend:
     ) -> BuiltModel:
         tf = import_tensorflow()
         with tempfile.TemporaryDirectory(prefix="edgepack-tflite-") as scratch:
-            view = tf_view(source, calibration, settings.batch_size, Path(scratch))
-            export_dir = Path(scratch) / "fixed_shape"
-            shapes = {
-                name: tuple(array.shape[1:])
-                for name, array in view.tf_sample(calibration.first()).items()
-            }
-            _export_fixed_shape(tf, view.model, shapes, settings.batch_size, export_dir)
-            converter = tf.lite.TFLiteConverter.from_saved_model(str(export_dir))
+            view, converter = _converter(tf, source, calibration, settings, Path(scratch))
             flatbuffer = self._quantize(tf, converter, view, calibration, settings)
         model_file = workdir / self.model_file_name
         model_file.write_bytes(flatbuffer)
@@ -174,6 +170,105 @@ class TFLiteBackend:
 
         runtime = f"ai-edge-litert {metadata.version('ai-edge-litert')} (built-in kernels, on host)"
         return Emulator(runtime=runtime, run=run)
+
+    def capture_layers(
+        self,
+        source: SourceModel,
+        calibration: CalibrationData,
+        model_file: Path,
+        inputs: Sequence[TensorInfo],
+        settings: TFLiteSettings,
+        feeds: Feeds,
+    ) -> LayerCapture:
+        """The int8 model and a float TFLite model converted from the same fixed-shape export,
+        both run in LiteRT with every tensor preserved; tensors matched by name (the converter
+        names them after the TF ops, the same in both), quantized ones dequantized."""
+        tf = import_tensorflow()
+        with tempfile.TemporaryDirectory(prefix="edgepack-tflite-layers-") as scratch:
+            _, converter = _converter(tf, source, calibration, settings, Path(scratch))
+            float_file = Path(scratch) / "float.tflite"
+            float_file.write_bytes(_convert(converter))
+            reference = _intermediates(float_file, inputs, feeds, quantized=False)
+        quantized = _intermediates(model_file, inputs, feeds, quantized=True)
+        pairs = [
+            TensorPair(name, reference[name][1], value, order)
+            for name, (order, value) in quantized.items()
+            if name in reference and reference[name][1].shape == value.shape
+        ]
+        return LayerCapture(
+            pairs,
+            "LiteRT tensors of the int8 model and of a float TFLite model converted from the "
+            "same export, matched by tensor name (dequantized with each tensor's scale)",
+        )
+
+
+def _converter(
+    tf: Any,
+    source: SourceModel,
+    calibration: CalibrationData,
+    settings: TFLiteSettings,
+    scratch: Path,
+) -> tuple[TFView, Any]:
+    """The TF view of ``source`` exported with fixed input shapes, and a converter on it."""
+    view = tf_view(source, calibration, settings.batch_size, scratch)
+    export_dir = scratch / "fixed_shape"
+    shapes = {
+        name: tuple(array.shape[1:]) for name, array in view.tf_sample(calibration.first()).items()
+    }
+    _export_fixed_shape(tf, view.model, shapes, settings.batch_size, export_dir)
+    return view, tf.lite.TFLiteConverter.from_saved_model(str(export_dir))
+
+
+def _intermediates(
+    model_file: Path, inputs: Sequence[TensorInfo], feeds: Feeds, quantized: bool
+) -> dict[str, tuple[int, np.ndarray]]:
+    """Every op output of ``model_file`` over ``feeds``, as float: name -> (op order, batch)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    with captured_output():
+        interpreter = Interpreter(
+            model_path=str(model_file),
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            experimental_preserve_all_tensors=True,
+        )
+        interpreter.allocate_tensors()
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    produced = [
+        (order, index)
+        for order, op in enumerate(interpreter._get_ops_details())
+        for index in op["outputs"]
+        if index >= 0
+    ]
+    by_name = {d["name"]: d for d in interpreter.get_input_details()}
+    batch = int(next(iter(by_name.values()))["shape"][0])
+    total = len(next(iter(feeds.values())))
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, total, batch):
+        chunk = {k: v[start : start + batch] for k, v in feeds.items()}
+        count = len(next(iter(chunk.values())))
+        for info in inputs:
+            detail = by_name[info.name]  # the float twin's inputs have the same names
+            data = _pad(_transposed(chunk[info.source_name], info.transpose), batch)
+            as_fed = info if quantized else dataclasses.replace(info, quantization=None)
+            interpreter.set_tensor(detail["index"], quantize(data, as_fed, detail["dtype"]))
+        interpreter.invoke()
+        for _, index in produced:
+            detail = details[index]
+            value = _dequantized(interpreter.get_tensor(index), detail)
+            if value is not None:
+                parts.setdefault(detail["name"], []).append(value[:count])
+    order = {details[index]["name"]: position for position, index in produced}
+    return {name: (order[name], np.concatenate(values)) for name, values in parts.items()}
+
+
+def _dequantized(value: np.ndarray, detail: dict[str, Any]) -> np.ndarray | None:
+    """A tensor as float; None for tensors that are not activations (int32 shapes, indices)."""
+    if np.issubdtype(value.dtype, np.floating):
+        return value.astype(np.float32)
+    scale, zero_point = detail["quantization"]
+    if not scale or value.dtype not in (np.int8, np.uint8, np.int16):
+        return None
+    return (value.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
 
 
 def _transposed(value: np.ndarray, perm: tuple[int, ...] | None) -> np.ndarray:

@@ -33,7 +33,9 @@ class SourceModel:
     ``run`` takes a batch per input (float32, batch axis first) and returns a batch per output,
     keyed by the names in ``inputs`` and ``outputs``. ``native`` is what the frontend loaded
     (a Keras model, a SavedModel, an ONNX path); only backends that understand ``format``
-    look at it.
+    look at it. ``layers`` names the model's layers as its author sees them (Keras layer names,
+    ONNX node names; empty for SavedModels), in order; ``tensor_layers`` maps a tensor name to
+    the layer that produces it where the format says so (ONNX node outputs).
     """
 
     path: Path
@@ -43,6 +45,8 @@ class SourceModel:
     runner: Callable[[Feeds], Outputs]
     native: Any = None
     versions: dict[str, str] = field(default_factory=dict)
+    layers: tuple[str, ...] = ()
+    tensor_layers: dict[str, str] = field(default_factory=dict)
     _sha256: str | None = None
 
     def run(self, feeds: Feeds) -> Outputs:

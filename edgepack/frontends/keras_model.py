@@ -40,7 +40,19 @@ def load_keras(path: Path) -> SourceModel:
         runner=run,
         native=model,
         versions={"keras": metadata.version("keras"), "tensorflow": _tf_version()},
+        layers=tuple(_layer_names(model)),
     )
+
+
+def _layer_names(model: object) -> list[str]:
+    """Every layer's name, nested models' layers included, inputs left out."""
+    names = []
+    for layer in getattr(model, "layers", []):
+        if type(layer).__name__ == "InputLayer":
+            continue
+        names.append(str(layer.name))
+        names += _layer_names(layer)
+    return names
 
 
 def _spec(tensor: object, name: str | None = None) -> TensorSpec:

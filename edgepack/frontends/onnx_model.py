@@ -29,6 +29,7 @@ def load_onnx(path: Path) -> SourceModel:
 
     try:
         onnx.checker.check_model(str(path))
+        graph = onnx.load(str(path), load_external_data=False).graph
         options = ort.SessionOptions()
         options.log_severity_level = 3
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -53,6 +54,10 @@ def load_onnx(path: Path) -> SourceModel:
         runner=run,
         native=path,
         versions={"onnx": metadata.version("onnx"), "onnxruntime": metadata.version("onnxruntime")},
+        layers=tuple(node.name or node.output[0] for node in graph.node),
+        tensor_layers={
+            output: node.name or node.output[0] for node in graph.node for output in node.output
+        },
     )
 
 

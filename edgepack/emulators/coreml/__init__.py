@@ -78,6 +78,11 @@ class CoreMLEmulator:
     def output_names(self) -> list[str]:
         return [port.name for port in self._function.outputs]
 
+    @property
+    def op_outputs(self) -> list[str]:
+        """The names :meth:`capture` can return, in execution order."""
+        return [name for step in self._function.steps for name, _ in step.outputs]
+
     def predict(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Outputs by name, like ``MLModel.predict`` (PIL images for image inputs)."""
         outputs, _ = self._function.run(self._feeds(inputs))
