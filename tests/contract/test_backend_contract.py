@@ -96,6 +96,25 @@ class TestBackendContract:
         assert report.min_sqnr_db > 20.0
         assert built["result"].manifest["calibration"]["held_out"] == 10
 
+    def test_layer_drift_names_the_source_layers(self, built: dict, tmp_path: Path) -> None:
+        """``check --layers``: the bundle's tensors paired with a float twin's, named after
+        the Keras layers, and the Keras model's own output reproduced by the twin."""
+        result = api.check(
+            built["result"].bundle, built["dir"] / "calib", layers=True, cwd=tmp_path, environ={}
+        )
+        layers = result.layers
+        assert layers is not None and layers.samples == 40  # the tiny calib set has 40 images
+        table = {d.layer: d for d in layers.layers}
+        assert {"conv", "scores"} <= set(table), sorted(table)
+        assert layers.unmatched == [
+            name for name in ("conv", "flatten", "scores") if name not in table
+        ]
+        assert all(d.sqnr_db > 20 for d in layers.layers), [
+            (d.layer, d.sqnr_db) for d in layers.layers
+        ]
+        assert table["conv"].order < table["scores"].order
+        assert layers.matching
+
     def test_build_is_deterministic(self, built: dict, tmp_path: Path) -> None:
         """The same model, calibration set and options give the same model file, byte for
         byte, in another process (with another hash seed)."""

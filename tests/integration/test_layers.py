@@ -1,0 +1,141 @@
+"""Per-layer drift (``check --layers``) on the digits example for every target, and on
+deliberately damaged bundles: one layer's int8 weights perturbed in the bundle's own model
+file, after which that layer must be the worst, named as in the Keras model, on every target."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgepack
+from edgepack.bundle import file_sha256
+from tests.conftest import DIGITS_CALIB, DIGITS_EVAL, DIGITS_MODEL
+from tests.integration.test_digits import invoke
+from tests.unit.test_channels import validate_drift_report
+
+TARGETS = ("tflite", "onnx", "coreml")
+KERAS_LAYERS = {"conv1", "conv2", "pool", "flatten", "dense", "probabilities"}
+OFF = {"min_agreement": "off", "max_drop": "off", "min_sqnr": "off"}
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("layers") / "bundles"
+    edgepack.build(DIGITS_MODEL, list(TARGETS), DIGITS_CALIB, out=out, cwd=out, environ={})
+    return out
+
+
+def layer_table(report: dict) -> dict[str, float]:
+    return {entry["layer"]: entry["sqnr_db"] for entry in report["layers"]["layers"]}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_layers_of_a_healthy_bundle(bundles: Path, tmp_path: Path, target: str) -> None:
+    code, stdout, stderr = invoke(
+        "check", bundles / f"digits-{target}", "--data", DIGITS_EVAL, "--layers",
+        "--json", tmp_path / "report.json", cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 0, stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    validate_drift_report(report)
+    table = layer_table(report)
+    assert set(table) >= KERAS_LAYERS  # named after the Keras layers
+    assert report["layers"]["unmatched_layers"] == ["dropout"]  # no tensor in inference
+    assert report["layers"]["samples"] == 64
+    floor = 40.0 if target == "coreml" else 35.0  # w8 weights vs int8 activations
+    assert min(table[name] for name in KERAS_LAYERS) > floor, table
+    sqnrs = [entry["sqnr_db"] for entry in report["layers"]["layers"]]
+    assert sqnrs == sorted(sqnrs)  # worst first
+    assert "per-layer drift, worst first" in stdout and "conv2" in stdout
+
+
+def _rehash(bundle: Path) -> None:
+    """Make the manifest accept the edited model file (the test damages it on purpose)."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["model"]["sha256"] = file_sha256(bundle / manifest["model"]["file"])
+    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def _perturbed(weights: np.ndarray) -> np.ndarray:
+    noise = np.random.default_rng(0).integers(-60, 61, weights.shape)
+    return np.clip(weights.astype(np.int32) + noise, -127, 127).astype(weights.dtype)
+
+
+def _replace_once(path: Path, weights: np.ndarray) -> None:
+    data = path.read_bytes()
+    raw = weights.tobytes()
+    at = data.find(raw)
+    assert at >= 0 and data.find(raw, at + 1) < 0, "the weights are not stored exactly once"
+    path.write_bytes(data[:at] + _perturbed(weights).tobytes() + data[at + len(raw) :])
+
+
+def _damage_tflite(bundle: Path, layer: str) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(bundle / "model.tflite"))
+    for detail in interpreter.get_tensor_details():
+        name = detail["name"]
+        is_weight = len(detail["shape"]) == 4 and detail["dtype"] == np.int8 and ";" not in name
+        if f"/{layer}_1/convolution" in name and is_weight:
+            _replace_once(bundle / "model.tflite", interpreter.get_tensor(detail["index"]))
+            return
+    raise AssertionError(f"no int8 weight of {layer}")
+
+
+def _damage_onnx(bundle: Path, layer: str) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(bundle / "model.onnx"))
+    for init in model.graph.initializer:
+        if f"/{layer}_1/" in init.name and init.data_type == onnx.TensorProto.INT8:
+            weights = _perturbed(numpy_helper.to_array(init))
+            init.CopyFrom(numpy_helper.from_array(weights, init.name))
+            onnx.save(model, str(bundle / "model.onnx"))
+            return
+    raise AssertionError(f"no int8 weight of {layer}")
+
+
+def _damage_coreml(bundle: Path, layer: str) -> None:
+    import coremltools as ct
+    from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
+
+    package = bundle / "Model.mlpackage"
+    mlmodel = ct.models.MLModel(str(package), skip_model_load=True)
+    spec = mlmodel.get_spec()
+    program = milproto_load(spec, spec.specificationVersion, mlmodel.weights_dir)
+    for op in program.functions["main"].operations:
+        consumers = [child.name for child in op.outputs[0].child_ops]
+        if op.op_type.startswith("constexpr") and any(f"_{layer}_1_" in c for c in consumers):
+            weights = op.inputs["quantized_data"].val
+            _replace_once(next(package.rglob("weight.bin")), weights)
+            return
+    raise AssertionError(f"no compressed weight of {layer}")
+
+
+DAMAGE: dict[str, Callable[[Path, str], None]] = {
+    "tflite": _damage_tflite,
+    "onnx": _damage_onnx,
+    "coreml": _damage_coreml,
+}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_damaged_layer_is_the_worst(bundles: Path, tmp_path: Path, target: str) -> None:
+    damaged = tmp_path / f"digits-{target}"
+    shutil.copytree(bundles / f"digits-{target}", damaged)
+    DAMAGE[target](damaged, "conv2")
+    _rehash(damaged)
+    result = edgepack.check(damaged, DIGITS_EVAL, layers=True, cwd=tmp_path, environ={}, **OFF)
+    report = result.layers
+    assert report is not None and report.worst is not None
+    assert report.worst.layer == "conv2", [(d.layer, round(d.sqnr_db, 1)) for d in report.layers]
+    table = {d.layer: d.sqnr_db for d in report.layers}
+    assert table["conv2"] < 15.0  # from above 35 dB when healthy
+    assert table["conv1"] > 35.0  # the layer before it is untouched
+    assert result.report.min_sqnr_db < 30.0  # and the output shows it
