@@ -16,7 +16,7 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -381,7 +381,9 @@ def check(
     runtime: str = "emulated",
     json_path: str | os.PathLike[str] | None = None,
     junit_path: str | os.PathLike[str] | None = None,
+    html_path: str | os.PathLike[str] | None = None,
     layers: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> CheckResult:
@@ -393,11 +395,12 @@ def check(
     ``runtime="native"`` runs a Core ML bundle in Apple's runtime (macOS only) instead of
     edgepack's emulator; the report says which one produced the numbers. ``layers=True`` adds
     per-layer drift (:mod:`edgepack.drift.layers`) on the first :data:`LAYER_SAMPLES` samples.
+    ``progress(phase, done, total)`` is called as samples go through each model.
     """
     if runtime not in ("emulated", "native"):
         raise ConfigError(f"runtime must be 'emulated' or 'native', got {runtime!r}")
     from edgepack.backends import get_backend
-    from edgepack.bundle import read_manifest, verify_model_file, write_json
+    from edgepack.bundle import read_manifest, verify_model_file
     from edgepack.calib.contract import Contract, Preprocessing
     from edgepack.calib.dataset import open_sample_set
     from edgepack.drift import compare_outputs
@@ -450,9 +453,11 @@ def check(
         native=runtime == "native",
     )
     feeds = bound.load(refs)
+    reference = _in_chunks(source.run, feeds, "float model", progress)
+    quantized = _in_chunks(emulator.run, feeds, f"bundle ({emulator.kind})", progress)
     report = compare_outputs(
-        source.run(feeds),
-        emulator.run(feeds),
+        reference,
+        quantized,
         labels,
         options.thresholds,
         runtime=emulator.runtime,
@@ -462,20 +467,78 @@ def check(
     )
     layer_report = None
     if layers:
+        if progress is not None:
+            progress("per-layer capture", 0, 1)
         layer_report = _layer_report(
             backend, source, manifest, model_file, data_set, bound, refs[:LAYER_SAMPLES]
         )
+        if progress is not None:
+            progress("per-layer capture", 1, 1)
+    outputs = {"reference": reference, "quantized": quantized, "labels": labels}
+    result = CheckResult(bundle_dir, manifest, report, layer_report)
+    _write_reports(result, outputs, work_dir, json_path, junit_path, html_path)
+    return result
+
+
+def _write_reports(
+    result: CheckResult,
+    outputs: Mapping[str, Any],
+    work_dir: Path,
+    json_path: str | os.PathLike[str] | None,
+    junit_path: str | os.PathLike[str] | None,
+    html_path: str | os.PathLike[str] | None,
+) -> None:
+    """The files ``check`` was asked for: JSON report, JUnit XML, HTML page."""
+    from edgepack.bundle import write_json
+
+    bundle = str(result.bundle)
     if json_path is not None:
-        target = _absolute(Path(json_path), work_dir)
-        document = {"bundle": str(bundle_dir), **report.to_dict()}
-        if layer_report is not None:
-            document["layers"] = layer_report.to_dict()
-        write_json(target, document)
+        document = {"bundle": bundle, **result.report.to_dict()}
+        if result.layers is not None:
+            document["layers"] = result.layers.to_dict()
+        write_json(_absolute(Path(json_path), work_dir), document)
     if junit_path is not None:
         from edgepack.drift.junit import write_junit
 
-        write_junit(_absolute(Path(junit_path), work_dir), report, str(bundle_dir))
-    return CheckResult(bundle_dir, manifest, report, layer_report)
+        write_junit(_absolute(Path(junit_path), work_dir), result.report, bundle)
+    if html_path is not None:
+        from edgepack.drift.html import render_html, write_html
+
+        page = render_html(
+            result.report,
+            result.manifest,
+            outputs["reference"],
+            outputs["quantized"],
+            outputs["labels"],
+            result.layers,
+            bundle,
+        )
+        write_html(_absolute(Path(html_path), work_dir), page)
+
+
+PROGRESS_CHUNK = 32  # samples per model call when progress is reported
+
+
+def _in_chunks(
+    run: Callable[[Any], dict[str, Any]],
+    feeds: Mapping[str, Any],
+    phase: str,
+    progress: Callable[[str, int, int], None] | None,
+) -> dict[str, Any]:
+    """``run(feeds)``, in chunks that report progress when asked (results concatenated)."""
+    if progress is None:
+        return run(feeds)
+    import numpy as np
+
+    total = len(next(iter(feeds.values())))
+    parts: dict[str, list[Any]] = {}
+    progress(phase, 0, total)
+    for start in range(0, total, PROGRESS_CHUNK):
+        chunk = {name: batch[start : start + PROGRESS_CHUNK] for name, batch in feeds.items()}
+        for name, value in run(chunk).items():
+            parts.setdefault(name, []).append(value)
+        progress(phase, min(start + PROGRESS_CHUNK, total), total)
+    return {name: np.concatenate(values) for name, values in parts.items()}
 
 
 LAYER_SAMPLES = 64  # samples of the per-layer comparison (every tensor of both models is kept)

@@ -224,6 +224,19 @@ def build(
     help="Also measure drift per layer (worst first), named as in the source model.",
 )
 @click.option(
+    "--no-progress",
+    is_flag=True,
+    default=False,
+    help="No progress bars (they are off anyway when stderr is not a terminal).",
+)
+@click.option(
+    "--html",
+    "html_path",
+    default=None,
+    type=click.Path(path_type=str),
+    help="Also write a self-contained HTML report with plots to this file.",
+)
+@click.option(
     "--junit",
     "junit_path",
     default=None,
@@ -232,13 +245,17 @@ def build(
 )
 @_verbosity_options
 @_reported
-def check(bundle: str, data: str, verbose: int, quiet: int, **options: Any) -> None:
+def check(
+    bundle: str, data: str, verbose: int, quiet: int, no_progress: bool, **options: Any
+) -> None:
     """Re-check BUNDLE's drift against its float source model on DATA; exit 1 if over budget."""
     _configure(verbose, quiet)
     from edgepack import api
-    from edgepack.report_text import print_check_result
+    from edgepack.report_text import print_check_result, progress_bars
 
-    result = api.check(bundle, data, **options)
+    show = not (no_progress or _quiet()) and sys.stderr.isatty()
+    with progress_bars(show) as progress:
+        result = api.check(bundle, data, progress=progress, **options)
     if not _quiet():
         print_check_result(result)
     if not result.passed:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,34 @@ def print_check_result(result: Any) -> None:
     )
     _console.print(f"runtime: {report.runtime}")
     _console.print(f"verdict: {_verdict(report.passed)}")
+
+
+@contextlib.contextmanager
+def progress_bars(show: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A ``progress(phase, done, total)`` callback drawing one rich bar per phase on stderr
+    (cleared at the end), or None when ``show`` is false."""
+    if not show:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    bars = Progress(
+        "{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    tasks: dict[str, Any] = {}
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = bars.add_task(phase, total=total)
+        bars.update(tasks[phase], completed=done, total=total)
+
+    with bars:
+        yield progress
 
 
 def _print_layers(layers: Any, rows: int = 10) -> None:

@@ -71,3 +71,31 @@ def test_declared_slices_from_the_project_config(
         ("scores", True),
     ]
     assert "output 'detections' scores collapsed" in result.stderr
+
+
+def test_progress_is_reported_per_phase(
+    run_cli: Callable[..., CliResult], tmp_path: Path, detector_bundle: Path
+) -> None:
+    import edgepack
+
+    calls: list[tuple[str, int, int]] = []
+    edgepack.check(
+        detector_bundle, tmp_path / "calib", allow_collapse=True, layers=True,
+        min_agreement="off", max_drop="off", progress=lambda *c: calls.append(c),
+        cwd=tmp_path, environ={},
+    )  # fmt: skip
+    phases = {phase: (done, total) for phase, done, total in calls}
+    assert phases == {
+        "float model": (60, 60),
+        "bundle (host)": (60, 60),
+        "per-layer capture": (1, 1),
+    }
+    assert [c for c in calls if c[0] == "float model"] == [
+        ("float model", 0, 60), ("float model", 32, 60), ("float model", 60, 60)
+    ]  # fmt: skip
+    # not a terminal here: no bars, and the flag is accepted
+    result = run_cli(
+        "check", str(detector_bundle), "-d", "calib", "--allow-collapse", "--no-progress",
+        "--min-agreement", "off", "--max-drop", "off",
+    )  # fmt: skip
+    assert result.exit_code == 0 and "━" not in result.stderr

@@ -4,9 +4,11 @@ file, after which that layer must be the worst, named as in the Keras model, on 
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from collections.abc import Callable
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +141,56 @@ def test_the_damaged_layer_is_the_worst(bundles: Path, tmp_path: Path, target: s
     assert table["conv2"] < 15.0  # from above 35 dB when healthy
     assert table["conv1"] > 35.0  # the layer before it is untouched
     assert result.report.min_sqnr_db < 30.0  # and the output shows it
+
+
+class _Page(HTMLParser):
+    """The parts of the HTML report a test looks at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[dict[str, str]] = []
+        self.links: list[str] = []
+        self.headings: list[str] = []
+        self._in_heading = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {key: value or "" for key, value in attrs}
+        if tag == "img":
+            self.images.append(values)
+        self.links += [values[key] for key in ("src", "href") if key in values]
+        self._in_heading = tag in ("h1", "h2")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_heading and data.strip():
+            self.headings.append(data.strip())
+            self._in_heading = False
+
+
+def test_html_report_of_a_damaged_bundle(bundles: Path, tmp_path: Path) -> None:
+    damaged = tmp_path / "digits-onnx"
+    shutil.copytree(bundles / "digits-onnx", damaged)
+    _damage_onnx(damaged, "conv2")
+    _rehash(damaged)
+    code, _, stderr = invoke(
+        "check", damaged, "--data", DIGITS_EVAL, "--layers", "--html", tmp_path / "r.html",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 1, stderr  # the damage breaks the agreement budget
+    page = _Page()
+    text = (tmp_path / "r.html").read_text()
+    page.feed(text)
+    alts = [image["alt"] for image in page.images]
+    assert alts == [
+        "per-layer SQNR bars",
+        "float-vs-quantized scatter",
+        "top-1 disagreement confusion",
+    ]
+    for image in page.images:
+        assert image["src"].startswith("data:image/png;base64,")
+        png = base64.b64decode(image["src"].split(",", 1)[1])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
+    assert not [link for link in page.links if not link.startswith("data:")]  # self-contained
+    assert "Verdict:" in page.headings[1] and "Bundle" in page.headings
+    assert any(h.startswith("Top-1 disagreements (") for h in page.headings)
+    assert "the float model was right on" in text
+    assert "<td>conv2</td>" in text
