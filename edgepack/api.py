@@ -44,6 +44,7 @@ class BuildResult:
     manifest: dict[str, Any]
     report: Any  # edgepack.drift.DriftReport
     seconds: float
+    layers: Any = None  # edgepack.drift.layers.LayerReport, when the options ask for it
 
     @property
     def passed(self) -> bool:
@@ -214,11 +215,23 @@ def _build_one(job: _Job) -> BuildResult:
     with staged_bundle(final, options.force) as staging:
         built = job.backend.build(job.source, calibration, options.settings, staging)
         report = _drift(job, split.held_out, built)
+        layers = None
+        if options.layers:
+            layers = _measure_layers(
+                job.backend,
+                job.source,
+                options.settings,
+                built.model_file,
+                built.inputs,
+                built.outputs,
+                calibration,
+                job.bound.load(split.held_out[:LAYER_SAMPLES]),
+            )
         manifest = _manifest(job, split, built, report)
-        _write_bundle_files(staging, built, manifest, report, job.samples)
+        _write_bundle_files(staging, built, manifest, report, job.samples, layers)
     seconds = time.perf_counter() - started
     log.info("%s: bundle %s (%.1f s)", options.profile.name, final, seconds)
-    return BuildResult(options.profile.name, final, manifest, report, seconds)
+    return BuildResult(options.profile.name, final, manifest, report, seconds, layers)
 
 
 def _calibration_data(job: _Job, refs: Sequence[Any]) -> Any:
@@ -331,11 +344,19 @@ def _manifest(job: _Job, split: Any, built: Any, report: Any) -> dict[str, Any]:
 
 
 def _write_bundle_files(
-    staging: Path, built: Any, manifest: dict[str, Any], report: Any, samples: Any
+    staging: Path,
+    built: Any,
+    manifest: dict[str, Any],
+    report: Any,
+    samples: Any,
+    layers: Any = None,
 ) -> None:
     from edgepack.bundle import DRIFT, LABELS, MANIFEST, file_sha256, write_json
 
-    write_json(staging / DRIFT, report.to_dict())
+    drift = report.to_dict()
+    if layers is not None:
+        drift["layers"] = layers.to_dict()
+    write_json(staging / DRIFT, drift)
     if samples.label_names:
         (staging / LABELS).write_text("\n".join(samples.label_names) + "\n")
     names = [built.model_file.name, DRIFT] + ([LABELS] if samples.label_names else [])
@@ -466,7 +487,7 @@ def check(
         slices=options.slices,
     )
     layer_report = None
-    if layers:
+    if layers or options.layers:
         if progress is not None:
             progress("per-layer capture", 0, 1)
         layer_report = _layer_report(
@@ -554,7 +575,6 @@ def _layer_report(
     refs: Sequence[Any],
 ) -> Any:
     from edgepack.backends.base import TensorInfo
-    from edgepack.drift.layers import layer_report
 
     try:
         settings = backend.settings_type(**manifest["target"]["settings"])
@@ -563,15 +583,32 @@ def _layer_report(
     labels = tuple(manifest["labels"]) if manifest.get("labels") else None
     calibration = _calibration_from(data_set, bound, source, refs, labels)
     inputs = [TensorInfo.from_dict(d) for d in manifest["inputs"]]
-    started = time.perf_counter()
-    capture = backend.capture_layers(
-        source, calibration, model_file, inputs, settings, bound.load(refs)
+    outputs = [TensorInfo.from_dict(d) for d in manifest["outputs"]]
+    return _measure_layers(
+        backend, source, settings, model_file, inputs, outputs, calibration, bound.load(refs)
     )
-    outputs = {d["name"]: d["source_name"] for d in manifest["outputs"]}
+
+
+def _measure_layers(
+    backend: Any,
+    source: Any,
+    settings: Any,
+    model_file: Path,
+    inputs: Sequence[Any],
+    outputs: Sequence[Any],
+    calibration: Any,
+    feeds: Mapping[str, Any],
+) -> Any:
+    """The backend's capture of both models, named and ranked (edgepack.drift.layers)."""
+    from edgepack.drift.layers import layer_report
+
+    started = time.perf_counter()
+    capture = backend.capture_layers(source, calibration, model_file, inputs, settings, feeds)
+    output_names = {info.name: info.source_name for info in outputs}
     return layer_report(
         capture.pairs,
         source.layers,
-        {**outputs, **source.tensor_layers},
+        {**output_names, **source.tensor_layers},
         capture.matching,
         {"seconds": round(time.perf_counter() - started, 2)},
     )

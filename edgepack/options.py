@@ -104,6 +104,7 @@ GENERIC_KEYS: dict[str, Callable[[Any], Any]] = {
     "drift.min_sqnr": _optional(float),
     "drift.allow_collapse": _parse_bool,
     "drift.slices": _parse_slices,
+    "drift.layers": _parse_bool,
 }
 # Options whose value is a table (kept whole, not flattened into dotted keys).
 TABLE_KEYS = {"drift.slices"}
@@ -118,6 +119,7 @@ ENV_KEYS = {
     "EDGEPACK_MAX_DROP": "drift.max_drop",
     "EDGEPACK_MIN_SQNR": "drift.min_sqnr",
     "EDGEPACK_ALLOW_COLLAPSE": "drift.allow_collapse",
+    "EDGEPACK_LAYERS": "drift.layers",
 }
 # EDGEPACK_* variables that are not build options (read by scripts, not by the resolver).
 NON_OPTION_ENV = {"EDGEPACK_MODELS"}
@@ -146,15 +148,18 @@ class BuildOptions:
     drift_samples: int = 500
     thresholds: Thresholds = Thresholds()
     slices: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+    layers: bool = False  # per-layer drift of the build's held-out samples, in drift.json
 
 
 @dataclass(frozen=True)
 class CheckOptions:
-    """What a drift check needs: how many samples, the budget, and the declared slices."""
+    """What a drift check needs: how many samples, the budget, the declared slices, and
+    whether to measure per layer."""
 
     drift_samples: int = 500
     thresholds: Thresholds = Thresholds()
     slices: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+    layers: bool = False
 
 
 _DEFAULTS: dict[str, Any] = {
@@ -168,6 +173,7 @@ _DEFAULTS: dict[str, Any] = {
     "drift.min_sqnr": Thresholds.min_sqnr,
     "drift.allow_collapse": Thresholds.allow_collapse,
     "drift.slices": {},
+    "drift.layers": False,
 }
 
 
@@ -265,6 +271,7 @@ def resolve_build_options(
         drift_samples=merged["drift.samples"],
         thresholds=_thresholds(merged),
         slices=merged["drift.slices"],
+        layers=merged["drift.layers"],
     )
 
 
@@ -289,6 +296,7 @@ def resolve_check_options(
         drift_samples=merged["drift.samples"],
         thresholds=_thresholds(merged),
         slices=merged["drift.slices"],
+        layers=merged["drift.layers"],
     )
 
 

@@ -55,6 +55,12 @@ def print_build_results(results: Sequence[Any]) -> None:
         )
     _console.print(table)
     for result in results:
+        worst = result.layers.worst if result.layers is not None else None
+        if worst is not None:
+            _console.print(
+                f"{result.target}: worst layer {worst.layer} ({worst.sqnr_db:.1f} dB; "
+                "per-layer drift in drift.json)"
+            )
         for failure in result.report.failures:
             _console.print(f"[red]{result.target}: {failure}[/red]")
 

@@ -194,3 +194,17 @@ def test_html_report_of_a_damaged_bundle(bundles: Path, tmp_path: Path) -> None:
     assert any(h.startswith("Top-1 disagreements (") for h in page.headings)
     assert "the float model was right on" in text
     assert "<td>conv2</td>" in text
+
+
+def test_build_measures_layers_when_the_config_asks(tmp_path: Path) -> None:
+    (tmp_path / "edgepack.toml").write_text("[targets.tflite.drift]\nlayers = true\n")
+    code, stdout, stderr = invoke(
+        "build", DIGITS_MODEL, "-t", "tflite", "-c", DIGITS_CALIB, "-o", tmp_path / "b",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 0, stderr
+    drift = json.loads((tmp_path / "b" / "digits-tflite" / "drift.json").read_text())
+    validate_drift_report(drift)
+    assert drift["layers"]["samples"] == 64  # of the 200 held-out samples
+    assert set(layer_table(drift)) >= KERAS_LAYERS
+    assert "tflite: worst layer conv2" in stdout
