@@ -99,3 +99,16 @@ def test_progress_is_reported_per_phase(
         "--min-agreement", "off", "--max-drop", "off",
     )  # fmt: skip
     assert result.exit_code == 0 and "━" not in result.stderr
+
+
+def test_a_check_that_cannot_run_exits_3_and_writes_no_report(
+    run_cli: Callable[..., CliResult], tmp_path: Path, detector_bundle: Path
+) -> None:
+    from tests.conftest import assert_one_line_error
+
+    result = run_cli(
+        "-q", "check", str(detector_bundle), "-d", "no-such-folder", "--layers",
+        "--json", "r.json", "--junit", "r.xml", "--html", "r.html",
+    )  # fmt: skip
+    assert_one_line_error(result, 3, "no-such-folder")
+    assert not any((tmp_path / name).exists() for name in ("r.json", "r.xml", "r.html"))
