@@ -9,7 +9,9 @@ vary but its quantized values are constant, or when its SQNR is below 0 dB (the 
 than the signal).
 
 Probability outputs (values in [0, 1] that sum to 1 per sample) are left to top-1 agreement:
-rare classes there have tiny ranges by nature.
+rare classes there have tiny ranges by nature. Channels are split automatically only in
+outputs of rank 2 or 3 (``(N, C)``, ``(N, anchors, C)``: heads and vectors); image-like
+outputs (rank 4 and more, whose last axis may be a width) are split only along declared slices.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def channel_drift(
             _measure(name, ref, out, start, width if stop is None else stop)
             for name, (start, stop) in bounds.items()
         ]
-    if not 2 <= width <= MAX_CHANNELS or _is_probability(ref):
+    if ref.ndim > 3 or not 2 <= width <= MAX_CHANNELS or _is_probability(ref):
         return None
     ranges = _ranges(ref)
     varying = ranges[ranges > 0]

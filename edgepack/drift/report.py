@@ -9,7 +9,12 @@ from typing import Any
 import numpy as np
 
 from edgepack.drift import metrics
-from edgepack.drift.channels import ChannelDrift, channel_drift, collapsed_channels
+from edgepack.drift.channels import (
+    ChannelDrift,
+    channel_drift,
+    collapsed_channels,
+    parse_slice,
+)
 from edgepack.errors import ConfigError
 from edgepack.options import Thresholds
 
@@ -176,8 +181,6 @@ def judge(report: DriftReport) -> list[str]:
 def _check_slices(
     declared: Mapping[str, Mapping[str, str]], reference: Mapping[str, np.ndarray]
 ) -> None:
-    from edgepack.drift.channels import parse_slice
-
     for output, table in declared.items():
         if output not in reference:
             raise ConfigError(

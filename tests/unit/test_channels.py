@@ -68,6 +68,9 @@ def test_similar_ranges_and_probabilities_are_not_split() -> None:
     probs /= probs.sum(axis=1, keepdims=True)
     assert channel_drift(probs, np.round(probs * 255) / 255) is None  # left to agreement
     assert channel_drift(np.arange(5.0), np.arange(5.0)) is None  # no channel axis
+    image = np.concatenate([rng.random((4, 1, 6, 3)), 100 * rng.random((4, 1, 6, 3))], axis=-1)
+    assert channel_drift(image, np.round(image)) is None  # rank 4: the last axis is a width
+    assert channel_drift(image, np.round(image), {"left": "0:3"}) is not None  # unless declared
 
 
 def test_declared_slices_are_measured_apart() -> None:
