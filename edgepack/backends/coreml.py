@@ -108,17 +108,9 @@ class CoreMLBackend:
         settings: CoreMLSettings,
         workdir: Path,
     ) -> BuiltModel:
-        from edgepack.convert.tf_to_coreml import tensorflow_to_coreml
-
         with tempfile.TemporaryDirectory(prefix="edgepack-coreml-") as scratch:
-            view = tf_view(source, calibration, 1, Path(scratch))
-            shapes = {
-                name: tuple(a.shape[1:]) for name, a in view.tf_sample(calibration.first()).items()
-            }
-            images = _image_inputs(view, calibration) if settings.image_input else {}
-            labels = _class_labels(source, calibration) if settings.classifier else None
-            mlmodel = tensorflow_to_coreml(
-                view.model, shapes, settings.compute_precision, settings.ios, images, labels
+            view, mlmodel, images, labels = _convert(
+                source, calibration, settings, settings.compute_precision, Path(scratch)
             )
             if settings.quantize == "w8a8":
                 samples = _core_ml_samples(mlmodel, view, calibration)
@@ -184,19 +176,10 @@ class CoreMLBackend:
         """The emulator's capture of the bundle's program against the same program converted
         again in fp32 without compression (same op names; fp16 programs add a ``_cast_fp16``
         suffix, dropped for matching)."""
-        from edgepack.convert.tf_to_coreml import tensorflow_to_coreml
         from edgepack.emulators.coreml import CoreMLEmulator
 
         with tempfile.TemporaryDirectory(prefix="edgepack-coreml-layers-") as scratch:
-            view = tf_view(source, calibration, 1, Path(scratch))
-            shapes = {
-                name: tuple(a.shape[1:]) for name, a in view.tf_sample(calibration.first()).items()
-            }
-            images = _image_inputs(view, calibration) if settings.image_input else {}
-            labels = list(calibration.labels or ()) if settings.classifier else None
-            twin = tensorflow_to_coreml(
-                view.model, shapes, "fp32", settings.ios, images, labels or None
-            )
+            _, twin, _, _ = _convert(source, calibration, settings, "fp32", Path(scratch))
         quantized = CoreMLEmulator(model_file)
         reference = CoreMLEmulator(twin)
         total = len(next(iter(feeds.values())))
@@ -216,6 +199,25 @@ class CoreMLBackend:
             "emulator captures of the bundle's program and of the same model converted again "
             "as an fp32 program without compression, matched by op output name",
         )
+
+
+def _convert(
+    source: SourceModel,
+    calibration: CalibrationData,
+    settings: CoreMLSettings,
+    precision: str,
+    scratch: Path,
+) -> tuple[TFView, Any, dict[str, dict[str, Any]], list[str] | None]:
+    """The source's TF view converted to an ML program of ``precision``, with the image
+    inputs and classifier labels the settings ask for."""
+    from edgepack.convert.tf_to_coreml import tensorflow_to_coreml
+
+    view = tf_view(source, calibration, 1, scratch)
+    shapes = {name: tuple(a.shape[1:]) for name, a in view.tf_sample(calibration.first()).items()}
+    images = _image_inputs(view, calibration) if settings.image_input else {}
+    labels = _class_labels(source, calibration) if settings.classifier else None
+    mlmodel = tensorflow_to_coreml(view.model, shapes, precision, settings.ios, images, labels)
+    return view, mlmodel, images, labels
 
 
 def _matching_name(name: str) -> str:
