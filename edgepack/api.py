@@ -403,7 +403,7 @@ def check(
     json_path: str | os.PathLike[str] | None = None,
     junit_path: str | os.PathLike[str] | None = None,
     html_path: str | os.PathLike[str] | None = None,
-    layers: bool = False,
+    layers: bool | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -439,6 +439,7 @@ def check(
             "drift.max_drop": max_drop,
             "drift.min_sqnr": min_sqnr,
             "drift.allow_collapse": allow_collapse,
+            "drift.layers": layers,
             "drift.samples": samples,
         },
         work_dir,
@@ -467,12 +468,9 @@ def check(
 
     from edgepack.backends.base import TensorInfo
 
-    emulator = backend.emulate(
-        model_file,
-        [TensorInfo.from_dict(d) for d in manifest["inputs"]],
-        [TensorInfo.from_dict(d) for d in manifest["outputs"]],
-        native=runtime == "native",
-    )
+    inputs = [TensorInfo.from_dict(d) for d in manifest["inputs"]]
+    outputs = [TensorInfo.from_dict(d) for d in manifest["outputs"]]
+    emulator = backend.emulate(model_file, inputs, outputs, native=runtime == "native")
     feeds = bound.load(refs)
     reference = _in_chunks(source.run, feeds, "float model", progress)
     quantized = _in_chunks(emulator.run, feeds, f"bundle ({emulator.kind})", progress)
@@ -487,17 +485,24 @@ def check(
         slices=options.slices,
     )
     layer_report = None
-    if layers or options.layers:
+    if options.layers:
         if progress is not None:
             progress("per-layer capture", 0, 1)
-        layer_report = _layer_report(
-            backend, source, manifest, model_file, data_set, bound, refs[:LAYER_SAMPLES]
+        layer_report = _measure_layers(
+            backend,
+            source,
+            _bundle_settings(backend, manifest),
+            model_file,
+            inputs,
+            outputs,
+            _calibration_from(data_set, bound, source, refs[:LAYER_SAMPLES], _labels_of(manifest)),
+            {name: batch[:LAYER_SAMPLES] for name, batch in feeds.items()},
         )
         if progress is not None:
             progress("per-layer capture", 1, 1)
-    outputs = {"reference": reference, "quantized": quantized, "labels": labels}
     result = CheckResult(bundle_dir, manifest, report, layer_report)
-    _write_reports(result, outputs, work_dir, json_path, junit_path, html_path)
+    arrays = {"reference": reference, "quantized": quantized, "labels": labels}
+    _write_reports(result, arrays, work_dir, json_path, junit_path, html_path)
     return result
 
 
@@ -510,20 +515,20 @@ def _write_reports(
     html_path: str | os.PathLike[str] | None,
 ) -> None:
     """The files ``check`` was asked for: JSON report, JUnit XML, HTML page."""
-    from edgepack.bundle import write_json
+    from edgepack.bundle import json_text, write_report
 
     bundle = str(result.bundle)
     if json_path is not None:
         document = {"bundle": bundle, **result.report.to_dict()}
         if result.layers is not None:
             document["layers"] = result.layers.to_dict()
-        write_json(_absolute(Path(json_path), work_dir), document)
+        write_report(_absolute(Path(json_path), work_dir), json_text(document))
     if junit_path is not None:
-        from edgepack.drift.junit import write_junit
+        from edgepack.drift.junit import junit_xml
 
-        write_junit(_absolute(Path(junit_path), work_dir), result.report, bundle)
+        write_report(_absolute(Path(junit_path), work_dir), junit_xml(result.report, bundle))
     if html_path is not None:
-        from edgepack.drift.html import render_html, write_html
+        from edgepack.drift.html import render_html
 
         page = render_html(
             result.report,
@@ -534,7 +539,7 @@ def _write_reports(
             result.layers,
             bundle,
         )
-        write_html(_absolute(Path(html_path), work_dir), page)
+        write_report(_absolute(Path(html_path), work_dir), page)
 
 
 PROGRESS_CHUNK = 32  # samples per model call when progress is reported
@@ -565,28 +570,16 @@ def _in_chunks(
 LAYER_SAMPLES = 64  # samples of the per-layer comparison (every tensor of both models is kept)
 
 
-def _layer_report(
-    backend: Any,
-    source: Any,
-    manifest: dict[str, Any],
-    model_file: Path,
-    data_set: Any,
-    bound: Any,
-    refs: Sequence[Any],
-) -> Any:
-    from edgepack.backends.base import TensorInfo
-
+def _bundle_settings(backend: Any, manifest: dict[str, Any]) -> Any:
+    """The backend settings a bundle was built with (recorded in its manifest)."""
     try:
-        settings = backend.settings_type(**manifest["target"]["settings"])
+        return backend.settings_type(**manifest["target"]["settings"])
     except (TypeError, ValueError) as exc:
         raise BundleError(f"the manifest's target settings do not fit the backend: {exc}") from None
-    labels = tuple(manifest["labels"]) if manifest.get("labels") else None
-    calibration = _calibration_from(data_set, bound, source, refs, labels)
-    inputs = [TensorInfo.from_dict(d) for d in manifest["inputs"]]
-    outputs = [TensorInfo.from_dict(d) for d in manifest["outputs"]]
-    return _measure_layers(
-        backend, source, settings, model_file, inputs, outputs, calibration, bound.load(refs)
-    )
+
+
+def _labels_of(manifest: dict[str, Any]) -> tuple[str, ...] | None:
+    return tuple(manifest["labels"]) if manifest.get("labels") else None
 
 
 def _measure_layers(

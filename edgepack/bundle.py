@@ -92,7 +92,20 @@ def _umask() -> int:
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
+    path.write_text(json_text(data))
+
+
+def json_text(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def write_report(path: Path, text: str) -> None:
+    """A report file outside a bundle (``check --json/--junit/--html``), written beside its
+    place and renamed, so a failed write never leaves half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
 
 
 def file_sha256(path: Path) -> str:

@@ -220,7 +220,7 @@ def build(
 @click.option(
     "--layers",
     is_flag=True,
-    default=False,
+    default=None,
     help="Also measure drift per layer (worst first), named as in the source model.",
 )
 @click.option(

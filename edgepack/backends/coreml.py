@@ -27,7 +27,7 @@ import platform
 import sys
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -147,12 +147,8 @@ class CoreMLBackend:
             runtime = f"edgepack Core ML emulator {__version__} (NumPy, emulated)"
 
         def run(feeds: Feeds) -> Outputs:
-            total = len(next(iter(feeds.values())))
             results: dict[str, list[np.ndarray]] = {o.source_name: [] for o in outputs}
-            for index in range(total):
-                sample = {
-                    i.name: _as_input(feeds[i.source_name][index : index + 1], i) for i in inputs
-                }
+            for sample in _samples(inputs, feeds):
                 predicted = runner.predict(sample)
                 for info in outputs:
                     value = predicted[info.name]
@@ -182,10 +178,8 @@ class CoreMLBackend:
             _, twin, _, _ = _convert(source, calibration, settings, "fp32", Path(scratch))
         quantized = CoreMLEmulator(model_file)
         reference = CoreMLEmulator(twin)
-        total = len(next(iter(feeds.values())))
         captured: dict[str, list[dict[str, np.ndarray]]] = {"q": [], "f": []}
-        for index in range(total):
-            sample = {i.name: _as_input(feeds[i.source_name][index : index + 1], i) for i in inputs}
+        for sample in _samples(inputs, feeds):
             captured["q"].append(_float_tensors(quantized.capture(sample)))
             captured["f"].append(_float_tensors(reference.capture(sample)))
         q, f = stack_samples(captured["q"]), stack_samples(captured["f"])
@@ -218,6 +212,13 @@ def _convert(
     labels = _class_labels(source, calibration) if settings.classifier else None
     mlmodel = tensorflow_to_coreml(view.model, shapes, precision, settings.ios, images, labels)
     return view, mlmodel, images, labels
+
+
+def _samples(inputs: Sequence[TensorInfo], feeds: Feeds) -> Iterator[dict[str, Any]]:
+    """``feeds`` (source names and layouts) one sample at a time, as the program takes them."""
+    total = len(next(iter(feeds.values())))
+    for index in range(total):
+        yield {i.name: _as_input(feeds[i.source_name][index : index + 1], i) for i in inputs}
 
 
 def _matching_name(name: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -147,21 +147,11 @@ class TFLiteBackend:
         native: bool = False,  # the host runtime is the real one
     ) -> Emulator:
         interpreter = _interpreter(model_file)
-        by_name = {d["name"]: d for d in interpreter.get_input_details()}
         out_by_name = {d["name"]: d for d in interpreter.get_output_details()}
-        batch = int(next(iter(by_name.values()))["shape"][0])
 
         def run(feeds: Feeds) -> Outputs:
-            total = len(next(iter(feeds.values())))
             results: dict[str, list[np.ndarray]] = {o.source_name: [] for o in outputs}
-            for start in range(0, total, batch):
-                chunk = {k: v[start : start + batch] for k, v in feeds.items()}
-                count = len(next(iter(chunk.values())))
-                for info in inputs:
-                    data = _pad(_transposed(chunk[info.source_name], info.transpose), batch)
-                    detail = by_name[info.name]
-                    interpreter.set_tensor(detail["index"], quantize(data, info, detail["dtype"]))
-                interpreter.invoke()
+            for count in _invocations(interpreter, inputs, feeds):
                 for info in outputs:
                     raw = interpreter.get_tensor(out_by_name[info.name]["index"])
                     real = _transposed(dequantize(raw, info), info.transpose)
@@ -223,15 +213,7 @@ def _intermediates(
     model_file: Path, inputs: Sequence[TensorInfo], feeds: Feeds, quantized: bool
 ) -> dict[str, tuple[int, np.ndarray]]:
     """Every op output of ``model_file`` over ``feeds``, as float: name -> (op order, batch)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    with captured_output():
-        interpreter = Interpreter(
-            model_path=str(model_file),
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-            experimental_preserve_all_tensors=True,
-        )
-        interpreter.allocate_tensors()
+    interpreter = _interpreter(model_file, preserve_all_tensors=True)
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
     produced = [
         (order, index)
@@ -239,19 +221,8 @@ def _intermediates(
         for index in op["outputs"]
         if index >= 0
     ]
-    by_name = {d["name"]: d for d in interpreter.get_input_details()}
-    batch = int(next(iter(by_name.values()))["shape"][0])
-    total = len(next(iter(feeds.values())))
     parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, total, batch):
-        chunk = {k: v[start : start + batch] for k, v in feeds.items()}
-        count = len(next(iter(chunk.values())))
-        for info in inputs:
-            detail = by_name[info.name]  # the float twin's inputs have the same names
-            data = _pad(_transposed(chunk[info.source_name], info.transpose), batch)
-            as_fed = info if quantized else dataclasses.replace(info, quantization=None)
-            interpreter.set_tensor(detail["index"], quantize(data, as_fed, detail["dtype"]))
-        interpreter.invoke()
+    for count in _invocations(interpreter, inputs, feeds, quantized):
         for _, index in produced:
             detail = details[index]
             value = _dequantized(interpreter.get_tensor(index), detail)
@@ -347,16 +318,37 @@ def _convert(converter: Any) -> bytes:
 # ---------------------------------------------------------------------------- inspection
 
 
-def _interpreter(model_file: Path) -> Any:
+def _interpreter(model_file: Path, preserve_all_tensors: bool = False) -> Any:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     with captured_output():
         interpreter = Interpreter(
             model_path=str(model_file),
             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            experimental_preserve_all_tensors=preserve_all_tensors,
         )
         interpreter.allocate_tensors()
     return interpreter
+
+
+def _invocations(
+    interpreter: Any, inputs: Sequence[TensorInfo], feeds: Feeds, quantized: bool = True
+) -> Iterator[int]:
+    """Feed ``feeds`` (source names and layouts) through the interpreter one static batch at a
+    time (the last one padded); yields how many real samples each invocation holds.
+    ``quantized=False`` feeds a float twin whose inputs have the bundle's names."""
+    by_name = {d["name"]: d for d in interpreter.get_input_details()}
+    batch = int(next(iter(by_name.values()))["shape"][0])
+    total = len(next(iter(feeds.values())))
+    for start in range(0, total, batch):
+        chunk = {k: v[start : start + batch] for k, v in feeds.items()}
+        for info in inputs:
+            detail = by_name[info.name]
+            data = _pad(_transposed(chunk[info.source_name], info.transpose), batch)
+            as_fed = info if quantized else dataclasses.replace(info, quantization=None)
+            interpreter.set_tensor(detail["index"], quantize(data, as_fed, detail["dtype"]))
+        interpreter.invoke()
+        yield len(next(iter(chunk.values())))
 
 
 def _float_ops(model_file: Path) -> list[str]:

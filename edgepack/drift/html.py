@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,14 +50,6 @@ def render_html(
     sections.append(_manifest_section(manifest))
     title = f"edgepack drift report: {html.escape(Path(bundle).name or 'bundle')}"
     return _PAGE.format(title=title, style=_STYLE, body="\n".join(sections))
-
-
-def write_html(path: Path, page: str) -> None:
-    """Write ``page`` to ``path`` through a temporary file, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(page, encoding="utf-8")
-    os.replace(partial, path)
 
 
 # ---------------------------------------------------------------------------- sections

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgepack.bundle import write_report
 from edgepack.drift import compare_outputs
 from edgepack.drift.channels import channel_drift, parse_slice
-from edgepack.drift.junit import junit_xml, write_junit
+from edgepack.drift.junit import junit_xml
 from edgepack.errors import ConfigError
 from edgepack.options import Thresholds, resolve_check_options
 
@@ -163,7 +164,7 @@ def test_junit_has_one_case_per_threshold_and_output(tmp_path: Path) -> None:
         data={"fingerprint": "f" * 64},
     )
     path = tmp_path / "reports" / "drift.xml"
-    write_junit(path, report, "bundles/m-tflite")
+    write_report(path, junit_xml(report, "bundles/m-tflite"))
     suite = ET.parse(path).getroot().find("testsuite")
     assert suite is not None
     cases = {case.get("name"): case for case in suite.iter("testcase")}

@@ -62,7 +62,6 @@ _SELECTING_OPS = frozenset(
         "depth_to_space",
         "space_to_depth",
         "pixel_shuffle",
-        "sliding_windows",
         "stack",
     }
 )
@@ -83,7 +82,7 @@ class Step:
     kernel: Kernel
     args: dict[str, Ref | tuple[Ref, ...]]
     outputs: tuple[tuple[str, Any], ...]  # (name, numpy dtype)
-    call: Callable[[Mapping[str, Any]], Any] | None = None  # set for steps that run
+    call: Callable[[Mapping[str, Any]], Any]  # the kernel, or a plan, on the step's inputs
     exact_fp16: bool = False  # output values are input values: no rounding needed
     planned: bool = False  # runs a load-time plan (edgepack.emulators.coreml.plans)
 
@@ -320,7 +319,6 @@ def _generic_call(
 
 
 def _execute(step: Step, env: Mapping[str, Any]) -> tuple[Any, ...]:
-    assert step.call is not None
     try:
         result = step.call(env)
     except Exception as exc:
