@@ -147,10 +147,34 @@ def read_manifest(bundle: Path) -> dict[str, Any]:
 
 
 def verify_model_file(bundle: Path, manifest: dict[str, Any]) -> Path:
-    """The bundle's model file, after checking it against the manifest's sha256."""
-    model = bundle / manifest["model"]["file"]
+    """The bundle's model file, after checking every file the manifest hashes.
+
+    The model file must lie inside the bundle (a manifest naming ``../x`` or an absolute
+    path is damaged), and the model file and every file under ``files`` (drift.json,
+    labels.txt, ...) must have the sha256 the manifest records.
+    """
+    name = str(manifest["model"]["file"])
+    model = _inside(bundle, name)
     if not model.exists():
-        raise BundleError(f"{bundle}: model file {manifest['model']['file']} is missing")
+        raise BundleError(f"{bundle}: model file {name} is missing")
     if file_sha256(model) != manifest["model"]["sha256"]:
         raise BundleError(f"{model}: sha256 differs from the manifest (the file was changed)")
+    files = manifest.get("files") or {}
+    if not isinstance(files, dict):
+        raise BundleError(f"{bundle / MANIFEST}: 'files' must map file names to sha256")
+    for listed, digest in sorted(files.items()):
+        path = _inside(bundle, str(listed))
+        if not path.exists():
+            raise BundleError(f"{bundle}: {listed} (hashed in the manifest) is missing")
+        if file_sha256(path) != digest:
+            raise BundleError(f"{path}: sha256 differs from the manifest (the file was changed)")
     return model
+
+
+def _inside(bundle: Path, name: str) -> Path:
+    """``bundle / name``, refusing names that leave the bundle folder."""
+    root = bundle.resolve()
+    path = (bundle / name).resolve()
+    if Path(name).is_absolute() or (path != root and root not in path.parents):
+        raise BundleError(f"{bundle / MANIFEST}: {name!r} lies outside the bundle")
+    return bundle / name

@@ -50,7 +50,7 @@ def print_build_results(results: Sequence[Any]) -> None:
             f"{result.manifest['model']['size_bytes'] / 1024:.1f} KiB",
             _pct(report.top1_agreement),
             accuracy,
-            f"{report.min_sqnr_db:.1f} dB",
+            f"{report.min_sqnr_db:.2f} dB",
             _verdict(result.passed),
         )
     _console.print(table)

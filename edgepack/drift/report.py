@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -52,6 +53,8 @@ class DriftReport:
     runtime: str = ""
     runtime_kind: str = "host"
     data: dict[str, Any] = field(default_factory=dict)
+    # samples right in both, float only, quantized only, neither (with labels)
+    paired: tuple[int, int, int, int] | None = None
 
     @property
     def passed(self) -> bool:
@@ -66,6 +69,44 @@ class DriftReport:
     @property
     def min_sqnr_db(self) -> float:
         return min(o.sqnr_db for o in self.outputs)
+
+    def counts(self) -> dict[str, int | None]:
+        """Whole-sample counts behind the fractions: agreeing samples, samples right in float
+        and quantized, and the net number of samples the quantized model lost."""
+        n = self.samples
+
+        def count(fraction: float | None) -> int | None:
+            return None if fraction is None else round(fraction * n)
+
+        right_float, right_quant = count(self.accuracy_float), count(self.accuracy_quantized)
+        dropped = None
+        if right_float is not None and right_quant is not None:
+            dropped = right_float - right_quant
+        return {
+            "agree": count(self.top1_agreement),
+            "correct_float": right_float,
+            "correct_quantized": right_quant,
+            "dropped": dropped,
+        }
+
+    def intervals(self) -> dict[str, list[float] | None]:
+        """95% Wilson intervals of agreement and both accuracies; the drop's interval uses the
+        paired outcomes when they were recorded (Newcombe's method 10), else None."""
+        n, counts = self.samples, self.counts()
+
+        def wilson(key: str) -> list[float] | None:
+            value = counts[key]
+            return None if value is None else list(metrics.wilson_interval(value, n))
+
+        drop = None
+        if self.paired is not None:
+            drop = list(metrics.paired_difference_interval(*self.paired))
+        return {
+            "top1_agreement": wilson("agree"),
+            "accuracy_float": wilson("correct_float"),
+            "accuracy_quantized": wilson("correct_quantized"),
+            "accuracy_drop": drop,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +125,8 @@ class DriftReport:
             "min_sqnr_db": self.min_sqnr_db,
             "thresholds": asdict(self.thresholds),
             "outputs": [asdict(o) for o in self.outputs],
+            "counts": self.counts(),
+            "intervals": self.intervals(),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -128,10 +171,11 @@ def compare_outputs(
         _output_drift(name, reference[name], quantized[name], declared.get(name)) for name in names
     ]
     primary = next((o for o in per_output if o.top1_agreement is not None), per_output[0])
-    acc_float = acc_quant = None
+    acc_float = acc_quant = paired = None
     if labels is not None and primary.top1_agreement is not None:
         acc_float = metrics.accuracy(reference[primary.name], labels)
         acc_quant = metrics.accuracy(quantized[primary.name], labels)
+        paired = _paired(reference[primary.name], quantized[primary.name], labels)
     report = DriftReport(
         samples=len(next(iter(reference.values()))),
         outputs=per_output,
@@ -144,30 +188,46 @@ def compare_outputs(
         runtime=runtime,
         runtime_kind=runtime_kind,
         data=dict(data or {}),
+        paired=paired,
     )
     report.failures.extend(judge(report))
     return report
 
 
 def judge(report: DriftReport) -> list[str]:
-    """One line per threshold that does not hold."""
+    """One line per threshold that does not hold.
+
+    Agreement and accuracy drop are counted in whole samples: with n samples, an agreement
+    budget of ``a`` needs ceil(a * n) agreeing samples and a drop budget of ``d`` allows
+    floor(d * n) samples. SQNR is compared as printed (two decimals, or the threshold's own
+    digits when it has more), so a figure never fails against a bound it appears to meet.
+    """
     limits = report.thresholds
     failures = []
-    agreement = report.top1_agreement
-    if (
-        limits.min_agreement is not None
-        and agreement is not None
-        and agreement < limits.min_agreement
-    ):
-        failures.append(f"top-1 agreement {agreement:.2%} < {limits.min_agreement:.2%}")
-    drop = report.accuracy_drop
-    if limits.max_drop is not None and drop is not None and drop > limits.max_drop:
-        failures.append(f"accuracy drop {drop:.2%} > {limits.max_drop:.2%}")
+    n = report.samples
+    counts = report.counts()
+    agree, dropped = counts["agree"], counts["dropped"]
+    if limits.min_agreement is not None and agree is not None:
+        needed = math.ceil(metrics.whole_samples(limits.min_agreement, n))
+        if agree < needed:
+            failures.append(
+                f"top-1 agreement {_share(agree, n)} < {_pct(limits.min_agreement)} "
+                f"(needs {needed} of {n})"
+            )
+    if limits.max_drop is not None and dropped is not None:
+        allowed = math.floor(metrics.whole_samples(limits.max_drop, n))
+        if dropped > allowed:
+            failures.append(
+                f"accuracy drop {_share(dropped, n)} > {_pct(limits.max_drop)} "
+                f"(at most {allowed} of {n})"
+            )
     if limits.min_sqnr is not None:
+        digits = sqnr_digits(limits.min_sqnr)
         for output in report.outputs:
-            if output.sqnr_db < limits.min_sqnr:
+            if round(output.sqnr_db, digits) < limits.min_sqnr:
                 failures.append(
-                    f"SQNR of {output.name!r} {output.sqnr_db:.1f} dB < {limits.min_sqnr:.1f} dB"
+                    f"SQNR of {output.name!r} {output.sqnr_db:.{digits}f} dB < "
+                    f"{limits.min_sqnr:.{digits}f} dB"
                 )
     if not limits.allow_collapse:
         for output in report.outputs:
@@ -176,6 +236,24 @@ def judge(report: DriftReport) -> list[str]:
                     f"output {output.name!r} {channel.name} collapsed: {channel.reason}"
                 )
     return failures
+
+
+def sqnr_digits(threshold: float | None) -> int:
+    """Decimals an SQNR is shown and compared with: two, or the threshold's own if more."""
+    if threshold is None:
+        return 2
+    text = repr(float(threshold))
+    decimals = len(text.split(".")[1]) if "." in text and "e" not in text else 2
+    return max(2, min(decimals, 6))
+
+
+def _pct(value: float) -> str:
+    text = f"{value:.2%}"
+    return text if float(text[:-1]) / 100 == round(value, 6) else f"{value:.4%}"
+
+
+def _share(count: int, total: int) -> str:
+    return f"{count / total:.2%} ({count} of {total})"
 
 
 def _check_slices(
@@ -216,4 +294,17 @@ def _output_drift(
         max_abs_error=metrics.max_abs_error(ref, out),
         top1_agreement=agreement,
         channels=channel_drift(ref, out, slices),
+    )
+
+
+def _paired(
+    reference: np.ndarray, quantized: np.ndarray, labels: np.ndarray
+) -> tuple[int, int, int, int]:
+    right_float = metrics.top1(reference) == np.asarray(labels)
+    right_quant = metrics.top1(quantized) == np.asarray(labels)
+    return (
+        int(np.sum(right_float & right_quant)),
+        int(np.sum(right_float & ~right_quant)),
+        int(np.sum(~right_float & right_quant)),
+        int(np.sum(~right_float & ~right_quant)),
     )

@@ -136,7 +136,7 @@ def test_check_fails_with_exit_1_when_over_budget(bundle: Path, tmp_path: Path) 
         "-q", "check", bundle, "--data", DIGITS_EVAL, "--min-sqnr", "90", cwd=tmp_path
     )
     assert code == EXIT_DRIFT
-    assert "SQNR of 'probabilities'" in stderr and "< 90.0 dB" in stderr
+    assert "SQNR of 'probabilities'" in stderr and "< 90.00 dB" in stderr
 
 
 def test_check_thresholds_from_config_and_environment(bundle: Path, tmp_path: Path) -> None:

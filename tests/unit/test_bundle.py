@@ -91,3 +91,38 @@ def test_model_file_hash_is_verified(tmp_path: Path) -> None:
     manifest = {"model": {"file": "model.tflite", "sha256": "0" * 64}}
     with pytest.raises(BundleError, match="sha256 differs"):
         verify_model_file(tmp_path, manifest)
+
+
+def _hashed_bundle(folder: Path) -> dict:
+    from edgepack.bundle import file_sha256
+
+    (folder / "model.tflite").write_bytes(b"model")
+    (folder / "drift.json").write_text("{}\n")
+    (folder / "labels.txt").write_text("a\nb\n")
+    files = {
+        name: file_sha256(folder / name) for name in ("model.tflite", "drift.json", "labels.txt")
+    }
+    return {"model": {"file": "model.tflite", "sha256": files["model.tflite"]}, "files": files}
+
+
+def test_every_hashed_file_is_verified(tmp_path: Path) -> None:
+    manifest = _hashed_bundle(tmp_path)
+    assert verify_model_file(tmp_path, manifest) == tmp_path / "model.tflite"
+    (tmp_path / "labels.txt").write_text("a\nc\n")
+    with pytest.raises(BundleError, match=r"labels.txt: sha256 differs"):
+        verify_model_file(tmp_path, manifest)
+    (tmp_path / "labels.txt").write_text("a\nb\n")
+    (tmp_path / "drift.json").unlink()
+    with pytest.raises(BundleError, match=r"drift.json \(hashed in the manifest\) is missing"):
+        verify_model_file(tmp_path, manifest)
+
+
+@pytest.mark.parametrize("name", ["../model.tflite", "/etc/passwd", "sub/../../model.tflite"])
+def test_model_file_outside_the_bundle_is_refused(tmp_path: Path, name: str) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    manifest = _hashed_bundle(tmp_path)
+    manifest["model"]["file"] = name
+    manifest["files"] = {}
+    with pytest.raises(BundleError, match="lies outside the bundle"):
+        verify_model_file(bundle, manifest)
