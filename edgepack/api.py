@@ -421,7 +421,7 @@ def check(
     if runtime not in ("emulated", "native"):
         raise ConfigError(f"runtime must be 'emulated' or 'native', got {runtime!r}")
     from edgepack.backends import get_backend
-    from edgepack.bundle import read_manifest, verify_model_file
+    from edgepack.bundle import read_manifest, verify_bundle_files
     from edgepack.calib.contract import Contract, Preprocessing
     from edgepack.calib.dataset import open_sample_set
     from edgepack.drift import compare_outputs
@@ -446,7 +446,7 @@ def check(
         env,
     )
     backend = get_backend(manifest["target"]["backend"])
-    model_file = verify_model_file(bundle_dir, manifest)
+    model_file = verify_bundle_files(bundle_dir, manifest)
     source = load_source(_source_path(manifest, bundle_dir, model, work_dir))
 
     recorded = dict(manifest["preprocessing"])

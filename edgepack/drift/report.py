@@ -80,7 +80,11 @@ class DriftReport:
 
         right_float, right_quant = count(self.accuracy_float), count(self.accuracy_quantized)
         dropped = None
-        if right_float is not None and right_quant is not None:
+        if self.paired is not None:  # exact counts, not fractions rounded back
+            both, float_only, quant_only, _ = self.paired
+            right_float, right_quant = both + float_only, both + quant_only
+            dropped = float_only - quant_only
+        elif right_float is not None and right_quant is not None:
             dropped = right_float - right_quant
         return {
             "agree": count(self.top1_agreement),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgepack.bundle import read_manifest, staged_bundle, verify_model_file
+from edgepack.bundle import read_manifest, staged_bundle, verify_bundle_files
 from edgepack.errors import BundleError, BundleExistsError
 
 
@@ -90,7 +90,7 @@ def test_model_file_hash_is_verified(tmp_path: Path) -> None:
     (tmp_path / "model.tflite").write_bytes(b"abc")
     manifest = {"model": {"file": "model.tflite", "sha256": "0" * 64}}
     with pytest.raises(BundleError, match="sha256 differs"):
-        verify_model_file(tmp_path, manifest)
+        verify_bundle_files(tmp_path, manifest)
 
 
 def _hashed_bundle(folder: Path) -> dict:
@@ -107,14 +107,14 @@ def _hashed_bundle(folder: Path) -> dict:
 
 def test_every_hashed_file_is_verified(tmp_path: Path) -> None:
     manifest = _hashed_bundle(tmp_path)
-    assert verify_model_file(tmp_path, manifest) == tmp_path / "model.tflite"
+    assert verify_bundle_files(tmp_path, manifest) == tmp_path / "model.tflite"
     (tmp_path / "labels.txt").write_text("a\nc\n")
     with pytest.raises(BundleError, match=r"labels.txt: sha256 differs"):
-        verify_model_file(tmp_path, manifest)
+        verify_bundle_files(tmp_path, manifest)
     (tmp_path / "labels.txt").write_text("a\nb\n")
     (tmp_path / "drift.json").unlink()
     with pytest.raises(BundleError, match=r"drift.json \(hashed in the manifest\) is missing"):
-        verify_model_file(tmp_path, manifest)
+        verify_bundle_files(tmp_path, manifest)
 
 
 @pytest.mark.parametrize("name", ["../model.tflite", "/etc/passwd", "sub/../../model.tflite"])
@@ -125,4 +125,4 @@ def test_model_file_outside_the_bundle_is_refused(tmp_path: Path, name: str) -> 
     manifest["model"]["file"] = name
     manifest["files"] = {}
     with pytest.raises(BundleError, match="lies outside the bundle"):
-        verify_model_file(bundle, manifest)
+        verify_bundle_files(bundle, manifest)
