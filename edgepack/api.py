@@ -27,6 +27,7 @@ from edgepack import __version__
 from edgepack.errors import BundleError, ConfigError, ModelLoadError
 from edgepack.options import (
     BuildOptions,
+    parse_paths,
     resolve_build_options,
     resolve_check_options,
 )
@@ -72,6 +73,7 @@ class TargetInfo:
     backend: str
     available: bool
     firmware_note: str | None
+    paths: tuple[str, ...] = ()  # execution paths its drift check runs on this host
 
 
 # ---------------------------------------------------------------------------- targets
@@ -84,13 +86,20 @@ def targets() -> list[TargetInfo]:
     infos = []
     for name in builtin_profile_names():
         profile = load_profile(name)
+        backend = BACKENDS.get(profile.backend)
+        paths: tuple[str, ...] = ()
+        if backend is not None:
+            requested = parse_paths(profile.drift.get("paths", ()))
+            chosen = _host_paths(backend, requested, native=False)
+            paths = tuple(p.name for p in chosen)
         infos.append(
             TargetInfo(
                 profile.name,
                 profile.description,
                 profile.backend,
-                profile.backend in BACKENDS,
+                backend is not None,
                 profile.firmware_note,
+                paths,
             )
         )
     return infos
@@ -132,14 +141,18 @@ def build(
     max_drop: float | str | None = None,
     min_sqnr: float | str | None = None,
     allow_collapse: bool | None = None,
+    min_recall: float | str | None = None,
+    paths: Sequence[str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> list[BuildResult]:
     """Build one bundle per target from ``model``, calibrated on ``calib``, drift-checked.
 
     Options not given here come from ``EDGEPACK_*`` variables, the project config and the
-    target profile, in that order. Returns one :class:`BuildResult` per target; a target whose
-    drift exceeds its budget still gets its bundle (``result.passed`` is False).
+    target profile, in that order. The drift check runs the bundle on every execution path of
+    its target the host has (``paths`` narrows them) and judges the worst. Returns one
+    :class:`BuildResult` per target; a target whose drift exceeds its budget still gets its
+    bundle (``result.passed`` is False).
     """
     from edgepack.backends import get_backend
     from edgepack.calib.dataset import open_sample_set
@@ -157,6 +170,8 @@ def build(
         "drift.max_drop": max_drop,
         "drift.min_sqnr": min_sqnr,
         "drift.allow_collapse": allow_collapse,
+        "drift.min_recall": min_recall,
+        "drift.paths": paths,
         "settings.calibration_method": calib_method,
     }
     model_path = _absolute(Path(model), work_dir)
@@ -164,6 +179,7 @@ def build(
     for profile in resolve_targets(targets):
         backend = get_backend(profile.backend)
         options = resolve_build_options(profile, backend.settings_type, cli, work_dir, env)
+        _host_paths(backend, options.paths, native=False)  # an unknown path fails before work
         plans.append((profile, backend, options))
     detect_format(model_path)
     for _, _, options in plans:
@@ -215,6 +231,9 @@ def _build_one(job: _Job) -> BuildResult:
     with staged_bundle(final, options.force) as staging:
         built = job.backend.build(job.source, calibration, options.settings, staging)
         report = _drift(job, split.held_out, built)
+        # after the build, so that a build that fails says one line
+        for warning in split_warnings(len(split.calibration), len(split.held_out), options):
+            log.warning("%s: %s", options.profile.name, warning)
         layers = None
         if options.layers:
             layers = _measure_layers(
@@ -232,6 +251,42 @@ def _build_one(job: _Job) -> BuildResult:
     seconds = time.perf_counter() - started
     log.info("%s: bundle %s (%.1f s)", options.profile.name, final, seconds)
     return BuildResult(options.profile.name, final, manifest, report, seconds, layers)
+
+
+FEW_CALIBRATION_SAMPLES = 50  # below this, int8 ranges move with the sample drawn (see README)
+
+
+def split_warnings(calibrating: int, held_out: int, options: BuildOptions) -> list[str]:
+    """Warnings about a calibration split too small for its job: too few samples to
+    calibrate on, or too few held out to resolve the drift budget (with the number that
+    would: :func:`edgepack.drift.metrics.samples_needed`)."""
+    from edgepack.drift.metrics import samples_needed
+
+    warnings = []
+    if calibrating < FEW_CALIBRATION_SAMPLES:
+        warnings.append(
+            f"only {calibrating} calibration samples: int8 ranges from fewer than "
+            f"{FEW_CALIBRATION_SAMPLES} rarely hold on new data"
+        )
+    limits = options.thresholds
+    allowances = [
+        (name, allowance)
+        for name, allowance in (
+            ("agreement", None if limits.min_agreement is None else 1 - limits.min_agreement),
+            ("accuracy-drop", limits.max_drop),
+        )
+        if allowance is not None and allowance > 0
+    ]
+    if allowances and held_out:
+        name, finest = min(allowances, key=lambda item: item[1])
+        needed = samples_needed(finest)
+        if held_out < needed:
+            warnings.append(
+                f"{held_out} held-out samples cannot resolve the {finest:.2%} {name} budget "
+                f"(one sample is {1 / held_out:.2%}); about {needed} would: give the "
+                "calibration set more samples, or check the bundle on a larger evaluation set"
+            )
+    return warnings
 
 
 def _calibration_data(job: _Job, refs: Sequence[Any]) -> Any:
@@ -261,26 +316,110 @@ def _calibration_from(
 
 
 def _drift(job: _Job, refs: Sequence[Any], built: Any) -> Any:
-    from edgepack.drift import compare_outputs
-
     if not refs:
         raise ConfigError("no held-out samples left for the drift check; lower --num-calib")
-    emulator = job.backend.emulate(built.model_file, built.inputs, built.outputs)
     feeds = job.bound.load(refs)
     log.info("%s: drift check on %d held-out samples", job.options.profile.name, len(refs))
-    return compare_outputs(
-        job.source.run(feeds),
-        emulator.run(feeds),
+    measured = _measure_on_paths(
+        job.backend,
+        built.model_file,
+        built.inputs,
+        built.outputs,
+        job.options.paths,
+        job.source.run,
+        feeds,
+    )
+    return _judge_paths(
+        measured,
         job.bound.labels(refs),
         job.options.thresholds,
-        runtime=emulator.runtime,
-        runtime_kind=emulator.kind,
-        slices=job.options.slices,
+        job.options.slices,
+        job.options.detections,
         data={
             "path": str(job.samples.root),
             "fingerprint": job.samples.fingerprint(),
             "split": "held-out part of the calibration set",
         },
+    )
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """The float model's outputs and each execution path's, on the same feeds."""
+
+    reference: dict[str, Any]
+    paths: list[Any]  # edgepack.drift.paths.PathOutputs
+    steps: dict[str, float]
+
+
+def _host_paths(backend: Any, requested: Sequence[str], native: bool) -> list[Any]:
+    """The backend's host execution paths that ``drift.paths`` asks for (all when empty)."""
+    available = list(backend.paths(native))
+    if not requested:
+        return available
+    names = [p.name for p in available]
+    unknown = [name for name in requested if name not in names]
+    if unknown:
+        raise ConfigError(
+            f"drift.paths: {backend.name} has no execution path {', '.join(unknown)} on this "
+            f"host (available: {', '.join(names)})"
+        )
+    return [p for p in available if p.name in requested]
+
+
+def _measure_on_paths(
+    backend: Any,
+    model_file: Path,
+    inputs: Sequence[Any],
+    outputs: Sequence[Any],
+    requested: Sequence[str],
+    reference_run: Callable[[Any], dict[str, Any]],
+    feeds: Mapping[str, Any],
+    native: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> _Measured:
+    """Run the float model and the bundle on every requested execution path, side by side
+    in threads (the runtimes release the GIL while they compute)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edgepack.drift.paths import PathOutputs
+
+    chosen = _host_paths(backend, requested, native)
+    emulators = [backend.emulate(model_file, inputs, outputs, native, p.name) for p in chosen]
+    with ThreadPoolExecutor(max_workers=1 + len(emulators)) as pool:
+        reference = pool.submit(_in_chunks, reference_run, feeds, "float model", progress)
+        runs = [
+            pool.submit(_in_chunks, e.run, feeds, f"bundle ({e.kind}, {e.path})", progress)
+            for e in emulators
+        ]
+        results = [run.result() for run in runs]
+        reference_outputs = reference.result()
+    paths = [
+        PathOutputs(e.path, e.runtime, values, e.kind, p.description, e.details)
+        for p, e, values in zip(chosen, emulators, results, strict=True)
+    ]
+    return _Measured(reference_outputs, paths, dict(emulators[0].output_steps))
+
+
+def _judge_paths(
+    measured: _Measured,
+    labels: Any,
+    thresholds: Any,
+    slices: Mapping[str, Mapping[str, str]],
+    detections: Mapping[str, str],
+    data: Mapping[str, Any],
+) -> Any:
+    from edgepack.drift.paths import compare_paths
+
+    return compare_paths(
+        measured.reference,
+        measured.paths,
+        labels,
+        thresholds,
+        data,
+        slices,
+        measured.steps,
+        detections,
     )
 
 
@@ -397,6 +536,7 @@ def check(
     max_drop: float | str | None = None,
     min_sqnr: float | str | None = None,
     allow_collapse: bool | None = None,
+    min_recall: float | str | None = None,
     samples: int | None = None,
     seed: int = 0,
     runtime: str = "emulated",
@@ -404,6 +544,7 @@ def check(
     junit_path: str | os.PathLike[str] | None = None,
     html_path: str | os.PathLike[str] | None = None,
     layers: bool | None = None,
+    paths: Sequence[str] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -416,15 +557,16 @@ def check(
     ``runtime="native"`` runs a Core ML bundle in Apple's runtime (macOS only) instead of
     edgepack's emulator; the report says which one produced the numbers. ``layers=True`` adds
     per-layer drift (:mod:`edgepack.drift.layers`) on the first :data:`LAYER_SAMPLES` samples.
+    ``paths`` names the execution paths to run (default: every one the host has, or the
+    profile's ``drift.paths``); the verdict is the worst path's (:mod:`edgepack.drift.paths`).
     ``progress(phase, done, total)`` is called as samples go through each model.
     """
     if runtime not in ("emulated", "native"):
         raise ConfigError(f"runtime must be 'emulated' or 'native', got {runtime!r}")
     from edgepack.backends import get_backend
-    from edgepack.bundle import read_manifest, verify_bundle_files
+    from edgepack.bundle import read_manifest, verify_bundle_files, verify_model_io
     from edgepack.calib.contract import Contract, Preprocessing
     from edgepack.calib.dataset import open_sample_set
-    from edgepack.drift import compare_outputs
     from edgepack.frontends import load_source
 
     work_dir = Path(cwd) if cwd is not None else Path.cwd()
@@ -439,14 +581,17 @@ def check(
             "drift.max_drop": max_drop,
             "drift.min_sqnr": min_sqnr,
             "drift.allow_collapse": allow_collapse,
+            "drift.min_recall": min_recall,
             "drift.layers": layers,
             "drift.samples": samples,
+            "drift.paths": paths,
         },
         work_dir,
         env,
     )
     backend = get_backend(manifest["target"]["backend"])
     model_file = verify_bundle_files(bundle_dir, manifest)
+    verify_model_io(manifest, _declared_io(backend, model_file))
     source = load_source(_source_path(manifest, bundle_dir, model, work_dir))
 
     recorded = dict(manifest["preprocessing"])
@@ -470,19 +615,26 @@ def check(
 
     inputs = [TensorInfo.from_dict(d) for d in manifest["inputs"]]
     outputs = [TensorInfo.from_dict(d) for d in manifest["outputs"]]
-    emulator = backend.emulate(model_file, inputs, outputs, native=runtime == "native")
     feeds = bound.load(refs)
-    reference = _in_chunks(source.run, feeds, "float model", progress)
-    quantized = _in_chunks(emulator.run, feeds, f"bundle ({emulator.kind})", progress)
-    report = compare_outputs(
-        reference,
-        quantized,
+    measured = _measure_on_paths(
+        backend,
+        model_file,
+        inputs,
+        outputs,
+        options.paths,
+        source.run,
+        feeds,
+        native=runtime == "native",
+        progress=progress,
+    )
+    reference = measured.reference
+    report = _judge_paths(
+        measured,
         labels,
         options.thresholds,
-        runtime=emulator.runtime,
-        runtime_kind=emulator.kind,
+        options.slices,
+        options.detections,
         data={"path": str(data_set.root), "fingerprint": data_set.fingerprint()},
-        slices=options.slices,
     )
     layer_report = None
     if options.layers:
@@ -501,9 +653,23 @@ def check(
         if progress is not None:
             progress("per-layer capture", 1, 1)
     result = CheckResult(bundle_dir, manifest, report, layer_report)
-    arrays = {"reference": reference, "quantized": quantized, "labels": labels}
+    worst = next(p for p in measured.paths if p.name == report.path)
+    arrays = {"reference": reference, "quantized": worst.outputs, "labels": labels}
     _write_reports(result, arrays, work_dir, json_path, junit_path, html_path)
     return result
+
+
+def _declared_io(backend: Any, model_file: Path) -> Any:
+    """The model file's own inputs and outputs; a file its runtime cannot read is damaged."""
+    from edgepack.errors import EdgepackError
+
+    try:
+        return backend.model_io(model_file)
+    except EdgepackError:
+        raise
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:200]
+        raise BundleError(f"{model_file}: the model file cannot be read: {text}") from None
 
 
 def _write_reports(
@@ -604,6 +770,7 @@ def _measure_layers(
         {**output_names, **source.tensor_layers},
         capture.matching,
         {"seconds": round(time.perf_counter() - started, 2)},
+        capture.path,
     )
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,52 @@ def verify_bundle_files(bundle: Path, manifest: dict[str, Any]) -> Path:
         if file_sha256(path) != digest:
             raise BundleError(f"{path}: sha256 differs from the manifest (the file was changed)")
     return model
+
+
+def verify_model_io(
+    manifest: dict[str, Any], declared: tuple[Sequence[Any], Sequence[Any]]
+) -> None:
+    """The manifest's inputs and outputs must be the model file's own (``declared``: the
+    backend's :meth:`model_io`): every input the file takes, each output the manifest lists
+    (a file may have more, a Core ML classifier's class label), with the same shapes, dtypes
+    and quantization. An app wired from a manifest that describes another model feeds it
+    wrong."""
+    inputs, outputs = declared
+    for kind, tensors in (("inputs", inputs), ("outputs", outputs)):
+        recorded = {str(t.get("name")): t for t in manifest.get(kind) or []}
+        in_file = {t.name: t for t in tensors}
+        missing = [name for name in recorded if name not in in_file]
+        if kind == "inputs":
+            missing += [f"(unlisted) {name}" for name in in_file if name not in recorded]
+        if missing:
+            raise BundleError(
+                f"manifest {kind} do not match the model file's ({', '.join(missing)}; the "
+                f"file has {sorted(in_file)})"
+            )
+        for name, entry in recorded.items():
+            _same_tensor(kind[:-1], entry, in_file[name])
+
+
+def _same_tensor(kind: str, entry: dict[str, Any], tensor: Any) -> None:
+    where = f"manifest {kind} {tensor.name!r}"
+    if tensor.shape is not None and list(entry.get("shape", [])) != list(tensor.shape):
+        raise BundleError(
+            f"{where} has shape {entry.get('shape')}; the model file {list(tensor.shape)}"
+        )
+    if entry.get("dtype") != tensor.dtype:
+        raise BundleError(f"{where} has dtype {entry.get('dtype')}; the model file {tensor.dtype}")
+    recorded = entry.get("quantization")
+    actual = tensor.quantization
+    if (recorded is None) != (actual is None):
+        said = "quantized" if recorded else "not quantized"
+        raise BundleError(f"{where} says {said}; the model file disagrees")
+    if recorded is not None and actual is not None:
+        scale, zero_point = float(recorded["scale"]), int(recorded["zero_point"])
+        if not math.isclose(scale, actual.scale, rel_tol=1e-6) or zero_point != actual.zero_point:
+            raise BundleError(
+                f"{where} has scale {scale:g}, zero point {zero_point}; the model file "
+                f"{actual.scale:g}, {actual.zero_point}"
+            )
 
 
 def _inside(bundle: Path, name: str) -> Path:

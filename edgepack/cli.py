@@ -42,7 +42,21 @@ def _budget_options(function: F) -> F:
         "--min-sqnr", default=None, help="Minimum SQNR per output in dB, or off."
     )(function)
     function = click.option(
+        "--min-recall",
+        default=None,
+        help="Detection outputs: share of the float model's detections the bundle must find, "
+        "e.g. 90% [default: 90%], or off.",
+    )(function)
+    function = click.option(
         "--max-drop", default=None, help="Accuracy drop budget, e.g. 1% or 0.01, or off."
+    )(function)
+    function = click.option(
+        "--path",
+        "paths",
+        multiple=True,
+        help="Execution path to check (repeatable; see 'edgepack targets'): e.g. xnnpack for "
+        "tflite, unoptimized for onnx [default: every path the host has].",
+        callback=lambda _ctx, _param, value: list(value) or None,
     )(function)
     return click.option(
         "--min-agreement", default=None, help="Top-1 agreement budget, e.g. 99% or 0.99, or off."

@@ -80,6 +80,31 @@ def _parse_slices(value: Any) -> dict[str, dict[str, str]]:
     return slices
 
 
+def parse_paths(value: Any) -> tuple[str, ...]:
+    """Execution paths to check: a list of names, or ``"a,b"``; ``"all"`` (or empty) means
+    every path the host has. Names are checked against the target's paths when it runs."""
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list | tuple):
+        raise ValueError(f"expected a list of execution path names or 'all', got {value!r}")
+    cleaned = tuple(dict.fromkeys(str(name).strip() for name in names if str(name).strip()))
+    return () if cleaned in ((), ("all",)) else cleaned
+
+
+def _parse_detections(value: Any) -> dict[str, str]:
+    """``{output: layout}``: outputs measured as YOLO-style detections (``channels_first`` for
+    ``[N, 4+C, anchors]``, ``channels_last`` for ``[N, anchors, 4+C]``), or ``off`` to stop
+    the automatic recognition of an output."""
+    from edgepack.drift.detections import LAYOUTS
+
+    if not isinstance(value, Mapping):
+        raise ValueError('expected a table like {output0 = "channels_first"}')
+    table = {str(output): str(layout) for output, layout in value.items()}
+    for output, layout in table.items():
+        if layout not in (*LAYOUTS, "off"):
+            raise ValueError(f"{output}: expected one of {', '.join((*LAYOUTS, 'off'))}")
+    return table
+
+
 def _optional(parser: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """A threshold can be switched off with ``"off"`` (config, env) or ``none``."""
 
@@ -105,9 +130,13 @@ GENERIC_KEYS: dict[str, Callable[[Any], Any]] = {
     "drift.allow_collapse": _parse_bool,
     "drift.slices": _parse_slices,
     "drift.layers": _parse_bool,
+    "drift.paths": parse_paths,
+    "drift.detections": _parse_detections,
+    "drift.min_recall": _optional(parse_fraction),
+    "drift.detection_score": parse_fraction,
 }
 # Options whose value is a table (kept whole, not flattened into dotted keys).
-TABLE_KEYS = {"drift.slices"}
+TABLE_KEYS = {"drift.slices", "drift.detections"}
 
 ENV_KEYS = {
     "EDGEPACK_OUT": "out",
@@ -120,6 +149,8 @@ ENV_KEYS = {
     "EDGEPACK_MIN_SQNR": "drift.min_sqnr",
     "EDGEPACK_ALLOW_COLLAPSE": "drift.allow_collapse",
     "EDGEPACK_LAYERS": "drift.layers",
+    "EDGEPACK_PATHS": "drift.paths",
+    "EDGEPACK_MIN_RECALL": "drift.min_recall",
 }
 # EDGEPACK_* variables that are not build options (read by scripts, not by the resolver).
 NON_OPTION_ENV = {"EDGEPACK_MODELS"}
@@ -133,6 +164,8 @@ class Thresholds:
     max_drop: float | None = 0.01
     min_sqnr: float | None = None
     allow_collapse: bool = False  # a collapsed output channel is reported but does not fail
+    min_recall: float | None = 0.9  # of the float model's detections, on detection outputs
+    detection_score: float = 0.25  # score a detection needs to count (Ultralytics' default)
 
 
 @dataclass(frozen=True)
@@ -149,17 +182,21 @@ class BuildOptions:
     thresholds: Thresholds = Thresholds()
     slices: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
     layers: bool = False  # per-layer drift of the build's held-out samples, in drift.json
+    paths: tuple[str, ...] = ()  # execution paths to check; () = every path the host has
+    detections: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class CheckOptions:
-    """What a drift check needs: how many samples, the budget, the declared slices, and
-    whether to measure per layer."""
+    """What a drift check needs: how many samples, the budget, the declared slices, whether
+    to measure per layer, and on which execution paths (() = all the host has)."""
 
     drift_samples: int = 500
     thresholds: Thresholds = Thresholds()
     slices: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
     layers: bool = False
+    paths: tuple[str, ...] = ()
+    detections: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 _DEFAULTS: dict[str, Any] = {
@@ -174,6 +211,10 @@ _DEFAULTS: dict[str, Any] = {
     "drift.allow_collapse": Thresholds.allow_collapse,
     "drift.slices": {},
     "drift.layers": False,
+    "drift.paths": (),
+    "drift.detections": {},
+    "drift.min_recall": Thresholds.min_recall,
+    "drift.detection_score": Thresholds.detection_score,
 }
 
 
@@ -272,6 +313,8 @@ def resolve_build_options(
         thresholds=_thresholds(merged),
         slices=merged["drift.slices"],
         layers=merged["drift.layers"],
+        paths=merged["drift.paths"],
+        detections=merged["drift.detections"],
     )
 
 
@@ -297,6 +340,8 @@ def resolve_check_options(
         thresholds=_thresholds(merged),
         slices=merged["drift.slices"],
         layers=merged["drift.layers"],
+        paths=merged["drift.paths"],
+        detections=merged["drift.detections"],
     )
 
 
@@ -306,6 +351,8 @@ def _thresholds(merged: Mapping[str, Any]) -> Thresholds:
         max_drop=merged["drift.max_drop"],
         min_sqnr=merged["drift.min_sqnr"],
         allow_collapse=merged["drift.allow_collapse"],
+        min_recall=merged["drift.min_recall"],
+        detection_score=merged["drift.detection_score"],
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,13 @@ def print_build_results(results: Sequence[Any]) -> None:
         "agreement",
         "accuracy float -> quant",
         "min SQNR",
+        "worst path",
         "drift",
     ):
         table.add_column(column)
     for result in results:
         report = result.report
+        paths = f"{report.path} (of {len(report.paths)})" if len(report.paths) > 1 else report.path
         accuracy = "-"
         if report.accuracy_float is not None:
             accuracy = f"{_pct(report.accuracy_float)} -> {_pct(report.accuracy_quantized)}"
@@ -51,6 +54,7 @@ def print_build_results(results: Sequence[Any]) -> None:
             _pct(report.top1_agreement),
             accuracy,
             f"{report.min_sqnr_db:.2f} dB",
+            paths,
             _verdict(result.passed),
         )
     _console.print(table)
@@ -82,13 +86,22 @@ def print_check_result(result: Any) -> None:
         )
     _console.print(table)
     _print_channels(report)
+    _print_detections(report)
+    _print_paths(report)
     if result.layers is not None:
         _print_layers(result.layers)
     limits = report.thresholds
+    intervals = report.intervals()
+    if report.top1_agreement is not None:
+        _console.print(
+            f"top-1 agreement {_pct(report.top1_agreement)}, 95% interval "
+            f"{_interval(intervals['top1_agreement'])}"
+        )
     if report.accuracy_float is not None:
         _console.print(
             f"accuracy: float {_pct(report.accuracy_float)}, quantized "
-            f"{_pct(report.accuracy_quantized)}, drop {_pct(report.accuracy_drop)}"
+            f"{_pct(report.accuracy_quantized)}, drop {_pct(report.accuracy_drop)} "
+            f"(95% interval {_interval(intervals['accuracy_drop'])})"
         )
     _console.print(
         f"budget: agreement >= {_pct(limits.min_agreement)}, drop <= "
@@ -96,8 +109,60 @@ def print_check_result(result: Any) -> None:
         f"{'-' if limits.min_sqnr is None else f'{limits.min_sqnr} dB'}, collapsed channels "
         f"{'allowed' if limits.allow_collapse else 'fail'}"
     )
-    _console.print(f"runtime: {report.runtime}")
+    for note in report.resolution():
+        _console.print(f"[yellow]resolution: {note}[/yellow]")
+    worst = f" (worst of {len(report.paths)} execution paths)" if len(report.paths) > 1 else ""
+    _console.print(f"runtime: {report.runtime}{worst}")
     _console.print(f"verdict: {_verdict(report.passed)}")
+
+
+def _print_detections(report: Any) -> None:
+    for output in report.outputs:
+        found = output.detections
+        if found is None:
+            continue
+        iou = "-" if found.mean_iou is None else f"{found.mean_iou:.3f}"
+        _console.print(
+            f"detections of {output.name!r} ({found.layout}, score >= {found.score_threshold:g}): "
+            f"{found.matched} of the float model's {found.float_detections} found again "
+            f"(recall {_pct(found.recall)}, precision {_pct(found.precision)}, mean box IoU "
+            f"{iou}); the bundle detects {found.quantized_detections}"
+        )
+
+
+def _interval(bounds: Sequence[float] | None) -> str:
+    return "-" if bounds is None else f"[{bounds[0]:.2%}, {bounds[1]:.2%}]"
+
+
+def _print_paths(report: Any) -> None:
+    """Each execution path's figures, then how far apart the paths are."""
+    if len(report.paths) < 2:
+        return
+    table = Table(title="execution paths (the verdict is the worst)", title_justify="left")
+    for column in ("path", "agreement", "accuracy", "min SQNR", "drift", "runtime"):
+        table.add_column(column)
+    for path in report.paths:
+        table.add_row(
+            path.name,
+            _pct(path.top1_agreement),
+            _pct(path.accuracy_quantized),
+            f"{path.min_sqnr_db:.2f} dB",
+            _verdict(path.verdict == "pass"),
+            _path_runtime(path),
+        )
+    _console.print(table)
+    for spread in report.spread:
+        lsb = "" if spread.max_lsb is None else f" ({spread.max_lsb:g} LSB)"
+        top1 = "" if spread.top1_differs is None else f"; top-1 differs on {spread.top1_differs}"
+        _console.print(
+            f"spread of {spread.output!r}: up to {spread.max_abs_diff:.4g}{lsb} between "
+            f"{spread.between[0]} and {spread.between[1]}{top1} of {report.samples} samples"
+        )
+
+
+def _path_runtime(path: Any) -> str:
+    isa = path.details.get("instruction_set")
+    return f"{path.runtime}, {isa}" if isa else path.runtime
 
 
 @contextlib.contextmanager
@@ -118,11 +183,13 @@ def progress_bars(show: bool) -> Iterator[Callable[[str, int, int], None] | None
         transient=True,
     )
     tasks: dict[str, Any] = {}
+    lock = threading.Lock()  # execution paths report from their own threads
 
     def progress(phase: str, done: int, total: int) -> None:
-        if phase not in tasks:
-            tasks[phase] = bars.add_task(phase, total=total)
-        bars.update(tasks[phase], completed=done, total=total)
+        with lock:
+            if phase not in tasks:
+                tasks[phase] = bars.add_task(phase, total=total)
+            bars.update(tasks[phase], completed=done, total=total)
 
     with bars:
         yield progress
@@ -131,7 +198,7 @@ def progress_bars(show: bool) -> Iterator[Callable[[str, int, int], None] | None
 def _print_layers(layers: Any, rows: int = 10) -> None:
     table = Table(
         title=f"per-layer drift, worst first ({layers.samples} samples, "
-        f"{layers.extra.get('seconds', 0):.1f} s)",
+        f"{layers.path or 'host'} path, {layers.extra.get('seconds', 0):.1f} s)",
         title_justify="left",
     )
     for column in ("layer", "SQNR", "cosine", "shape", "tensor"):
@@ -158,12 +225,13 @@ def _print_channels(report: Any) -> None:
         if output.channels is None:
             continue
         table = Table(title=f"{output.name}: per channel/slice (worst first)", title_justify="left")
-        for column in ("channel", "float range", "SQNR", "collapse"):
+        for column in ("channel", "axis", "float range", "SQNR", "collapse"):
             table.add_column(column)
         ranked = sorted(output.channels, key=lambda c: (not c.collapsed, c.sqnr_db))
         for channel in ranked[: max(5, len(output.collapsed))]:
             table.add_row(
                 channel.name,
+                str(channel.axis),
                 f"{channel.float_range:.4g}",
                 f"{channel.sqnr_db:.2f} dB",
                 channel.reason or "",
@@ -224,9 +292,12 @@ def print_manifest(manifest: dict[str, Any]) -> None:
     _console.print(
         f"drift ({drift['samples']} held-out samples, {drift['runtime']}): "
         f"agreement {_pct(drift['top1_agreement'])}, accuracy drop "
-        f"{_pct(drift['accuracy_drop'])}, min SQNR {drift['min_sqnr_db']:.1f} dB, "
+        f"{_pct(drift['accuracy_drop'])}, min SQNR {drift['min_sqnr_db']:.2f} dB, "
         f"verdict {drift['verdict']}"
     )
+    checked = [p["name"] for p in drift.get("paths", [])]
+    if checked:
+        _console.print(f"execution paths checked: {', '.join(checked)} (worst: {drift['path']})")
     calib = manifest["calibration"]
     _console.print(
         f"calibration: {calib['samples']} samples (seed {calib['seed']}, "
@@ -240,9 +311,9 @@ def print_manifest(manifest: dict[str, Any]) -> None:
 
 def print_targets(infos: Sequence[Any]) -> None:
     table = Table(title="targets", title_justify="left")
-    for column in ("name", "backend", "description"):
+    for column in ("name", "backend", "execution paths checked", "description"):
         table.add_column(column)
     for info in infos:
         backend = info.backend if info.available else f"{info.backend} (not in this version)"
-        table.add_row(info.name, backend, info.description)
+        table.add_row(info.name, backend, ", ".join(info.paths), info.description)
     _console.print(table)

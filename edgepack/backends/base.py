@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgepack.drift.layers import TensorPair
-from edgepack.errors import UnsupportedError
+from edgepack.errors import ConfigError, UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
 
 
@@ -77,6 +77,17 @@ class TensorInfo:
 
 
 @dataclass(frozen=True)
+class ModelIO:
+    """An input or output as the model file itself declares it (``shape`` None where the
+    format does not give one, a Core ML classifier's dictionary output)."""
+
+    name: str
+    shape: tuple[int, ...] | None
+    dtype: str
+    quantization: QuantParams | None = None
+
+
+@dataclass(frozen=True)
 class BuiltModel:
     """What a backend's ``build`` leaves in the work folder."""
 
@@ -89,26 +100,45 @@ class BuiltModel:
 
 
 @dataclass(frozen=True)
+class ExecutionPath:
+    """One way the target's runtime can execute a bundle on the host (a kernel set, a
+    delegate, an optimization level), named as in ``drift.paths``; ``description`` says what
+    runs and which devices compute the same."""
+
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
 class Emulator:
-    """Runs a bundle's model on the host: float feeds in, float outputs out (source names).
+    """Runs a bundle's model on the host along one execution path: float feeds in, float
+    outputs out (source names).
 
     ``kind``: ``host`` (the target's own runtime, run on the build host: LiteRT,
     onnxruntime), ``emulated`` (edgepack's emulator of a runtime the host lacks) or
-    ``native`` (the vendor's runtime where it exists, Core ML on macOS).
+    ``native`` (the vendor's runtime where it exists, Core ML on macOS). ``output_steps``
+    gives, per source output name, the quantization step (one LSB) of outputs that leave the
+    model quantized, so differences between paths can be told in LSB. ``details`` says what
+    the path used on this host (instruction set, delegated nodes).
     """
 
     runtime: str
     run: Callable[[Feeds], Outputs]
     kind: str = "host"
+    path: str = ""
+    output_steps: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class LayerCapture:
     """Intermediate tensors of a bundle's model and of its float twin, paired by name
-    (see :mod:`edgepack.drift.layers`); ``matching`` says how, in one sentence."""
+    (see :mod:`edgepack.drift.layers`); ``matching`` says how, in one sentence, and ``path``
+    names the execution path the bundle's model ran on (one that exposes every tensor)."""
 
     pairs: list[TensorPair]
     matching: str
+    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -142,6 +172,17 @@ class CalibrationData:
         return {name: np.concatenate(arrays) for name, arrays in parts.items()}
 
 
+def pick_path(available: Sequence[ExecutionPath], name: str | None) -> ExecutionPath:
+    """The execution path called ``name`` (None: the first), or a one-line error."""
+    if name is None:
+        return available[0]
+    for path in available:
+        if path.name == name:
+            return path
+    known = ", ".join(p.name for p in available)
+    raise ConfigError(f"no execution path {name!r} on this host (available: {known})")
+
+
 def require_float_inputs(source: SourceModel, target: str) -> None:
     """Post-training quantization calibrates float inputs; name any input that is not."""
     non_float = [s.name for s in source.inputs if not s.dtype.startswith("float")]
@@ -165,15 +206,27 @@ class Backend(Protocol):
         """Convert and quantize ``source`` into ``workdir``."""
         ...
 
+    def paths(self, native: bool = False) -> tuple[ExecutionPath, ...]:
+        """The execution paths this host can run a bundle on, the default one first
+        (``native``: with the vendor's own runtime, where there is one)."""
+        ...
+
     def emulate(
         self,
         model_file: Path,
         inputs: Sequence[TensorInfo],
         outputs: Sequence[TensorInfo],
         native: bool = False,
+        path: str | None = None,
     ) -> Emulator:
-        """A host runner for a built model (in a work folder or a bundle). ``native`` asks for
-        the vendor's own runtime where edgepack otherwise emulates it (Core ML on macOS)."""
+        """A host runner for a built model (in a work folder or a bundle), on execution
+        ``path`` (one of :meth:`paths`; None: the first). ``native`` asks for the vendor's own
+        runtime where edgepack otherwise emulates it (Core ML on macOS)."""
+        ...
+
+    def model_io(self, model_file: Path) -> tuple[list[ModelIO], list[ModelIO]]:
+        """The inputs and outputs the model file declares, read from the file itself (so
+        ``check`` can tell when the manifest describes another model)."""
         ...
 
     def capture_layers(

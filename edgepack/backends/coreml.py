@@ -41,8 +41,11 @@ from edgepack.backends.base import (
     BuiltModel,
     CalibrationData,
     Emulator,
+    ExecutionPath,
     LayerCapture,
+    ModelIO,
     TensorInfo,
+    pick_path,
     require_float_inputs,
 )
 from edgepack.convert.tf_view import TFView, tf_view
@@ -130,13 +133,29 @@ class CoreMLBackend:
             model_file, inputs, outputs, versions, _method(settings), _details(mlmodel, settings)
         )
 
+    def paths(self, native: bool = False) -> tuple[ExecutionPath, ...]:
+        """One path: edgepack's emulator (or, with ``native``, Apple's runtime on macOS). The
+        Neural Engine, GPU and CPU of a device are not separate paths here: the emulator
+        computes what the ML program specifies (fp16 where the program says fp16)."""
+        if native:
+            return (ExecutionPath("native", "Apple's Core ML runtime (macOS only)"),)
+        return (
+            ExecutionPath(
+                "emulator",
+                "edgepack's NumPy interpreter of the ML program: the only Core ML path on "
+                "this host (Apple's runtime exists only on macOS)",
+            ),
+        )
+
     def emulate(
         self,
         model_file: Path,
         inputs: Sequence[TensorInfo],
         outputs: Sequence[TensorInfo],
         native: bool = False,
+        path: str | None = None,
     ) -> Emulator:
+        chosen = pick_path(self.paths(native), path)
         kind = "native" if native else "emulated"
         if native:
             runner, runtime = _native_runtime(model_file)
@@ -158,7 +177,15 @@ class CoreMLBackend:
                     results[info.source_name].append(_transposed(value, info.transpose))
             return {name: np.concatenate(parts) for name, parts in results.items()}
 
-        return Emulator(runtime=runtime, run=run, kind=kind)
+        return Emulator(runtime=runtime, run=run, kind=kind, path=chosen.name)
+
+    def model_io(self, model_file: Path) -> tuple[list[ModelIO], list[ModelIO]]:
+        coremltools = import_coremltools()
+        description = coremltools.models.utils.load_spec(str(model_file)).description
+        return (
+            [_declared(f) for f in description.input],
+            [_declared(f) for f in description.output],
+        )
 
     def capture_layers(
         self,
@@ -192,6 +219,7 @@ class CoreMLBackend:
             pairs,
             "emulator captures of the bundle's program and of the same model converted again "
             "as an fp32 program without compression, matched by op output name",
+            path="emulator",
         )
 
 
@@ -447,7 +475,7 @@ def _io_details(
                 feature.name,
                 source_name,
                 _shape(feature),
-                "image" if image else "float32",
+                _declared(feature).dtype,
                 layout="NHWC" if perm is not None or image else None,
                 transpose=perm,
                 image=image,
@@ -477,7 +505,7 @@ def _io_details(
                 feature.name,
                 source_name,
                 _shape(feature),
-                "float32",
+                _declared(feature).dtype,
                 layout="NHWC" if perm is not None else None,
                 transpose=perm,
             )
@@ -485,6 +513,20 @@ def _io_details(
     order = {name: i for i, name in enumerate(view.output_names.values())}
     outputs.sort(key=lambda info: order[info.source_name])
     return inputs, outputs
+
+
+# MLMultiArray data types (ArrayFeatureType.ArrayDataType) the manifest names.
+_ARRAY_DTYPES = {65568: "float32", 65552: "float16", 65600: "float64", 131104: "int32"}
+
+
+def _declared(feature: Any) -> ModelIO:
+    kind = feature.type.WhichOneof("Type")
+    if kind == "dictionaryType":  # a classifier's {class: probability}: no shape in the file
+        return ModelIO(feature.name, None, "dictionary")
+    if kind == "imageType":
+        return ModelIO(feature.name, _shape(feature), "image")
+    data_type = feature.type.multiArrayType.dataType
+    return ModelIO(feature.name, _shape(feature), _ARRAY_DTYPES.get(data_type, str(data_type)))
 
 
 def _shape(feature: Any) -> tuple[int, ...]:

@@ -8,12 +8,17 @@ inference and graph optimization), falling back to the un-processed model when i
 ``quantize_static`` in QDQ format with per-channel int8 weights, int8 or uint8 activations and
 the profile's calibration method, fed from the calibration set by a ``CalibrationDataReader``.
 
-Emulation: onnxruntime's CPU execution provider. Inputs and outputs stay float32 (QDQ models
+Emulation: onnxruntime's CPU execution provider on two paths (:data:`PATHS`): with every graph
+optimization, where QDQ groups are fused into int8 kernels whose arithmetic depends on the
+CPU's instruction set (AVX2, AVX-512 VNNI and ARM dot-product kernels can answer differently),
+and with none, where each QuantizeLinear/DequantizeLinear runs as written (the results
+onnxruntime-web gives, the same on every CPU). Inputs and outputs stay float32 (QDQ models
 quantize inside the graph), so the app feeds float tensors.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -31,14 +36,30 @@ from edgepack.backends.base import (
     BuiltModel,
     CalibrationData,
     Emulator,
+    ExecutionPath,
     LayerCapture,
+    ModelIO,
     TensorInfo,
+    pick_path,
     require_float_inputs,
 )
 from edgepack.convert.compare import check_float_match
 from edgepack.drift.layers import TensorPair
 from edgepack.errors import ConversionError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
+
+PATHS = (
+    ExecutionPath(
+        "optimized",
+        "onnxruntime CPU with every graph optimization: QDQ fused into int8 kernels chosen by "
+        "the CPU's instruction set (what onnxruntime does by default on a device)",
+    ),
+    ExecutionPath(
+        "unoptimized",
+        "onnxruntime CPU with graph optimizations off: every QuantizeLinear/DequantizeLinear "
+        "as written, the same on every CPU (onnxruntime-web gives these results)",
+    ),
+)
 
 log = logging.getLogger("edgepack")
 
@@ -58,6 +79,9 @@ class ONNXSettings:
     percentile: float = 99.999
     per_channel: bool = True
     opset: int = 17
+    # 7-bit weights, for x86 CPUs without VNNI whose u8 x s8 kernels sum pairs of products in
+    # 16 bits (VPMADDUBSW) and can saturate; see firmware-notes/cpu-onnx.md
+    reduce_range: bool = False
 
     def __post_init__(self) -> None:
         if self.activation_dtype not in ACTIVATION_DTYPES:
@@ -71,6 +95,8 @@ class ONNXSettings:
             raise ValueError(f"percentile must be in (50, 100], got {self.percentile!r}")
         if not isinstance(self.per_channel, bool):
             raise ValueError("per_channel must be true or false")
+        if not isinstance(self.reduce_range, bool):
+            raise ValueError("reduce_range must be true or false")
         if not isinstance(self.opset, int) or self.opset < MIN_QDQ_OPSET:
             raise ValueError(f"opset must be a whole number >= {MIN_QDQ_OPSET}")
 
@@ -114,14 +140,28 @@ class ONNXBackend:
             method = f"percentile ({settings.percentile})"
         return BuiltModel(model_file, inputs, outputs, versions, method, details)
 
+    def paths(self, native: bool = False) -> tuple[ExecutionPath, ...]:
+        from edgepack.hostcpu import int8_instruction_set
+
+        optimized, unoptimized = PATHS
+        here = f"; on this host: {int8_instruction_set()}"
+        return (
+            dataclasses.replace(optimized, description=optimized.description + here),
+            unoptimized,
+        )
+
     def emulate(
         self,
         model_file: Path,
         inputs: Sequence[TensorInfo],
         outputs: Sequence[TensorInfo],
         native: bool = False,  # the host runtime is the real one
+        path: str | None = None,
     ) -> Emulator:
-        session = _session(model_file)
+        from edgepack.hostcpu import int8_instruction_set
+
+        chosen = pick_path(PATHS, path)
+        session = _session(model_file, optimized=chosen.name == "optimized")
 
         def run(feeds: Feeds) -> Outputs:
             values = session.run(
@@ -130,8 +170,27 @@ class ONNXBackend:
             )
             return {o.source_name: np.asarray(v) for o, v in zip(outputs, values, strict=True)}
 
-        runtime = f"onnxruntime {metadata.version('onnxruntime')} (CPU execution provider)"
-        return Emulator(runtime=runtime, run=run)
+        version = metadata.version("onnxruntime")
+        details: dict[str, Any] = {"graph_optimization": chosen.name == "optimized"}
+        if chosen.name == "optimized":
+            details["instruction_set"] = int8_instruction_set()
+        return Emulator(
+            runtime=f"onnxruntime {version} (CPU execution provider, {chosen.name})",
+            run=run,
+            path=chosen.name,
+            output_steps=_output_steps(model_file, outputs),
+            details=details,
+        )
+
+    def model_io(self, model_file: Path) -> tuple[list[ModelIO], list[ModelIO]]:
+        import onnx
+
+        graph = onnx.load(str(model_file), load_external_data=False).graph
+        constants = {t.name for t in graph.initializer}
+        return (
+            [_declared(v) for v in graph.input if v.name not in constants],
+            [_declared(v) for v in graph.output],
+        )
 
     def capture_layers(
         self,
@@ -182,6 +241,7 @@ class ONNXBackend:
             pairs,
             "onnxruntime QDQ debugging: every float tensor of the float model against the same "
             "tensor after its QuantizeLinear/DequantizeLinear pair in the bundle's model",
+            path="unoptimized",
         )
 
 
@@ -276,12 +336,46 @@ def _upgrade_opset(path: Path, opset: int) -> None:
     onnx.save(upgraded, str(path))
 
 
-def _session(path: Path) -> Any:
+def _session(path: Path, optimized: bool = True) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if not optimized:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _declared(value: Any) -> ModelIO:
+    """A graph input or output: symbolic dimensions are -1, as the manifest records them."""
+    from onnx import helper
+
+    tensor = value.type.tensor_type
+    shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
+    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type)).name
+    return ModelIO(value.name, shape, dtype)
+
+
+def _output_steps(model_file: Path, outputs: Sequence[TensorInfo]) -> dict[str, float]:
+    """Per source output name, the scale of the DequantizeLinear that produces the graph
+    output (one LSB of the int8 value it dequantizes), where there is one with a single
+    scale."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(model_file), load_external_data=False)
+    graph = model.graph
+    constants = {t.name: t for t in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    steps = {}
+    for info in outputs:
+        node = producers.get(info.name)
+        if node is None or node.op_type != "DequantizeLinear" or node.input[1] not in constants:
+            continue
+        scale = numpy_helper.to_array(constants[node.input[1]])
+        if scale.size == 1:
+            steps[info.source_name] = float(scale.reshape(()))
+    return steps
 
 
 def _run_file(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -397,6 +491,7 @@ def _quantize(model: Path, target: Path, reader: _Reader, settings: ONNXSettings
                 None if cache else Reader(),
                 quant_format=QuantFormat.QDQ,
                 per_channel=settings.per_channel,
+                reduce_range=settings.reduce_range,
                 activation_type=activation,
                 weight_type=QuantType.QInt8,
                 calibrate_method=method,

@@ -6,8 +6,11 @@ from the calibration set. That gives per-channel int8 weights, int8 activations 
 ``TFLITE_BUILTINS_INT8`` only, a model whose every op is integer. The inputs and outputs are
 int8 or uint8 as the profile says.
 
-Emulation: the LiteRT interpreter (``ai-edge-litert``) with its built-in kernels and no
-default delegate, so results do not depend on which CPU delegate the host picks.
+Emulation: the LiteRT interpreter (``ai-edge-litert``) on each of its host execution paths
+(:data:`PATHS`): built-in kernels without delegate, XNNPACK (LiteRT's default CPU delegate, the
+path most Android apps run) and the reference kernels (whose results TFLite Micro reproduces).
+Their int8 arithmetic differs (rounding, accumulation order), so outputs can differ by tens of
+LSB between them; the drift check runs all of them.
 """
 
 from __future__ import annotations
@@ -28,9 +31,12 @@ from edgepack.backends.base import (
     BuiltModel,
     CalibrationData,
     Emulator,
+    ExecutionPath,
     LayerCapture,
+    ModelIO,
     QuantParams,
     TensorInfo,
+    pick_path,
     require_float_inputs,
 )
 from edgepack.convert.tf_view import TFView, tf_view
@@ -45,6 +51,30 @@ CALIBRATION_METHODS = ("minmax",)
 _FLOAT_TYPES = (np.float32, np.float16, np.float64)
 # Conversions the converter puts around a float op; the op itself is what to report.
 _BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
+
+PATHS = (
+    ExecutionPath(
+        "builtin",
+        "LiteRT's built-in optimized kernels, no delegate (the CPU kernels LiteRT falls back "
+        "to for ops a delegate does not take)",
+    ),
+    ExecutionPath(
+        "xnnpack",
+        "LiteRT with the XNNPACK delegate, which LiteRT applies by default: the CPU path of "
+        "most Android apps",
+    ),
+    ExecutionPath(
+        "reference",
+        "LiteRT's reference kernels (BUILTIN_REF): the arithmetic TFLite Micro reproduces on "
+        "microcontrollers",
+    ),
+)
+# Path -> LiteRT OpResolverType member.
+_RESOLVERS = {
+    "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
+    "xnnpack": "BUILTIN",
+    "reference": "BUILTIN_REF",
+}
 
 
 @dataclass(frozen=True)
@@ -139,14 +169,19 @@ class TFLiteBackend:
         converter.inference_output_type = getattr(tf, settings.io_dtype)
         return _convert(converter)
 
+    def paths(self, native: bool = False) -> tuple[ExecutionPath, ...]:
+        return PATHS
+
     def emulate(
         self,
         model_file: Path,
         inputs: Sequence[TensorInfo],
         outputs: Sequence[TensorInfo],
         native: bool = False,  # the host runtime is the real one
+        path: str | None = None,
     ) -> Emulator:
-        interpreter = _interpreter(model_file)
+        chosen = pick_path(PATHS, path)
+        interpreter = _interpreter(model_file, resolver=_RESOLVERS[chosen.name])
         out_by_name = {d["name"]: d for d in interpreter.get_output_details()}
 
         def run(feeds: Feeds) -> Outputs:
@@ -158,8 +193,28 @@ class TFLiteBackend:
                     results[info.source_name].append(real[:count])
             return {name: np.concatenate(parts) for name, parts in results.items()}
 
-        runtime = f"ai-edge-litert {metadata.version('ai-edge-litert')} (built-in kernels, on host)"
-        return Emulator(runtime=runtime, run=run)
+        version = metadata.version("ai-edge-litert")
+        delegated = _delegated_nodes(interpreter)
+        if chosen.name == "xnnpack" and not delegated:
+            raise ConversionError(f"{model_file}: LiteRT applied no XNNPACK delegate")
+        return Emulator(
+            runtime=f"ai-edge-litert {version} ({chosen.name} kernels, on host)",
+            run=run,
+            path=chosen.name,
+            output_steps={
+                o.source_name: o.quantization.scale
+                for o in outputs
+                if o.quantization is not None and o.dtype in IO_DTYPES
+            },
+            details={"delegated_nodes": delegated},
+        )
+
+    def model_io(self, model_file: Path) -> tuple[list[ModelIO], list[ModelIO]]:
+        interpreter = _interpreter(model_file)
+        return (
+            [_declared(d) for d in interpreter.get_input_details()],
+            [_declared(d) for d in interpreter.get_output_details()],
+        )
 
     def capture_layers(
         self,
@@ -189,6 +244,7 @@ class TFLiteBackend:
             pairs,
             "LiteRT tensors of the int8 model and of a float TFLite model converted from the "
             "same export, matched by tensor name (dequantized with each tensor's scale)",
+            path="builtin",
         )
 
 
@@ -318,17 +374,38 @@ def _convert(converter: Any) -> bytes:
 # ---------------------------------------------------------------------------- inspection
 
 
-def _interpreter(model_file: Path, preserve_all_tensors: bool = False) -> Any:
+def _interpreter(
+    model_file: Path,
+    preserve_all_tensors: bool = False,
+    resolver: str = "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
+) -> Any:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     with captured_output():
         interpreter = Interpreter(
             model_path=str(model_file),
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            experimental_op_resolver_type=getattr(OpResolverType, resolver),
             experimental_preserve_all_tensors=preserve_all_tensors,
         )
         interpreter.allocate_tensors()
     return interpreter
+
+
+def _declared(detail: dict[str, Any]) -> ModelIO:
+    scale, zero_point = detail["quantization"]
+    quantization = QuantParams(float(scale), int(zero_point)) if scale else None
+    return ModelIO(
+        detail["name"],
+        tuple(int(d) for d in detail["shape"]),
+        np.dtype(detail["dtype"]).name,
+        quantization,
+    )
+
+
+def _delegated_nodes(interpreter: Any) -> int:
+    """How many nodes of the execution plan are delegate kernels (XNNPACK takes the whole
+    graph, or the parts it supports, as one node each)."""
+    return sum(1 for op in interpreter._get_ops_details() if op["op_name"] == "DELEGATE")
 
 
 def _invocations(

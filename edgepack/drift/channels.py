@@ -2,16 +2,27 @@
 
 A whole-tensor SQNR is dominated by the channels with the largest values: a detector head that
 concatenates box coordinates (hundreds) and class scores (0 to 1) in one tensor keeps a good
-SQNR while every score is quantized to zero. So when the channels of an output (its last axis)
-differ in float range by more than :data:`RANGE_RATIO`, or when the user declares slices of an
-output, each channel or slice is measured on its own, and one *collapses* when its float values
-vary but its quantized values are constant, or when its SQNR is below 0 dB (the error is larger
-than the signal).
+SQNR while every score is quantized to zero. So the channels of an output, or the slices the
+user declares, are measured on their own, and one *collapses* when its float values vary but
+its quantized values are constant, or when its SQNR is below 0 dB (the error is larger than the
+signal).
 
-Probability outputs (values in [0, 1] that sum to 1 per sample) are left to top-1 agreement:
-rare classes there have tiny ranges by nature. Channels are split automatically only in
-outputs of rank 2 or 3 (``(N, C)``, ``(N, anchors, C)``: heads and vectors); image-like
-outputs (rank 4 and more, whose last axis may be a width) are split only along declared slices.
+Which axis holds the channels (:func:`channel_axis`); axis 0 is the batch:
+
+* candidate axes: every non-batch axis of a rank 2 or 3 output (``(N, C)``, ``(N, C, anchors)``,
+  ``(N, anchors, C)``); axis 1 and the last axis of a rank 4+ output (image-like NCHW / NHWC
+  maps, whose other axes are heights and widths); only axes of width 2 to :data:`MAX_CHANNELS`;
+* the *range ratio* of a candidate is max / min of the per-index float ranges (max - min over
+  all other axes), among the indices whose range is > 0 (at least two of them, else no ratio);
+* the channel axis is the candidate with the largest range ratio (the first one on a tie), and
+  the output is split along it only when that ratio exceeds :data:`RANGE_RATIO`.
+
+Probability outputs (all values in [0, 1], summing to 1 along the last axis, or along axis 1 of a
+rank 4+ map: a per-pixel softmax) are never split: they are left to top-1 agreement, and rare
+classes there have tiny ranges by nature.
+
+Declared slices (``slices``) index ``slice_axis`` (the last axis unless told otherwise) and are
+measured whatever the ranges or the rank. Each :class:`ChannelDrift` records the axis it indexes.
 """
 
 from __future__ import annotations
@@ -24,12 +35,16 @@ import numpy as np
 from edgepack.drift.metrics import sqnr_db
 
 RANGE_RATIO = 10.0  # channels whose float ranges differ more than this are measured apart
-MAX_CHANNELS = 4096  # wider last axes are feature vectors, not heterogeneous channels
+MAX_CHANNELS = 4096  # wider axes are feature vectors or anchors, not heterogeneous channels
 
 
 @dataclass(frozen=True)
 class ChannelDrift:
-    """Float-vs-quantized metrics of one channel or declared slice of an output's last axis."""
+    """Float-vs-quantized metrics of one channel or declared slice of an output.
+
+    ``start:stop`` are indices along ``axis``; :func:`channel_drift` records ``axis`` as a
+    non-negative number (1 for ``(N, C, ...)``); the default -1 means the last axis.
+    """
 
     name: str
     start: int
@@ -38,6 +53,7 @@ class ChannelDrift:
     sqnr_db: float
     collapsed: bool
     reason: str | None = None
+    axis: int = -1
 
 
 def parse_slice(text: str, width: int | None = None) -> tuple[int, int | None]:
@@ -64,36 +80,77 @@ def channel_drift(
     reference: np.ndarray,
     quantized: np.ndarray,
     slices: Mapping[str, str] | None = None,
+    slice_axis: int = -1,
 ) -> list[ChannelDrift] | None:
-    """Per-slice metrics when ``slices`` are declared, per-channel metrics when the output's
-    channels differ in range by more than :data:`RANGE_RATIO`; None when neither applies."""
-    ref = np.asarray(reference, dtype=np.float64)
-    out = np.asarray(quantized, dtype=np.float64)
+    """Per-slice metrics when ``slices`` are declared (indices along ``slice_axis``), else
+    per-channel metrics along :func:`channel_axis`; None when neither applies (rank < 2,
+    probabilities, or no axis whose channel ranges differ by more than :data:`RANGE_RATIO`).
+
+    Raises ValueError when a slice does not fit, or ``slice_axis`` is not a non-batch axis.
+    """
+    ref = _as_float(reference)
+    out = _as_float(quantized)
     if ref.ndim < 2:
         return None
-    width = ref.shape[-1]
     if slices:
+        axis = _non_batch_axis(slice_axis, ref.ndim)
+        width = ref.shape[axis]
         bounds = {name: parse_slice(text, width) for name, text in slices.items()}
         return [
-            _measure(name, ref, out, start, width if stop is None else stop)
+            _measure(name, ref, out, axis, start, width if stop is None else stop)
             for name, (start, stop) in bounds.items()
         ]
-    if ref.ndim > 3 or not 2 <= width <= MAX_CHANNELS or _is_probability(ref):
+    if _is_probability(ref):
         return None
-    ranges = _ranges(ref)
-    varying = ranges[ranges > 0]
-    if varying.size < 2 or varying.max() <= RANGE_RATIO * varying.min():
+    found = channel_axis(ref)
+    if found is None:
         return None
-    return [_measure(f"channel {c}", ref, out, c, c + 1) for c in range(width)]
+    return [_measure(f"channel {c}", ref, out, found, c, c + 1) for c in range(ref.shape[found])]
+
+
+def channel_axis(reference: np.ndarray) -> int | None:
+    """The non-negative axis holding heterogeneous channels (the module docstring's rule), or
+    None when no candidate axis has a range ratio above :data:`RANGE_RATIO`."""
+    ref = _as_float(reference)
+    best: tuple[float, int] | None = None
+    for axis in _candidate_axes(ref):
+        ratio = _range_ratio(_ranges(ref, axis))
+        if ratio is not None and (best is None or ratio > best[0]):
+            best = (ratio, axis)
+    if best is None or not best[0] > RANGE_RATIO:
+        return None
+    return best[1]
 
 
 def collapsed_channels(channels: Sequence[ChannelDrift] | None) -> list[ChannelDrift]:
+    """The channels (or slices) that collapsed, in their order."""
     return [channel for channel in channels or () if channel.collapsed]
 
 
-def _measure(name: str, ref: np.ndarray, out: np.ndarray, start: int, stop: int) -> ChannelDrift:
-    part_ref = ref[..., start:stop]
-    part_out = out[..., start:stop]
+def _candidate_axes(ref: np.ndarray) -> list[int]:
+    axes = range(1, ref.ndim) if ref.ndim <= 3 else sorted({1, ref.ndim - 1})
+    return [axis for axis in axes if 2 <= ref.shape[axis] <= MAX_CHANNELS]
+
+
+def _range_ratio(ranges: np.ndarray) -> float | None:
+    varying = ranges[ranges > 0]
+    if varying.size < 2:
+        return None
+    with np.errstate(over="ignore"):
+        return float(varying.max()) / float(varying.min())
+
+
+def _ranges(ref: np.ndarray, axis: int) -> np.ndarray:
+    others = tuple(a for a in range(ref.ndim) if a != axis)
+    return np.asarray(ref.max(axis=others), dtype=np.float64) - ref.min(axis=others)
+
+
+def _measure(
+    name: str, ref: np.ndarray, out: np.ndarray, axis: int, start: int, stop: int
+) -> ChannelDrift:
+    index = (slice(None),) * axis + (slice(start, stop),)
+    part_ref = ref[index]
+    part_out = out[index]
     float_range = float(np.ptp(part_ref)) if part_ref.size else 0.0
     sqnr = sqnr_db(part_ref, part_out)
     reason = None
@@ -102,15 +159,37 @@ def _measure(name: str, ref: np.ndarray, out: np.ndarray, start: int, stop: int)
             reason = f"quantized values constant ({float(part_out.flat[0]):g})"
         elif sqnr < 0:
             reason = f"SQNR {sqnr:.1f} dB < 0 dB"
-    return ChannelDrift(name, start, stop, float_range, sqnr, reason is not None, reason)
+    return ChannelDrift(
+        name=name,
+        start=start,
+        stop=stop,
+        float_range=float_range,
+        sqnr_db=sqnr,
+        collapsed=reason is not None,
+        reason=reason,
+        axis=axis,
+    )
 
 
-def _ranges(ref: np.ndarray) -> np.ndarray:
-    flat = ref.reshape(-1, ref.shape[-1])
-    return np.asarray(flat.max(axis=0) - flat.min(axis=0))
+def _non_batch_axis(axis: int, ndim: int) -> int:
+    normal = axis + ndim if axis < 0 else axis
+    if not 1 <= normal < ndim:
+        raise ValueError(f"slice axis {axis} is not a non-batch axis of a rank-{ndim} output")
+    return normal
+
+
+def _as_float(values: np.ndarray) -> np.ndarray:
+    """Floating arrays as they are (no float64 copy of a large output), others as float64."""
+    array = np.asarray(values)
+    return array if np.issubdtype(array.dtype, np.floating) else array.astype(np.float64)
 
 
 def _is_probability(ref: np.ndarray) -> bool:
-    if ref.min() < 0 or ref.max() > 1:
+    """Values in [0, 1] summing to 1 along the last axis (a classifier), or along axis 1 of
+    a map (a segmentation's per-pixel softmax in NCHW)."""
+    if ref.size == 0 or ref.min() < 0 or ref.max() > 1:
         return False
-    return bool(np.allclose(ref.sum(axis=-1), 1.0, atol=1e-3))
+    axes = (-1, 1) if ref.ndim >= 4 else (-1,)
+    return any(
+        bool(np.allclose(ref.sum(axis=axis, dtype=np.float64), 1.0, atol=1e-3)) for axis in axes
+    )

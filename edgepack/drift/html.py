@@ -39,6 +39,8 @@ def render_html(
         _verdict_section(report, bundle),
         _outputs_section(report),
     ]
+    if len(report.paths) > 1:
+        sections.append(_paths_section(report))
     if layers is not None and layers.layers:
         sections.append(_layers_section(layers))
     sections += [_channels_section(output) for output in report.outputs if output.channels]
@@ -63,6 +65,7 @@ def _verdict_section(report: DriftReport, bundle: str) -> str:
         ("verdict", verdict),
         ("samples", str(report.samples)),
         ("runtime", f"{report.runtime} ({report.runtime_kind})"),
+        ("execution paths", ", ".join(p.name for p in report.paths) or report.path),
         ("data", f"{report.data.get('path', '')} (sha256 {report.data.get('fingerprint', '')})"),
         (
             "top-1 agreement",
@@ -81,11 +84,13 @@ def _verdict_section(report: DriftReport, bundle: str) -> str:
         ("collapsed channels", "allowed" if limits.allow_collapse else "fail the check"),
     ]
     failures = "".join(f"<li>{html.escape(line)}</li>" for line in report.failures)
+    notes = "".join(f"<li>{html.escape(line)}</li>" for line in report.resolution())
     css = "pass" if report.passed else "fail"
     return (
         f'<section><h2>Verdict: <span class="{css}">{verdict}</span></h2>'
         + _table(["", ""], rows)
         + (f"<h3>Failures</h3><ul>{failures}</ul>" if failures else "")
+        + (f"<h3>What this sample cannot resolve</h3><ul>{notes}</ul>" if notes else "")
         + "</section>"
     )
 
@@ -103,7 +108,57 @@ def _outputs_section(report: DriftReport) -> str:
         for o in report.outputs
     ]
     header = ["output", "SQNR", "cosine", "max abs error", "top-1 agreement", "collapsed"]
-    return "<section><h2>Outputs</h2>" + _table(header, rows) + "</section>"
+    found = [
+        (
+            o.name,
+            o.detections.layout,
+            f"{o.detections.matched} of {o.detections.float_detections}",
+            _pct(o.detections.recall),
+            _pct(o.detections.precision),
+            "-" if o.detections.mean_iou is None else f"{o.detections.mean_iou:.3f}",
+        )
+        for o in report.outputs
+        if o.detections is not None
+    ]
+    detections = ""
+    if found:
+        detections = "<h3>Detections (float detections found again)</h3>" + _table(
+            ["output", "layout", "matched", "recall", "precision", "mean box IoU"], found
+        )
+    return "<section><h2>Outputs</h2>" + _table(header, rows) + detections + "</section>"
+
+
+def _paths_section(report: DriftReport) -> str:
+    rows = [
+        (
+            p.name,
+            _pct(p.top1_agreement),
+            _pct(p.accuracy_quantized),
+            f"{p.min_sqnr_db:.2f} dB",
+            p.verdict,
+            p.runtime
+            + (f", {p.details['instruction_set']}" if "instruction_set" in p.details else ""),
+            p.description,
+        )
+        for p in report.paths
+    ]
+    header = ["path", "agreement", "accuracy", "min SQNR", "verdict", "runtime", "what runs"]
+    spread = [
+        (
+            s.output,
+            f"{s.max_abs_diff:.4g}" + ("" if s.max_lsb is None else f" ({s.max_lsb:g} LSB)"),
+            f"{s.between[0]} / {s.between[1]}",
+            "-" if s.top1_differs is None else f"{s.top1_differs} of {report.samples}",
+        )
+        for s in report.spread
+    ]
+    return (
+        f"<section><h2>Execution paths (verdict: the worst, {html.escape(report.path)})</h2>"
+        + _table(header, rows)
+        + "<h3>Spread between paths</h3>"
+        + _table(["output", "largest difference", "between", "top-1 differs"], spread)
+        + "</section>"
+    )
 
 
 def _layers_section(layers: Any) -> str:

@@ -52,6 +52,7 @@ class LayerReport:
     samples: int
     matching: str
     extra: dict[str, Any] = field(default_factory=dict)
+    path: str = ""  # the execution path the bundle's model ran on
 
     @property
     def worst(self) -> LayerDrift | None:
@@ -61,6 +62,7 @@ class LayerReport:
         return {
             "samples": self.samples,
             "matching": self.matching,
+            "path": self.path,
             "layers": [
                 {
                     "layer": d.layer,
@@ -104,6 +106,7 @@ def layer_report(
     tensor_layers: Mapping[str, str] | None,
     matching: str,
     extra: Mapping[str, Any] | None = None,
+    path: str = "",
 ) -> LayerReport:
     """Name, deduplicate, measure and rank ``pairs`` (see the module docstring)."""
     by_layer: dict[str, TensorPair] = {}
@@ -124,7 +127,7 @@ def layer_report(
     measured.sort(key=lambda d: (d.sqnr_db, d.order))
     samples = len(pairs[0].reference) if pairs else 0
     unmatched = [layer for layer in layers if layer not in by_layer]
-    return LayerReport(measured, unmatched, samples, matching, dict(extra or {}))
+    return LayerReport(measured, unmatched, samples, matching, dict(extra or {}), path)
 
 
 def stack_samples(per_sample: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:

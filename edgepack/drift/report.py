@@ -16,6 +16,7 @@ from edgepack.drift.channels import (
     collapsed_channels,
     parse_slice,
 )
+from edgepack.drift.detections import DetectionDrift, detection_drift, recognise_layout
 from edgepack.errors import ConfigError
 from edgepack.options import Thresholds
 
@@ -32,6 +33,7 @@ class OutputDrift:
     max_abs_error: float
     top1_agreement: float | None
     channels: list[ChannelDrift] | None = None  # per channel or declared slice, when measured
+    detections: DetectionDrift | None = None  # when the output is a detector's
 
     @property
     def collapsed(self) -> list[ChannelDrift]:
@@ -55,6 +57,15 @@ class DriftReport:
     data: dict[str, Any] = field(default_factory=dict)
     # samples right in both, float only, quantized only, neither (with labels)
     paired: tuple[int, int, int, int] | None = None
+    # the execution path whose figures these are, every path measured (edgepack.drift.paths:
+    # PathDrift) and the spread between them (OutputSpread); empty for a single path
+    path: str = ""
+    paths: list[Any] = field(default_factory=list)
+    spread: list[Any] = field(default_factory=list)
+
+    def resolution(self) -> list[str]:
+        """What this sample can and cannot tell about the budget (see :func:`resolution_notes`)."""
+        return resolution_notes(self)
 
     @property
     def passed(self) -> bool:
@@ -131,6 +142,10 @@ class DriftReport:
             "outputs": [asdict(o) for o in self.outputs],
             "counts": self.counts(),
             "intervals": self.intervals(),
+            "resolution": self.resolution(),
+            "path": self.path,
+            "paths": [asdict(p) for p in self.paths],
+            "spread": [asdict(s) for s in self.spread],
         }
 
     def summary(self) -> dict[str, Any]:
@@ -148,8 +163,14 @@ class DriftReport:
             "accuracy_drop",
             "min_sqnr_db",
             "thresholds",
+            "path",
         )
-        return {key: full[key] for key in keys}
+        summary = {key: full[key] for key in keys}
+        summary["paths"] = [
+            {k: p[k] for k in ("name", "runtime", "verdict", "top1_agreement", "min_sqnr_db")}
+            for p in full["paths"]
+        ]
+        return summary
 
 
 def compare_outputs(
@@ -161,18 +182,32 @@ def compare_outputs(
     data: Mapping[str, Any] | None = None,
     runtime_kind: str = "host",
     slices: Mapping[str, Mapping[str, str]] | None = None,
+    detections: Mapping[str, str] | None = None,
 ) -> DriftReport:
     """Measure drift per output, then judge it against ``thresholds``.
 
     The first output with a (batch, classes) shape is the primary one: top-1 agreement and
     accuracy are measured on it. SQNR is checked on every output, and per channel (or per
-    declared slice of ``slices``) where :mod:`edgepack.drift.channels` says so.
+    declared slice of ``slices``) where :mod:`edgepack.drift.channels` says so. Outputs that
+    are YOLO-style detections (declared in ``detections`` as ``{output: layout}``, or
+    recognised by :func:`~edgepack.drift.detections.recognise_layout`; ``"off"`` stops that)
+    are also measured as detections: recall of the float model's detections and box IoU.
     """
     names = list(reference)
     declared = dict(slices or {})
     _check_slices(declared, reference)
+    layouts = dict(detections or {})
+    _check_detections(layouts, reference)
     per_output = [
-        _output_drift(name, reference[name], quantized[name], declared.get(name)) for name in names
+        _output_drift(
+            name,
+            reference[name],
+            quantized[name],
+            declared.get(name),
+            layouts.get(name),
+            thresholds.detection_score,
+        )
+        for name in names
     ]
     primary = next((o for o in per_output if o.top1_agreement is not None), per_output[0])
     acc_float = acc_quant = paired = None
@@ -205,12 +240,20 @@ def judge(report: DriftReport) -> list[str]:
     budget of ``a`` needs ceil(a * n) agreeing samples and a drop budget of ``d`` allows
     floor(d * n) samples. SQNR is compared as printed (two decimals, or the threshold's own
     digits when it has more), so a figure never fails against a bound it appears to meet.
+    Detection recall counts whole detections the same way.
     """
-    limits = report.thresholds
-    failures = []
-    n = report.samples
-    counts = report.counts()
+    return [
+        *_sample_failures(report),
+        *_sqnr_failures(report),
+        *_recall_failures(report),
+        *_collapse_failures(report),
+    ]
+
+
+def _sample_failures(report: DriftReport) -> list[str]:
+    limits, n, counts = report.thresholds, report.samples, report.counts()
     agree, dropped = counts["agree"], counts["dropped"]
+    failures = []
     if limits.min_agreement is not None and agree is not None:
         needed = math.ceil(metrics.whole_samples(limits.min_agreement, n))
         if agree < needed:
@@ -225,21 +268,85 @@ def judge(report: DriftReport) -> list[str]:
                 f"accuracy drop {_share(dropped, n)} > {_pct(limits.max_drop)} "
                 f"(at most {allowed} of {n})"
             )
-    if limits.min_sqnr is not None:
-        digits = sqnr_digits(limits.min_sqnr)
-        for output in report.outputs:
-            if round(output.sqnr_db, digits) < limits.min_sqnr:
-                failures.append(
-                    f"SQNR of {output.name!r} {output.sqnr_db:.{digits}f} dB < "
-                    f"{limits.min_sqnr:.{digits}f} dB"
-                )
-    if not limits.allow_collapse:
-        for output in report.outputs:
-            for channel in output.collapsed:
-                failures.append(
-                    f"output {output.name!r} {channel.name} collapsed: {channel.reason}"
-                )
     return failures
+
+
+def _sqnr_failures(report: DriftReport) -> list[str]:
+    bound = report.thresholds.min_sqnr
+    if bound is None:
+        return []
+    digits = sqnr_digits(bound)
+    return [
+        f"SQNR of {o.name!r} {o.sqnr_db:.{digits}f} dB < {bound:.{digits}f} dB"
+        for o in report.outputs
+        if round(o.sqnr_db, digits) < bound
+    ]
+
+
+def _recall_failures(report: DriftReport) -> list[str]:
+    """Detections count like samples: a recall budget of r over m float detections needs
+    ceil(r * m) of them found again."""
+    bound = report.thresholds.min_recall
+    failures = []
+    for output in report.outputs:
+        found = output.detections
+        if bound is None or found is None or found.recall is None:
+            continue
+        needed = math.ceil(metrics.whole_samples(bound, found.float_detections))
+        if found.matched < needed:
+            failures.append(
+                f"detection recall of {output.name!r} "
+                f"{_share(found.matched, found.float_detections)} < {_pct(bound)} (needs "
+                f"{needed} of the float model's {found.float_detections} detections with "
+                f"score >= {found.score_threshold:g})"
+            )
+    return failures
+
+
+def _collapse_failures(report: DriftReport) -> list[str]:
+    if report.thresholds.allow_collapse:
+        return []
+    return [
+        f"output {output.name!r} {channel.name} collapsed: {channel.reason}"
+        for output in report.outputs
+        for channel in output.collapsed
+    ]
+
+
+def resolution_notes(report: DriftReport) -> list[str]:
+    """One sentence per budget this sample cannot resolve: a budget finer than one sample
+    (any single lost sample decides it), or a 95% interval that contains the budget (the
+    verdict could go either way on another sample of the same size), each with the number of
+    samples that would resolve it (:func:`~edgepack.drift.metrics.samples_needed`)."""
+    limits, n = report.thresholds, report.samples
+    intervals = report.intervals()
+    notes = []
+    budgets = (
+        ("agreement", limits.min_agreement, intervals["top1_agreement"], report.top1_agreement),
+        ("accuracy drop", limits.max_drop, intervals["accuracy_drop"], report.accuracy_drop),
+    )
+    for name, bound, interval, value in budgets:
+        if bound is None or value is None:
+            continue
+        allowance = (1 - bound) if name == "agreement" else bound
+        needed = metrics.samples_needed(allowance)
+        if allowance > 0 and whole_sample_share(n) > allowance:
+            notes.append(
+                f"the {name} budget ({_pct(bound)}) is finer than one sample of {n} "
+                f"({_pct(whole_sample_share(n))}); about {needed} samples would resolve it"
+            )
+        elif interval is not None and interval[0] <= bound <= interval[1] and n < needed:
+            notes.append(
+                f"the 95% interval of the {name} [{interval[0]:.2%}, {interval[1]:.2%}] "
+                f"contains the budget {_pct(bound)}: {n} samples cannot tell which side the "
+                f"bundle is on; about {needed} would"
+            )
+    return notes
+
+
+def whole_sample_share(total: int) -> float:
+    """The share one sample is of ``total``."""
+    return 1.0 / total if total else 1.0
 
 
 def sqnr_digits(threshold: float | None) -> int:
@@ -278,11 +385,27 @@ def _check_slices(
                 ) from None
 
 
+def _check_detections(layouts: Mapping[str, str], reference: Mapping[str, np.ndarray]) -> None:
+    for output, layout in layouts.items():
+        if output not in reference:
+            raise ConfigError(
+                f"drift.detections names output {output!r}; the model's outputs are "
+                f"{list(reference)}"
+            )
+        if layout != "off" and np.ndim(reference[output]) != 3:
+            raise ConfigError(
+                f"drift.detections.{output}: a {layout} detection output has rank 3, this one "
+                f"has shape {list(np.shape(reference[output]))}"
+            )
+
+
 def _output_drift(
     name: str,
     reference: np.ndarray,
     quantized: np.ndarray,
     slices: Mapping[str, str] | None = None,
+    layout: str | None = None,
+    score_threshold: float = 0.25,
 ) -> OutputDrift:
     ref = np.asarray(reference, dtype=np.float32)
     out = np.asarray(quantized, dtype=np.float32)
@@ -298,7 +421,19 @@ def _output_drift(
         max_abs_error=metrics.max_abs_error(ref, out),
         top1_agreement=agreement,
         channels=channel_drift(ref, out, slices),
+        detections=_detections(name, ref, out, layout, score_threshold),
     )
+
+
+def _detections(
+    name: str, ref: np.ndarray, out: np.ndarray, layout: str | None, score_threshold: float
+) -> DetectionDrift | None:
+    if layout == "off":
+        return None
+    chosen = layout or recognise_layout(ref)
+    if chosen is None:
+        return None
+    return detection_drift(name, ref, out, chosen, score_threshold=score_threshold)
 
 
 def _paired(

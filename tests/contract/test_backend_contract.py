@@ -18,7 +18,7 @@ from edgepack.backends import BACKENDS
 from edgepack.bundle import file_sha256, read_manifest, size_bytes
 from edgepack.calib.dataset import open_sample_set
 from edgepack.drift.metrics import sqnr_db
-from edgepack.errors import UnsupportedError
+from edgepack.errors import BundleError, ConfigError, UnsupportedError
 from edgepack.frontends import load_source
 from edgepack.frontends.base import SourceModel, TensorSpec
 from edgepack.options import resolve_build_options
@@ -88,6 +88,78 @@ class TestBackendContract:
         assert quantized.shape == reference.shape == (7, 3)
         assert sqnr_db(reference, quantized) > 25.0
         assert emulator.runtime
+
+    def test_every_execution_path_runs_and_is_reported(self, built: dict) -> None:
+        """Each host path gives float outputs of the source's shape close to the float model;
+        the drift report lists every path with its figures, the verdict is the worst path's,
+        and the manifest says which paths were checked."""
+        backend = BACKENDS[built["name"]]
+        result = built["result"]
+        paths = backend.paths()
+        names = [p.name for p in paths]
+        assert names and len(set(names)) == len(names)
+        assert all(p.description for p in paths)
+        source = load_source(built["dir"] / "tiny.keras")
+        samples = open_sample_set(built["dir"] / "calib")
+        feeds = samples.bind(source.inputs).load(samples.samples[:5])
+        reference = source.run(feeds)["scores"]
+        from edgepack.backends.base import TensorInfo
+
+        args = (
+            result.bundle / backend.model_file_name,
+            [TensorInfo.from_dict(t) for t in result.manifest["inputs"]],
+            [TensorInfo.from_dict(t) for t in result.manifest["outputs"]],
+        )
+        for name in names:
+            emulator = backend.emulate(*args, path=name)
+            assert emulator.path == name
+            assert sqnr_db(reference, emulator.run(feeds)["scores"]) > 25.0, name
+        with pytest.raises(ConfigError, match="no execution path 'nonesuch'"):
+            backend.emulate(*args, path="nonesuch")
+        report = result.report
+        assert [p.name for p in report.paths] == names
+        assert report.path in names
+        assert report.min_sqnr_db == pytest.approx(
+            next(p for p in report.paths if p.name == report.path).min_sqnr_db
+        )
+        assert [p["name"] for p in result.manifest["drift"]["paths"]] == names
+        assert len(report.spread) == (1 if len(names) > 1 else 0)
+
+    def test_drift_paths_narrow_the_check(self, built: dict, tmp_path: Path) -> None:
+        backend = BACKENDS[built["name"]]
+        last = backend.paths()[-1].name
+        result = api.check(
+            built["result"].bundle, built["dir"] / "calib", paths=[last], cwd=tmp_path, environ={}
+        )
+        assert [p.name for p in result.report.paths] == [last] and result.report.path == last
+        assert result.report.spread == []
+        env = {"EDGEPACK_PATHS": "nonesuch"}
+        with pytest.raises(ConfigError, match="has no execution path nonesuch"):
+            api.check(built["result"].bundle, built["dir"] / "calib", cwd=tmp_path, environ=env)
+
+    def test_the_model_file_declares_what_the_manifest_says(self, built: dict) -> None:
+        backend = BACKENDS[built["name"]]
+        result = built["result"]
+        inputs, outputs = backend.model_io(result.bundle / backend.model_file_name)
+        assert [i.name for i in inputs] == [t["name"] for t in result.manifest["inputs"]]
+        listed = {o.name for o in outputs}
+        assert {t["name"] for t in result.manifest["outputs"]} <= listed
+
+    @pytest.mark.parametrize(
+        ("kind", "field", "value"),
+        [("inputs", "shape", [2, 9, 9, 9]), ("outputs", "dtype", "int16"), ("inputs", "name", "x")],
+    )
+    def test_a_manifest_describing_another_model_is_damaged(
+        self, built: dict, tmp_path: Path, kind: str, field: str, value: object
+    ) -> None:
+        bundle = tmp_path / "bundle"
+        shutil.copytree(built["result"].bundle, bundle)
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        manifest[kind][0][field] = value
+        (bundle / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(BundleError, match="manifest") as caught:
+            api.check(bundle, built["dir"] / "calib", cwd=tmp_path, environ={})
+        assert caught.value.exit_code == 6
 
     def test_drift_report_measures_held_out_samples(self, built: dict) -> None:
         report = built["result"].report

@@ -193,3 +193,42 @@ def savedmodel_detector_head(path: Path) -> Path:
     with captured_output():
         tf.saved_model.save(model, str(path), signatures={"serving_default": model.serve})
     return path
+
+
+def savedmodel_yolo_head(path: Path, layout: str, classes: int = 3, anchors: int = 64) -> Path:
+    """A SavedModel on 8x8 grey images with one YOLOv8-style output: ``channels_first`` is
+    ``[N, 4+C, anchors]`` (Ultralytics' export), ``channels_last`` ``[N, anchors, 4+C]``.
+    Boxes are cx, cy, w, h in pixels (0 to 640), class scores sigmoids; one int8 scale for the
+    whole tensor leaves no step for the scores."""
+    from edgepack._native import captured_output, import_tensorflow
+
+    tf = import_tensorflow()
+    rng = np.random.default_rng(5)
+    boxes = rng.normal(size=(64, anchors * 4)).astype(np.float32) * 0.05
+    scores = rng.normal(size=(64, anchors * classes)).astype(np.float32) * 0.05
+    width = 4 + classes
+
+    class Model(tf.Module):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.boxes = tf.Variable(boxes)
+            self.scores = tf.Variable(scores)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 1], tf.float32, name="image")])
+        def serve(self, image: object) -> dict[str, object]:
+            flat = tf.reshape(image, [-1, 64]) - 0.5
+            box = 640.0 * tf.sigmoid(tf.matmul(flat, self.boxes))
+            score = tf.sigmoid(4.0 * tf.matmul(flat, self.scores))
+            rows = tf.concat(
+                [tf.reshape(box, [-1, 4, anchors]), tf.reshape(score, [-1, classes, anchors])],
+                axis=1,
+            )  # [N, 4+C, anchors]
+            if layout == "channels_last":
+                rows = tf.transpose(rows, [0, 2, 1])
+            shape = (width, anchors) if layout == "channels_first" else (anchors, width)
+            return {"output0": tf.reshape(rows, [-1, *shape])}
+
+    model = Model()
+    with captured_output():
+        tf.saved_model.save(model, str(path), signatures={"serving_default": model.serve})
+    return path

@@ -87,7 +87,9 @@ def test_progress_is_reported_per_phase(
     phases = {phase: (done, total) for phase, done, total in calls}
     assert phases == {
         "float model": (60, 60),
-        "bundle (host)": (60, 60),
+        "bundle (host, builtin)": (60, 60),
+        "bundle (host, xnnpack)": (60, 60),
+        "bundle (host, reference)": (60, 60),
         "per-layer capture": (1, 1),
     }
     assert [c for c in calls if c[0] == "float model"] == [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,38 @@ def test_model_file_outside_the_bundle_is_refused(tmp_path: Path, name: str) -> 
     manifest["files"] = {}
     with pytest.raises(BundleError, match="lies outside the bundle"):
         verify_bundle_files(bundle, manifest)
+
+
+def _io(**changes: object) -> dict:
+    entry = {"name": "x", "shape": [1, 8, 8, 3], "dtype": "int8",
+             "quantization": {"scale": 0.5, "zero_point": -3}}  # fmt: skip
+    entry.update(changes)
+    return entry
+
+
+def test_the_manifest_io_must_be_the_model_files() -> None:
+    from edgepack.backends.base import ModelIO, QuantParams
+    from edgepack.bundle import verify_model_io
+
+    file_in = [ModelIO("x", (1, 8, 8, 3), "int8", QuantParams(0.5, -3))]
+    file_out = [ModelIO("y", (1, 10), "float32"), ModelIO("label", None, "dictionary")]
+    out = {"name": "y", "shape": [1, 10], "dtype": "float32", "quantization": None}
+    verify_model_io({"inputs": [_io()], "outputs": [out]}, (file_in, file_out))  # extra output ok
+    cases = [
+        ([_io(shape=[1, 8, 8, 1])], "has shape [1, 8, 8, 1]; the model file [1, 8, 8, 3]"),
+        ([_io(dtype="uint8")], "has dtype uint8; the model file int8"),
+        ([_io(quantization=None)], "says not quantized; the model file disagrees"),
+        ([_io(quantization={"scale": 0.25, "zero_point": -3})], "has scale 0.25, zero point -3"),
+        (
+            [_io(quantization={"scale": 0.5, "zero_point": 0})],
+            "zero point 0; the model file 0.5, -3",
+        ),
+        ([_io(name="z")], "manifest inputs do not match the model file's (z, (unlisted) x"),
+        ([], "(unlisted) x"),
+    ]
+    for inputs, message in cases:
+        with pytest.raises(BundleError, match=re.escape(message)) as caught:
+            verify_model_io({"inputs": inputs, "outputs": [out]}, (file_in, file_out))
+        assert caught.value.exit_code == 6
+    with pytest.raises(BundleError, match="manifest outputs do not match"):
+        verify_model_io({"inputs": [_io()], "outputs": [dict(out, name="w")]}, (file_in, file_out))

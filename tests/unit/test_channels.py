@@ -70,7 +70,12 @@ def test_similar_ranges_and_probabilities_are_not_split() -> None:
     assert channel_drift(probs, np.round(probs * 255) / 255) is None  # left to agreement
     assert channel_drift(np.arange(5.0), np.arange(5.0)) is None  # no channel axis
     image = np.concatenate([rng.random((4, 1, 6, 3)), 100 * rng.random((4, 1, 6, 3))], axis=-1)
-    assert channel_drift(image, np.round(image)) is None  # rank 4: the last axis is a width
+    split = channel_drift(image, np.round(image))  # NHWC: channels differ 100x on the last axis
+    assert split is not None and {c.axis for c in split} == {3} and len(split) == 6
+    segmentation = rng.random((2, 4, 5, 5))
+    segmentation[:, 0] *= 1e-3
+    segmentation /= segmentation.sum(axis=1, keepdims=True)  # per-pixel softmax over axis 1
+    assert channel_drift(segmentation, np.round(segmentation * 255) / 255) is None
     assert channel_drift(image, np.round(image), {"left": "0:3"}) is not None  # unless declared
 
 

@@ -115,3 +115,54 @@ def test_report_carries_counts_and_intervals() -> None:
     assert drop_low < 0.01 < drop_high
     no_labels = _report(100, 1, Thresholds(), labels=False).to_dict()
     assert no_labels["intervals"]["accuracy_drop"] is None
+
+
+def test_a_budget_finer_than_one_sample_is_said() -> None:
+    report = _report(50, 0, Thresholds(min_agreement=0.99, max_drop=0.01))
+    notes = report.resolution()
+    assert notes == [
+        "the agreement budget (99.00%) is finer than one sample of 50 (2.00%); about 381 "
+        "samples would resolve it",
+        "the accuracy drop budget (1.00%) is finer than one sample of 50 (2.00%); about 381 "
+        "samples would resolve it",
+    ]
+    assert report.to_dict()["resolution"] == notes
+
+
+def test_an_interval_containing_the_budget_is_said() -> None:
+    # 198 of 200 agree: 99.00%, the budget itself; the Wilson interval spans it
+    report = _report(200, 2, Thresholds(min_agreement=0.99, max_drop=None), labels=False)
+    (note,) = report.resolution()
+    assert note.startswith("the 95% interval of the agreement [96.")
+    assert "contains the budget 99.00%: 200 samples cannot tell" in note and "381" in note
+
+
+def test_enough_samples_resolve_the_budget() -> None:
+    report = _report(400, 0, Thresholds(min_agreement=0.99, max_drop=0.01))
+    assert report.resolution() == []
+
+
+@pytest.mark.parametrize(
+    ("calibrating", "held_out", "expected"),
+    [
+        (1, 1, ["only 1 calibration samples", "1 held-out samples cannot resolve the 1.00%"]),
+        (200, 100, ["100 held-out samples cannot resolve the 1.00% accuracy-drop budget"]),
+        (200, 400, []),
+    ],
+)
+def test_build_warns_about_a_split_too_small(
+    calibrating: int, held_out: int, expected: list[str]
+) -> None:
+    from pathlib import Path
+
+    from edgepack.api import split_warnings
+    from edgepack.options import BuildOptions
+    from edgepack.profiles import load_profile
+
+    options = BuildOptions(load_profile("onnx"), None, Path("."))
+    warnings = split_warnings(calibrating, held_out, options)
+    assert len(warnings) == len(expected)
+    for warning, start in zip(warnings, expected, strict=True):
+        assert warning.startswith(start), warning
+    if held_out < 381:
+        assert all("about 381 would" in w for w in warnings if "held-out" in w)
