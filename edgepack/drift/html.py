@@ -42,7 +42,7 @@ def render_html(
     if len(report.paths) > 1:
         sections.append(_paths_section(report))
     if layers is not None and layers.layers:
-        sections.append(_layers_section(layers))
+        sections.append(_layers_section(layers, report.thresholds.min_sqnr))
     sections += [_channels_section(output) for output in report.outputs if output.channels]
     sections.append(_scatter_section(report, reference, quantized))
     if report.top1_agreement is not None:
@@ -161,18 +161,32 @@ def _paths_section(report: DriftReport) -> str:
     )
 
 
-def _layers_section(layers: Any) -> str:
+CHART_LAYERS = 40  # the chart shows the worst layers; the table below it has every one
+
+
+def chart_layers(layers: Any) -> list[Any]:
+    """The layers the per-layer chart draws: the worst :data:`CHART_LAYERS` (the report lists
+    layers worst first), in execution order; a 150-layer model stays readable."""
+    return sorted(layers.layers[:CHART_LAYERS], key=lambda d: d.order)
+
+
+def _layers_section(layers: Any, min_sqnr: float | None = None) -> str:
     plt = _pyplot()
 
-    ordered = sorted(layers.layers, key=lambda d: d.order)
-    figure, axes = plt.subplots(figsize=(9, 0.35 * len(ordered) + 1.2))
-    values = [d.sqnr_db for d in ordered]
+    shown = chart_layers(layers)
+    figure, axes = plt.subplots(figsize=(9, 0.3 * len(shown) + 1.4))
+    values = [d.sqnr_db for d in shown]
     worst = min(values)
     colours = ["#c0392b" if v == worst else "#2e86c1" for v in values]
-    axes.barh([d.layer for d in ordered], values, color=colours)
+    axes.barh([d.layer for d in shown], values, color=colours)
     axes.invert_yaxis()
+    if min_sqnr is not None:
+        axes.axvline(min_sqnr, color="#7f8c8d", linestyle="--", label=f"budget {min_sqnr:g} dB")
+        axes.legend(loc="lower right")
     axes.set_xlabel("SQNR (dB), higher is better")
-    axes.set_title("Per-layer SQNR, in execution order (worst in red)")
+    rest = len(layers.layers) - len(shown)
+    scope = f"the worst {len(shown)} of {len(layers.layers)}" if rest > 0 else "every layer"
+    axes.set_title(f"Per-layer SQNR, {scope}, in execution order (worst in red)")
     rows = [
         (d.layer, f"{d.sqnr_db:.2f} dB", f"{d.cosine:.5f}", "x".join(map(str, d.shape)), d.tensor)
         for d in layers.layers
@@ -184,7 +198,8 @@ def _layers_section(layers: Any) -> str:
         else ""
     )
     return (
-        f"<section><h2>Per-layer drift ({layers.samples} samples)</h2>"
+        f"<section><h2>Per-layer drift ({layers.samples} samples, "
+        f"{html.escape(layers.path or 'host')} path)</h2>"
         f"<p>{html.escape(layers.matching)}</p>"
         + _image(figure, "per-layer SQNR bars")
         + _table(["layer", "SQNR", "cosine", "shape", "tensor"], rows)
