@@ -37,13 +37,11 @@ def print_build_results(results: Sequence[Any]) -> None:
         "agreement",
         "accuracy float -> quant",
         "min SQNR",
-        "worst path",
         "drift",
     ):
         table.add_column(column)
     for result in results:
         report = result.report
-        paths = f"{report.path} (of {len(report.paths)})" if len(report.paths) > 1 else report.path
         accuracy = "-"
         if report.accuracy_float is not None:
             accuracy = f"{_pct(report.accuracy_float)} -> {_pct(report.accuracy_quantized)}"
@@ -54,11 +52,16 @@ def print_build_results(results: Sequence[Any]) -> None:
             _pct(report.top1_agreement),
             accuracy,
             f"{report.min_sqnr_db:.2f} dB",
-            paths,
             _verdict(result.passed),
         )
     _console.print(table)
     for result in results:
+        report = result.report
+        if len(report.paths) > 1:
+            _console.print(
+                f"{result.target}: figures of the worst of {len(report.paths)} execution paths, "
+                f"{report.path} ({', '.join(p.name for p in report.paths)}; each in drift.json)"
+            )
         worst = result.layers.worst if result.layers is not None else None
         if worst is not None:
             _console.print(

@@ -1,9 +1,10 @@
 """The drift verdict as JUnit XML, so CI systems show each threshold like a test.
 
 One test suite per report; one test case per threshold that applies (top-1 agreement, accuracy
-drop, the SQNR of each output) and one per output for channel collapse. A threshold that is off,
-or that cannot be measured (no labels, no classifier output), is a skipped test case; a broken
-one is a failure whose message is the report's own failure line.
+drop, the SQNR of each output, the detection recall of each detection output) and one per
+output for channel collapse. A threshold that is off, or that cannot be measured (no labels, no
+classifier output), is a skipped test case; a broken one is a failure whose message is the
+report's own failure lines (of every execution path, each naming its path).
 """
 
 from __future__ import annotations
@@ -24,65 +25,58 @@ class Case:
 
 
 def junit_cases(report: DriftReport) -> list[Case]:
-    """The test cases of ``report``, in a stable order."""
+    """The test cases of ``report``, in a stable order. A case fails with the report's own
+    failure lines that belong to it (every execution path's, each naming its path), so JUnit
+    says exactly what the verdict says."""
     limits = report.thresholds
+    lines = [(_unlabelled(line), line) for line in report.failures]
+
+    def failing(prefix: str) -> str | None:
+        found = [line for bare, line in lines if bare.startswith(prefix)]
+        return "; ".join(found) or None
+
+    def case(name: str, limit: Any, value: Any, prefix: str, unmeasured: str) -> Case:
+        if limit is None:
+            return Case(name, skipped="threshold off")
+        if value is None:
+            return Case(name, skipped=f"not measured: {unmeasured}")
+        return Case(name, failure=failing(prefix))
+
     cases = [
-        _case(
-            "top-1 agreement",
-            limits.min_agreement,
-            report.top1_agreement,
-            lambda value, limit: value >= limit,
-            lambda value, limit: f"top-1 agreement {value:.2%} < {limit:.2%}",
-            "no classifier output",
-        ),
-        _case(
-            "accuracy drop",
-            limits.max_drop,
-            report.accuracy_drop,
-            lambda value, limit: value <= limit,
-            lambda value, limit: f"accuracy drop {value:.2%} > {limit:.2%}",
-            "no labels",
-        ),
-    ]
+        case("top-1 agreement", limits.min_agreement, report.top1_agreement,
+             "top-1 agreement ", "no classifier output"),
+        case("accuracy drop", limits.max_drop, report.accuracy_drop, "accuracy drop ",
+             "no labels"),
+    ]  # fmt: skip
     for output in report.outputs:
         cases.append(
-            _case(
-                f"SQNR of {output.name}",
-                limits.min_sqnr,
-                output.sqnr_db,
-                lambda value, limit: value >= limit,
-                lambda value, limit, name=output.name: (
-                    f"SQNR of {name!r} {value:.1f} dB < {limit:.1f} dB"
-                ),
-                "",
-            )
-        )
+            case(f"SQNR of {output.name}", limits.min_sqnr, output.sqnr_db,
+                 f"SQNR of {output.name!r} ", "")
+        )  # fmt: skip
     for output in report.outputs:
-        collapsed = output.collapsed
+        if output.detections is not None:
+            cases.append(
+                case(f"detection recall of {output.name}", limits.min_recall,
+                     output.detections.recall, f"detection recall of {output.name!r} ",
+                     "the float model detects nothing")
+            )  # fmt: skip
+    for output in report.outputs:
         name = f"no collapsed channel in {output.name}"
-        if output.channels is None:
+        collapsed = failing(f"output {output.name!r} ")
+        if output.channels is None and collapsed is None:
             cases.append(Case(name, skipped="channels not measured apart (similar ranges)"))
-        elif collapsed and not limits.allow_collapse:
-            details = "; ".join(f"{c.name}: {c.reason}" for c in collapsed)
-            cases.append(Case(name, failure=f"{len(collapsed)} collapsed: {details}"))
-        else:
+        elif limits.allow_collapse:
             cases.append(Case(name))
+        else:
+            cases.append(Case(name, failure=collapsed))
     return cases
 
 
-def _case(
-    name: str,
-    limit: float | None,
-    value: float | None,
-    holds: Any,
-    message: Any,
-    unmeasured: str,
-) -> Case:
-    if limit is None:
-        return Case(name, skipped="threshold off")
-    if value is None:
-        return Case(name, skipped=f"not measured: {unmeasured}")
-    return Case(name) if holds(value, limit) else Case(name, failure=message(value, limit))
+def _unlabelled(line: str) -> str:
+    """A failure line without its ``[path] `` label."""
+    if line.startswith("[") and "] " in line:
+        return line.split("] ", 1)[1]
+    return line
 
 
 def junit_xml(report: DriftReport, bundle: str) -> str:
@@ -105,6 +99,7 @@ def junit_xml(report: DriftReport, bundle: str) -> str:
         ("runtime", report.runtime),
         ("runtime_kind", report.runtime_kind),
         ("samples", str(report.samples)),
+        ("paths", ", ".join(p.name for p in report.paths) or report.path),
         ("data_fingerprint", str(report.data.get("fingerprint", ""))),
     ):
         ET.SubElement(properties, "property", name=key, value=value)

@@ -187,7 +187,8 @@ def test_junit_has_one_case_per_threshold_and_output(tmp_path: Path) -> None:
     assert skipped == {"accuracy drop", "no collapsed channel in logits"}
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("6", "2", "2")
     message = cases["no collapsed channel in det"].find("failure").get("message")  # type: ignore[union-attr]
-    assert message.startswith("3 collapsed: channel 4")
+    assert message.startswith("output 'det' channel 4 collapsed: quantized values constant")
+    assert message.count("collapsed") == 3  # the verdict's own lines, one per channel
     properties = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert properties["bundle"] == "bundles/m-tflite" and properties["data_fingerprint"] == "f" * 64
     passing = compare_outputs({"l": logits}, {"l": logits}, None, Thresholds())

@@ -150,3 +150,31 @@ def test_targets_lists_each_profiles_paths() -> None:
     assert table["tflite"] == ("builtin", "xnnpack", "reference")
     assert table["onnx"] == ("optimized", "unoptimized")
     assert table["coreml"] == ("emulator",)
+
+
+def test_junit_fails_exactly_what_the_verdict_fails_on_every_path() -> None:
+    from edgepack.drift.junit import junit_cases
+
+    reference = {"p": _probabilities()}
+    labels = np.argmax(reference["p"], axis=1)
+    one_lost = _flip(reference["p"], 1)  # 1 of 100: meets a 1% drop budget in whole samples
+    three_lost = _flip(reference["p"], 3)
+    report = compare_paths(
+        reference,
+        [
+            PathOutputs("builtin", "", {"p": one_lost}),
+            PathOutputs("xnnpack", "", {"p": three_lost}),
+        ],
+        labels,
+        Thresholds(min_agreement=None, max_drop=0.01),
+    )
+    cases = {c.name: c for c in junit_cases(report)}
+    assert cases["top-1 agreement"].skipped == "threshold off"
+    failure = cases["accuracy drop"].failure
+    assert failure is not None and failure.startswith("[xnnpack] accuracy drop 3.00% (3 of 100)")
+    assert "[builtin]" not in failure
+    alone = compare_paths(
+        reference, [PathOutputs("builtin", "", {"p": one_lost})], labels,
+        Thresholds(min_agreement=None, max_drop=0.01),
+    )  # fmt: skip
+    assert alone.passed and all(c.failure is None for c in junit_cases(alone))
