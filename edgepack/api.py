@@ -748,6 +748,9 @@ def _labels_of(manifest: dict[str, Any]) -> tuple[str, ...] | None:
     return tuple(manifest["labels"]) if manifest.get("labels") else None
 
 
+CONTRIBUTION_LAYERS = 60  # layers whose own contribution is measured: the worst by SQNR
+
+
 def _measure_layers(
     backend: Any,
     source: Any,
@@ -758,20 +761,65 @@ def _measure_layers(
     calibration: Any,
     feeds: Mapping[str, Any],
 ) -> Any:
-    """The backend's capture of both models, named and ranked (edgepack.drift.layers)."""
+    """The backend's capture of both models, named and ranked (edgepack.drift.layers), with
+    each layer's own contribution where the backend can keep one layer in float."""
     from edgepack.drift.layers import layer_report
 
     started = time.perf_counter()
     capture = backend.capture_layers(source, calibration, model_file, inputs, settings, feeds)
     output_names = {info.name: info.source_name for info in outputs}
-    return layer_report(
+    names = {**output_names, **source.tensor_layers}
+    report = layer_report(
         capture.pairs,
         source.layers,
-        {**output_names, **source.tensor_layers},
+        names,
         capture.matching,
         {"seconds": round(time.perf_counter() - started, 2)},
         capture.path,
     )
+    report = _with_contributions(
+        backend, source, settings, model_file, inputs, outputs, calibration, feeds, capture, report
+    )
+    report.extra["seconds"] = round(time.perf_counter() - started, 2)
+    return report
+
+
+def _with_contributions(
+    backend: Any,
+    source: Any,
+    settings: Any,
+    model_file: Path,
+    inputs: Sequence[Any],
+    outputs: Sequence[Any],
+    calibration: Any,
+    feeds: Mapping[str, Any],
+    capture: Any,
+    report: Any,
+) -> Any:
+    """Each of the worst :data:`CONTRIBUTION_LAYERS` layers kept in float alone, the output
+    measured against the float model (edgepack.drift.layers.with_contributions)."""
+    from dataclasses import replace
+
+    from edgepack.drift.layers import layer_tensors, with_contributions
+    from edgepack.errors import UnsupportedError
+
+    output_names = {info.name: info.source_name for info in outputs}
+    grouped = layer_tensors(capture.pairs, source.layers, {**output_names, **source.tensor_layers})
+    chosen = {d.layer: grouped[d.layer] for d in report.layers[:CONTRIBUTION_LAYERS]}
+    try:
+        kept = backend.outputs_keeping_float(
+            source, calibration, model_file, inputs, outputs, settings, feeds, chosen
+        )
+    except UnsupportedError as exc:
+        return replace(report, contributions=f"not measured: {exc}")
+    baseline = kept.pop("")
+    reference = source.run(feeds)
+    how = (
+        f"output min-SQNR recovered when only that layer is kept in float (its weights the "
+        f"float twin's, its outputs unquantized), on the {capture.path} path; "
+        f"{len(chosen)} of {len(report.layers)} layers (the worst by SQNR)"
+    )
+    return with_contributions(report, reference, kept, baseline, how)
 
 
 def _source_path(manifest: dict[str, Any], bundle_dir: Path, model: Any, cwd: Path) -> Path:

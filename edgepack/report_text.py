@@ -204,13 +204,15 @@ def _print_layers(layers: Any, rows: int = 10) -> None:
         f"{layers.path or 'host'} path, {layers.extra.get('seconds', 0):.1f} s)",
         title_justify="left",
     )
-    for column in ("layer", "SQNR", "cosine", "shape", "tensor"):
+    for column in ("layer", "SQNR", "own share", "cosine", "shape", "tensor"):
         table.add_column(column)
     for drift in layers.layers[:rows]:
         tensor = drift.tensor if len(drift.tensor) <= 40 else drift.tensor[:37] + "..."
+        share = "-" if drift.contribution_db is None else f"{drift.contribution_db:+.2f} dB"
         table.add_row(
             drift.layer,
             f"{drift.sqnr_db:.2f} dB",
+            share,
             f"{drift.cosine:.5f}",
             "x".join(map(str, drift.shape)),
             tensor,
@@ -220,6 +222,12 @@ def _print_layers(layers: Any, rows: int = 10) -> None:
         _console.print(f"... {len(layers.layers) - rows} more layers in the --json report")
     if layers.unmatched:
         _console.print("no tensor of their own (fused or folded): " + ", ".join(layers.unmatched))
+    ranked = layers.by_contribution()
+    if ranked:
+        top = ", ".join(f"{d.layer} ({d.contribution_db:+.2f} dB)" for d in ranked[:5])
+        _console.print(f"own share, largest first (output SQNR recovered kept in float): {top}")
+    elif layers.contributions:
+        _console.print(f"own share: {layers.contributions}")
 
 
 def _print_channels(report: Any) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -222,6 +222,23 @@ class Backend(Protocol):
         """A host runner for a built model (in a work folder or a bundle), on execution
         ``path`` (one of :meth:`paths`; None: the first). ``native`` asks for the vendor's own
         runtime where edgepack otherwise emulates it (Core ML on macOS)."""
+        ...
+
+    def outputs_keeping_float(
+        self,
+        source: SourceModel,
+        calibration: CalibrationData,
+        model_file: Path,
+        inputs: Sequence[TensorInfo],
+        outputs: Sequence[TensorInfo],
+        settings: Any,
+        feeds: Feeds,
+        groups: Mapping[str, Sequence[str]],
+    ) -> dict[str, Outputs]:
+        """The bundle's outputs (source names) on the per-layer capture's execution path, once
+        as it is (key ``""``) and once per group with only that group's tensors (a layer's)
+        computed in float, their quantization removed and their weights the float twin's.
+        Raises :class:`~edgepack.errors.UnsupportedError` where the target cannot yet."""
         ...
 
     def model_io(self, model_file: Path) -> tuple[list[ModelIO], list[ModelIO]]:

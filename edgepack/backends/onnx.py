@@ -23,7 +23,7 @@ import logging
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -181,6 +181,35 @@ class ONNXBackend:
             output_steps=_output_steps(model_file, outputs),
             details=details,
         )
+
+    def outputs_keeping_float(
+        self,
+        source: SourceModel,
+        calibration: CalibrationData,
+        model_file: Path,
+        inputs: Sequence[TensorInfo],
+        outputs: Sequence[TensorInfo],
+        settings: ONNXSettings,
+        feeds: Feeds,
+        groups: Mapping[str, Sequence[str]],
+    ) -> dict[str, Outputs]:
+        """The QDQ model edited once per group (:func:`_keeping_float`), run with graph
+        optimizations off like the per-layer capture, one sample at a time."""
+        import onnx
+
+        with tempfile.TemporaryDirectory(prefix="edgepack-onnx-float-layers-") as scratch:
+            folder = Path(scratch)
+            float_model, _, _ = _float_model(
+                source, calibration.take(CHECK_SAMPLES), settings, folder
+            )
+            prepared, _ = _pre_process(float_model, folder)
+            twin = onnx.load(str(prepared)).graph
+        bundle = onnx.load(str(model_file))
+        results = {"": _run_model(bundle, inputs, outputs, feeds)}
+        for name, tensors in groups.items():
+            edited = _keeping_float(bundle, twin, set(tensors))
+            results[name] = _run_model(edited, inputs, outputs, feeds)
+        return results
 
     def model_io(self, model_file: Path) -> tuple[list[ModelIO], list[ModelIO]]:
         import onnx
@@ -344,6 +373,157 @@ def _session(path: Path, optimized: bool = True) -> Any:
     if not optimized:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _keeping_float(model: Any, twin: Any, tensors: set[str]) -> Any:
+    """A copy of the QDQ ``model`` in which the nodes producing ``tensors`` compute in float:
+    their weight and bias inputs are the float ``twin``'s initializers instead of dequantized
+    int8/int32 ones, and their outputs skip the QuantizeLinear/DequantizeLinear pair that
+    follows (consumers read the float tensor). onnxruntime's quantizer folds a Relu or Clip
+    into the QuantizeLinear that follows it; where the twin computes the tensor with one, it
+    is put back. Everything else stays quantized."""
+    import onnx
+
+    edited = onnx.ModelProto()
+    edited.CopyFrom(model)
+    graph = edited.graph
+    weights = {t.name: t for t in twin.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    for node in [producers[t] for t in tensors if t in producers]:
+        _float_weights(graph, node, producers, weights)
+    bypass = _bypassed_pairs(graph, tensors)
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            if name in bypass:
+                node.input[index] = bypass[name]
+    graph_outputs = {o.name for o in graph.output}
+    for dequantized, original in bypass.items():
+        if dequantized in graph_outputs:  # keep the graph output's name
+            for node in [n for n in graph.node if dequantized in n.output]:
+                graph.node.remove(node)
+            graph.node.append(onnx.helper.make_node("Identity", [original], [dequantized]))
+    _restore_folded_activations(graph, twin, tensors, weights)
+    _drop_unused(graph)
+    return edited
+
+
+def _float_weights(graph: Any, node: Any, producers: Mapping[str, Any], weights: Any) -> None:
+    """Point ``node``'s dequantized constant inputs at the float twin's initializers."""
+    constants = {t.name for t in graph.initializer}
+    for index, name in enumerate(node.input):
+        dequantize = producers.get(name)
+        if dequantize is None or dequantize.op_type != "DequantizeLinear":
+            continue
+        stored = dequantize.input[0]
+        original = stored.removesuffix("_quantized")
+        if stored not in constants or original not in weights:
+            continue  # an activation's DequantizeLinear: the input stays as quantized
+        own = f"{original}__edgepack_float"
+        if own not in constants:
+            initializer = graph.initializer.add()
+            initializer.CopyFrom(weights[original])
+            initializer.name = own
+            constants.add(own)
+        node.input[index] = own
+
+
+def _bypassed_pairs(graph: Any, tensors: set[str]) -> dict[str, str]:
+    """DequantizeLinear output -> the float tensor its QuantizeLinear reads, for ``tensors``."""
+    quantized = {
+        node.output[0]: node.input[0]
+        for node in graph.node
+        if node.op_type == "QuantizeLinear" and node.input[0] in tensors
+    }
+    return {
+        node.output[0]: quantized[node.input[0]]
+        for node in graph.node
+        if node.op_type == "DequantizeLinear" and node.input[0] in quantized
+    }
+
+
+def _restore_folded_activations(graph: Any, twin: Any, tensors: set[str], weights: Any) -> None:
+    """Where the twin ends ``tensor`` with a Relu or Clip that the QDQ graph folded into a
+    QuantizeLinear (the QDQ producer is another op), insert it again before the consumers."""
+    import onnx
+
+    own = {out: node for node in graph.node for out in node.output}
+    constants = {t.name for t in graph.initializer}
+    for node in twin.node:
+        tensor = node.output[0]
+        if node.op_type not in ("Relu", "Clip") or tensor not in tensors:
+            continue
+        if tensor not in own or own[tensor].op_type == node.op_type:
+            continue
+        raw = f"{tensor}__edgepack_unclipped"
+        own[tensor].output[list(own[tensor].output).index(tensor)] = raw
+        extra = [name for name in node.input[1:] if name]
+        for name in extra:
+            if name not in constants and name in weights:
+                graph.initializer.add().CopyFrom(weights[name])
+                constants.add(name)
+        activation = onnx.helper.make_node(node.op_type, [raw, *node.input[1:]], [tensor])
+        activation.attribute.extend(node.attribute)
+        graph.node.append(activation)
+    _sort_topologically(graph)
+
+
+def _sort_topologically(graph: Any) -> None:
+    """Nodes in an order where every input is produced before it is read."""
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            ordered.extend(pending)  # a cycle or an unknown input: onnxruntime will say
+            break
+        for node in ready:
+            ordered.append(node)
+            available.update(node.output)
+            pending.remove(node)
+    copies = [_node_copy(n) for n in ordered]
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def _node_copy(node: Any) -> Any:
+    import onnx
+
+    copy = onnx.NodeProto()
+    copy.CopyFrom(node)
+    return copy
+
+
+def _drop_unused(graph: Any) -> None:
+    """Remove nodes whose outputs nothing reads (the bypassed Q/DQ pairs), repeatedly."""
+    while True:
+        read = {name for node in graph.node for name in node.input}
+        read |= {o.name for o in graph.output}
+        unused = [node for node in graph.node if not any(o in read for o in node.output)]
+        if not unused:
+            return
+        for node in unused:
+            graph.node.remove(node)
+
+
+def _run_model(
+    model: Any, inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo], feeds: Feeds
+) -> Outputs:
+    """``model`` (in memory) run with graph optimizations off, one sample at a time."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    names = [o.name for o in outputs]
+    parts: dict[str, list[np.ndarray]] = {o.source_name: [] for o in outputs}
+    for sample in _FeedReader(inputs, feeds):
+        for info, value in zip(outputs, session.run(names, sample), strict=True):
+            parts[info.source_name].append(np.asarray(value))
+    return {name: np.concatenate(values) for name, values in parts.items()}
 
 
 def _declared(value: Any) -> ModelIO:

@@ -188,7 +188,14 @@ def _layers_section(layers: Any, min_sqnr: float | None = None) -> str:
     scope = f"the worst {len(shown)} of {len(layers.layers)}" if rest > 0 else "every layer"
     axes.set_title(f"Per-layer SQNR, {scope}, in execution order (worst in red)")
     rows = [
-        (d.layer, f"{d.sqnr_db:.2f} dB", f"{d.cosine:.5f}", "x".join(map(str, d.shape)), d.tensor)
+        (
+            d.layer,
+            f"{d.sqnr_db:.2f} dB",
+            "-" if d.contribution_db is None else f"{d.contribution_db:+.2f} dB",
+            f"{d.cosine:.5f}",
+            "x".join(map(str, d.shape)),
+            d.tensor,
+        )
         for d in layers.layers
     ]
     unmatched = ", ".join(layers.unmatched)
@@ -202,7 +209,8 @@ def _layers_section(layers: Any, min_sqnr: float | None = None) -> str:
         f"{html.escape(layers.path or 'host')} path)</h2>"
         f"<p>{html.escape(layers.matching)}</p>"
         + _image(figure, "per-layer SQNR bars")
-        + _table(["layer", "SQNR", "cosine", "shape", "tensor"], rows)
+        + f"<p>Own share: {html.escape(layers.contributions or 'not measured')}</p>"
+        + _table(["layer", "SQNR", "own share", "cosine", "shape", "tensor"], rows)
         + unmatched_note
         + "</section>"
     )

@@ -41,6 +41,8 @@ class LayerDrift:
     sqnr_db: float
     cosine: float
     order: int
+    # output min-SQNR recovered when only this layer is kept in float (None: not measured)
+    contribution_db: float | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,13 @@ class LayerReport:
     matching: str
     extra: dict[str, Any] = field(default_factory=dict)
     path: str = ""  # the execution path the bundle's model ran on
+    # how contributions were measured, or why they were not
+    contributions: str = ""
+
+    def by_contribution(self) -> list[LayerDrift]:
+        """Layers with a measured contribution, largest first (the culprits first)."""
+        measured = [d for d in self.layers if d.contribution_db is not None]
+        return sorted(measured, key=lambda d: (-(d.contribution_db or 0.0), d.order))
 
     @property
     def worst(self) -> LayerDrift | None:
@@ -71,9 +80,12 @@ class LayerReport:
                     "sqnr_db": d.sqnr_db,
                     "cosine": d.cosine,
                     "order": d.order,
+                    "contribution_db": d.contribution_db,
                 }
                 for d in self.layers
             ],
+            "contributions": self.contributions,
+            "by_contribution": [d.layer for d in self.by_contribution()],
             "unmatched_layers": list(self.unmatched),
         }
 
@@ -128,6 +140,43 @@ def layer_report(
     samples = len(pairs[0].reference) if pairs else 0
     unmatched = [layer for layer in layers if layer not in by_layer]
     return LayerReport(measured, unmatched, samples, matching, dict(extra or {}), path)
+
+
+def layer_tensors(
+    pairs: Sequence[TensorPair], layers: Sequence[str], tensor_layers: Mapping[str, str] | None
+) -> dict[str, list[str]]:
+    """Every compared tensor of each layer (named as :func:`layer_report` names them), in
+    execution order: what "keeping the layer in float" keeps."""
+    grouped: dict[str, list[str]] = {}
+    for pair in sorted(pairs, key=lambda p: p.order):
+        name = source_layer(pair.tensor, layers, tensor_layers) or pair.tensor
+        grouped.setdefault(name, []).append(pair.tensor)
+    return grouped
+
+
+def with_contributions(
+    report: LayerReport,
+    reference: Mapping[str, np.ndarray],
+    kept_float: Mapping[str, Mapping[str, np.ndarray]],
+    baseline: Mapping[str, np.ndarray],
+    how: str,
+) -> LayerReport:
+    """``report`` with each layer's own contribution: the min output SQNR (against the float
+    ``reference``) when only that layer is kept in float (``kept_float[layer]``) minus the
+    bundle's own (``baseline``), on the same samples and execution path."""
+    from dataclasses import replace
+
+    def min_sqnr(outputs: Mapping[str, np.ndarray]) -> float:
+        return min(sqnr_db(reference[name], outputs[name]) for name in reference)
+
+    base = min_sqnr(baseline)
+    layers = [
+        replace(d, contribution_db=round(min_sqnr(kept_float[d.layer]) - base, 3))
+        if d.layer in kept_float
+        else d
+        for d in report.layers
+    ]
+    return replace(report, layers=layers, contributions=how)
 
 
 def stack_samples(per_sample: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -211,3 +211,35 @@ def test_build_measures_layers_when_the_config_asks(tmp_path: Path) -> None:
     assert drift["layers"]["samples"] == 64  # of the 200 held-out samples
     assert set(layer_table(drift)) >= KERAS_LAYERS
     assert "tflite: worst layer conv2" in stdout
+
+
+def test_the_damaged_layer_contributes_most_on_onnx(bundles: Path, tmp_path: Path) -> None:
+    """Each layer kept in float alone: keeping the damaged one recovers more output SQNR than
+    keeping any other, so the ranking by contribution names it first (accumulated drift also
+    hits every layer after it)."""
+    damaged = tmp_path / "digits-onnx"
+    shutil.copytree(bundles / "digits-onnx", damaged)
+    DAMAGE["onnx"](damaged, "conv2")
+    _rehash(damaged)
+    result = edgepack.check(damaged, DIGITS_EVAL, layers=True, cwd=tmp_path, environ={}, **OFF)
+    report = result.layers
+    assert report is not None and report.path == "unoptimized"
+    assert "kept in float" in report.contributions
+    ranked = report.by_contribution()
+    assert ranked[0].layer == "conv2", [(d.layer, d.contribution_db) for d in ranked]
+    shares = {d.layer: d.contribution_db for d in ranked}
+    others = [v for k, v in shares.items() if k != "conv2" and v is not None]
+    assert shares["conv2"] is not None and shares["conv2"] > 15.0  # measured 63.7 dB; every other layer < 0.1 dB
+    assert shares["conv2"] > max(others) + 5.0, shares
+    document = report.to_dict()
+    assert document["by_contribution"][0] == "conv2"
+
+
+@pytest.mark.parametrize("target", ["tflite", "coreml"])
+def test_contributions_say_when_not_measured(bundles: Path, tmp_path: Path, target: str) -> None:
+    result = edgepack.check(
+        bundles / f"digits-{target}", DIGITS_EVAL, layers=True, cwd=tmp_path, environ={}, **OFF
+    )
+    report = result.layers
+    assert report is not None and report.contributions.startswith("not measured")
+    assert all(d.contribution_db is None for d in report.layers) and report.by_contribution() == []
