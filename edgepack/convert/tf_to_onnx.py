@@ -56,8 +56,10 @@ def _canonical_names(proto: Any) -> None:
     tf2onnx suffixes the names it makes with a process-wide counter (``Reshape__38``) and, when
     it merges identical constants, keeps whichever name its hash-ordered set yields first. So
     the same model gives different files from run to run (and the graph's doc string names
-    the traced function, numbered per process). Generated constants are renamed
-    ``const__K`` and every other generated suffix renumbered, both in order of first use.
+    the traced function, numbered per process); its unknown dimensions (``unk__227``) are
+    numbered by the same kind of counter. Generated constants are renamed ``const__K``, every
+    other generated suffix renumbered and unknown dimensions renamed ``unk__K``, all in order
+    of first use.
     """
     graph = proto.graph
     graph.doc_string = "converted by tf2onnx"  # tf2onnx writes the traced function's counter
@@ -85,6 +87,15 @@ def _canonical_names(proto: Any) -> None:
     copies = [type(i).FromString(i.SerializeToString()) for i in ordered]
     del graph.initializer[:]
     graph.initializer.extend(copies)
+    _canonical_dimensions(graph)
+
+
+def _canonical_dimensions(graph: Any) -> None:
+    dimensions: dict[str, str] = {}
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") and dim.dim_param.startswith("unk__"):
+                dim.dim_param = dimensions.setdefault(dim.dim_param, f"unk__{len(dimensions) + 1}")
 
 
 def _check(
