@@ -236,15 +236,15 @@ def _build_one(job: _Job) -> BuildResult:
             log.warning("%s: %s", options.profile.name, warning)
         layers = None
         if options.layers:
+            feeds = job.bound.load(split.held_out[:LAYER_SAMPLES])
             layers = _measure_layers(
                 job.backend,
                 job.source,
                 options.settings,
-                built.model_file,
-                built.inputs,
-                built.outputs,
+                (built.model_file, built.inputs, built.outputs),
                 calibration,
-                job.bound.load(split.held_out[:LAYER_SAMPLES]),
+                feeds,
+                job.source.run(feeds),
             )
         manifest = _manifest(job, split, built, report)
         _write_bundle_files(staging, built, manifest, report, job.samples, layers)
@@ -644,11 +644,10 @@ def check(
             backend,
             source,
             _bundle_settings(backend, manifest),
-            model_file,
-            inputs,
-            outputs,
+            (model_file, inputs, outputs),
             _calibration_from(data_set, bound, source, refs[:LAYER_SAMPLES], _labels_of(manifest)),
             {name: batch[:LAYER_SAMPLES] for name, batch in feeds.items()},
+            {name: batch[:LAYER_SAMPLES] for name, batch in reference.items()},
         )
         if progress is not None:
             progress("per-layer capture", 1, 1)
@@ -755,20 +754,22 @@ def _measure_layers(
     backend: Any,
     source: Any,
     settings: Any,
-    model_file: Path,
-    inputs: Sequence[Any],
-    outputs: Sequence[Any],
+    built: tuple[Path, Sequence[Any], Sequence[Any]],
     calibration: Any,
     feeds: Mapping[str, Any],
+    reference: Mapping[str, Any],
 ) -> Any:
     """The backend's capture of both models, named and ranked (edgepack.drift.layers), with
-    each layer's own contribution where the backend can keep one layer in float."""
+    each layer's own contribution where the backend can keep one layer in float.
+
+    ``built`` is the model file with its inputs and outputs; ``reference`` the float model's
+    outputs on ``feeds``."""
     from edgepack.drift.layers import layer_report
 
+    model_file, inputs, outputs = built
     started = time.perf_counter()
     capture = backend.capture_layers(source, calibration, model_file, inputs, settings, feeds)
-    output_names = {info.name: info.source_name for info in outputs}
-    names = {**output_names, **source.tensor_layers}
+    names = {**{info.name: info.source_name for info in outputs}, **source.tensor_layers}
     report = layer_report(
         capture.pairs,
         source.layers,
@@ -778,42 +779,35 @@ def _measure_layers(
         capture.path,
     )
     report = _with_contributions(
-        backend, source, settings, model_file, inputs, outputs, calibration, feeds, capture, report
+        backend.name, capture, report, (source.layers, names), outputs, reference
     )
     report.extra["seconds"] = round(time.perf_counter() - started, 2)
     return report
 
 
 def _with_contributions(
-    backend: Any,
-    source: Any,
-    settings: Any,
-    model_file: Path,
-    inputs: Sequence[Any],
-    outputs: Sequence[Any],
-    calibration: Any,
-    feeds: Mapping[str, Any],
+    target: str,
     capture: Any,
     report: Any,
+    naming: tuple[Sequence[str], Mapping[str, str]],
+    outputs: Sequence[Any],
+    reference: Mapping[str, Any],
 ) -> Any:
     """Each of the worst :data:`CONTRIBUTION_LAYERS` layers kept in float alone, the output
-    measured against the float model (edgepack.drift.layers.with_contributions)."""
+    measured against the float model (edgepack.drift.layers.with_contributions); ``naming``
+    is the source's layers and the tensor-to-layer names the report was ranked with."""
     from dataclasses import replace
 
     from edgepack.drift.layers import layer_tensors, with_contributions
-    from edgepack.errors import UnsupportedError
 
-    output_names = {info.name: info.source_name for info in outputs}
-    grouped = layer_tensors(capture.pairs, source.layers, {**output_names, **source.tensor_layers})
-    chosen = {d.layer: grouped[d.layer] for d in report.layers[:CONTRIBUTION_LAYERS]}
-    try:
-        kept = backend.outputs_keeping_float(
-            source, calibration, model_file, inputs, outputs, settings, feeds, chosen
+    if capture.keep_float is None:
+        return replace(
+            report, contributions=f"not measured: {target} cannot keep one layer in float yet"
         )
-    except UnsupportedError as exc:
-        return replace(report, contributions=f"not measured: {exc}")
+    grouped = layer_tensors(capture.pairs, *naming)
+    chosen = {d.layer: grouped[d.layer] for d in report.layers[:CONTRIBUTION_LAYERS]}
+    kept = capture.keep_float(outputs, chosen)
     baseline = kept.pop("")
-    reference = source.run(feeds)
     how = (
         f"output min-SQNR recovered when only that layer is kept in float (its weights the "
         f"float twin's, its outputs unquantized), on the {capture.path} path; "

@@ -130,15 +130,25 @@ class Emulator:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+KeepFloat = Callable[[Sequence[TensorInfo], Mapping[str, Sequence[str]]], dict[str, Outputs]]
+
+
 @dataclass(frozen=True)
 class LayerCapture:
     """Intermediate tensors of a bundle's model and of its float twin, paired by name
     (see :mod:`edgepack.drift.layers`); ``matching`` says how, in one sentence, and ``path``
-    names the execution path the bundle's model ran on (one that exposes every tensor)."""
+    names the execution path the bundle's model ran on (one that exposes every tensor).
+
+    ``keep_float(outputs, groups)``, where the target can keep one layer in float, gives the
+    bundle's outputs (source names) on that path once as they are (key ``""``) and once per
+    group with only that group's tensors (a layer's) computed in float, their quantization
+    removed and their weights the float twin's; None where the target cannot yet.
+    """
 
     pairs: list[TensorPair]
     matching: str
     path: str = ""
+    keep_float: KeepFloat | None = None
 
 
 @dataclass(frozen=True)
@@ -222,23 +232,6 @@ class Backend(Protocol):
         """A host runner for a built model (in a work folder or a bundle), on execution
         ``path`` (one of :meth:`paths`; None: the first). ``native`` asks for the vendor's own
         runtime where edgepack otherwise emulates it (Core ML on macOS)."""
-        ...
-
-    def outputs_keeping_float(
-        self,
-        source: SourceModel,
-        calibration: CalibrationData,
-        model_file: Path,
-        inputs: Sequence[TensorInfo],
-        outputs: Sequence[TensorInfo],
-        settings: Any,
-        feeds: Feeds,
-        groups: Mapping[str, Sequence[str]],
-    ) -> dict[str, Outputs]:
-        """The bundle's outputs (source names) on the per-layer capture's execution path, once
-        as it is (key ``""``) and once per group with only that group's tensors (a layer's)
-        computed in float, their quantization removed and their weights the float twin's.
-        Raises :class:`~edgepack.errors.UnsupportedError` where the target cannot yet."""
         ...
 
     def model_io(self, model_file: Path) -> tuple[list[ModelIO], list[ModelIO]]:

@@ -27,7 +27,7 @@ import platform
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -178,21 +178,6 @@ class CoreMLBackend:
             return {name: np.concatenate(parts) for name, parts in results.items()}
 
         return Emulator(runtime=runtime, run=run, kind=kind, path=chosen.name)
-
-    def outputs_keeping_float(
-        self,
-        source: SourceModel,
-        calibration: CalibrationData,
-        model_file: Path,
-        inputs: Sequence[TensorInfo],
-        outputs: Sequence[TensorInfo],
-        settings: Any,
-        feeds: Feeds,
-        groups: Mapping[str, Sequence[str]],
-    ) -> dict[str, Outputs]:
-        raise UnsupportedError(
-            "coreml: per-layer contributions are not measured for this target yet"
-        )
 
     def model_io(self, model_file: Path) -> tuple[list[ModelIO], list[ModelIO]]:
         coremltools = import_coremltools()

@@ -25,6 +25,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -182,35 +183,6 @@ class ONNXBackend:
             details=details,
         )
 
-    def outputs_keeping_float(
-        self,
-        source: SourceModel,
-        calibration: CalibrationData,
-        model_file: Path,
-        inputs: Sequence[TensorInfo],
-        outputs: Sequence[TensorInfo],
-        settings: ONNXSettings,
-        feeds: Feeds,
-        groups: Mapping[str, Sequence[str]],
-    ) -> dict[str, Outputs]:
-        """The QDQ model edited once per group (:func:`_keeping_float`), run with graph
-        optimizations off like the per-layer capture, one sample at a time."""
-        import onnx
-
-        with tempfile.TemporaryDirectory(prefix="edgepack-onnx-float-layers-") as scratch:
-            folder = Path(scratch)
-            float_model, _, _ = _float_model(
-                source, calibration.take(CHECK_SAMPLES), settings, folder
-            )
-            prepared, _ = _pre_process(float_model, folder)
-            twin = onnx.load(str(prepared)).graph
-        bundle = onnx.load(str(model_file))
-        results = {"": _run_model(bundle, inputs, outputs, feeds)}
-        for name, tensors in groups.items():
-            edited = _keeping_float(bundle, twin, set(tensors))
-            results[name] = _run_model(edited, inputs, outputs, feeds)
-        return results
-
     def model_io(self, model_file: Path) -> tuple[list[ModelIO], list[ModelIO]]:
         import onnx
 
@@ -234,6 +206,7 @@ class ONNXBackend:
         (made again the same way) and the QDQ model, both with every node output added as a
         graph output; each float tensor is paired with the value the QDQ model's consumers see
         (after its QuantizeLinear/DequantizeLinear pair)."""
+        import onnx
         from onnxruntime.quantization.qdq_loss_debug import (
             collect_activations,
             create_activation_matching,
@@ -255,6 +228,7 @@ class ONNXBackend:
                         str(augmented), _FeedReader(inputs, feeds)
                     )
             order, shapes = _node_order_and_shapes(prepared)
+            twin = onnx.load(str(prepared)).graph
         matched = create_activation_matching(activations["qdq"], activations["float"])
         pairs = [
             TensorPair(
@@ -271,6 +245,9 @@ class ONNXBackend:
             "onnxruntime QDQ debugging: every float tensor of the float model against the same "
             "tensor after its QuantizeLinear/DequantizeLinear pair in the bundle's model",
             path="unoptimized",
+            keep_float=partial(
+                _outputs_keeping_float, onnx.load(str(model_file)), twin, inputs, feeds
+            ),
         )
 
 
@@ -373,6 +350,24 @@ def _session(path: Path, optimized: bool = True) -> Any:
     if not optimized:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _outputs_keeping_float(
+    bundle: Any,
+    twin: Any,
+    inputs: Sequence[TensorInfo],
+    feeds: Feeds,
+    outputs: Sequence[TensorInfo],
+    groups: Mapping[str, Sequence[str]],
+) -> dict[str, Outputs]:
+    """The QDQ ``bundle`` as it is (key ``""``) and edited once per group
+    (:func:`_keeping_float`), run with graph optimizations off like the per-layer capture."""
+    results = {"": _run_model(bundle, inputs, outputs, feeds)}
+    for name, tensors in groups.items():
+        results[name] = _run_model(
+            _keeping_float(bundle, twin, set(tensors)), inputs, outputs, feeds
+        )
+    return results
 
 
 def _keeping_float(model: Any, twin: Any, tensors: set[str]) -> Any:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -207,21 +207,6 @@ class TFLiteBackend:
                 if o.quantization is not None and o.dtype in IO_DTYPES
             },
             details={"delegated_nodes": delegated},
-        )
-
-    def outputs_keeping_float(
-        self,
-        source: SourceModel,
-        calibration: CalibrationData,
-        model_file: Path,
-        inputs: Sequence[TensorInfo],
-        outputs: Sequence[TensorInfo],
-        settings: Any,
-        feeds: Feeds,
-        groups: Mapping[str, Sequence[str]],
-    ) -> dict[str, Outputs]:
-        raise UnsupportedError(
-            "tflite: per-layer contributions are not measured for this target yet"
         )
 
     def model_io(self, model_file: Path) -> tuple[list[ModelIO], list[ModelIO]]:

@@ -229,7 +229,8 @@ def test_the_damaged_layer_contributes_most_on_onnx(bundles: Path, tmp_path: Pat
     assert ranked[0].layer == "conv2", [(d.layer, d.contribution_db) for d in ranked]
     shares = {d.layer: d.contribution_db for d in ranked}
     others = [v for k, v in shares.items() if k != "conv2" and v is not None]
-    assert shares["conv2"] is not None and shares["conv2"] > 15.0  # measured 63.7 dB; every other layer < 0.1 dB
+    # measured: conv2 63.7 dB, every other layer < 0.1 dB
+    assert shares["conv2"] is not None and shares["conv2"] > 15.0
     assert shares["conv2"] > max(others) + 5.0, shares
     document = report.to_dict()
     assert document["by_contribution"][0] == "conv2"
