@@ -1,6 +1,7 @@
 """Per-layer drift (``check --layers``) on the digits example for every target, and on
 deliberately damaged bundles: one layer's int8 weights perturbed in the bundle's own model
-file, after which that layer must be the worst, named as in the Keras model, on every target."""
+file, after which that layer must be the worst, named as in the Keras model, on every target;
+and a model built fragile on purpose, whose culprit only the layers' own shares name."""
 
 from __future__ import annotations
 
@@ -244,3 +245,56 @@ def test_contributions_say_when_not_measured(bundles: Path, tmp_path: Path, targ
     report = result.layers
     assert report is not None and report.contributions.startswith("not measured")
     assert all(d.contribution_db is None for d in report.layers) and report.by_contribution() == []
+
+
+def fragile_keras_model(path: Path) -> Path:
+    """A conv net whose layer ``fragile`` has one output channel 300 times larger than the
+    others, a channel the next layer ignores (its weights there are zero). Per-tensor int8
+    activations give that layer's output a step too coarse for the channels that matter,
+    although the layer's own SQNR stays high (the outlier dominates its signal power)."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1), name="image"),
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1"),
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="fragile"),
+            keras.layers.Conv2D(8, 1, activation="relu", name="mix"),
+            keras.layers.GlobalAveragePooling2D(name="pool"),
+            keras.layers.Dense(3, name="scores"),
+        ]
+    )
+    fragile, mix = model.get_layer("fragile"), model.get_layer("mix")
+    kernel, bias = fragile.get_weights()
+    kernel[..., 0] *= 300.0
+    bias[0] = abs(bias[0]) + 1.0
+    fragile.set_weights([kernel, bias])
+    kernel, bias = mix.get_weights()
+    kernel[:, :, 0, :] = 0.0
+    mix.set_weights([kernel, bias])
+    model.save(path)
+    return path
+
+
+def test_a_fragile_layer_is_ranked_first_by_its_own_share(tmp_path: Path) -> None:
+    """Accumulated drift blames the layers after the fragile one; its own share names it."""
+    from tests.conftest import write_gray_images
+
+    model = fragile_keras_model(tmp_path / "fragile.keras")
+    images = write_gray_images(tmp_path / "images", 96, (8, 8), classes=3)
+    out = tmp_path / "out"
+    edgepack.build(model, ["onnx"], images, out=out, cwd=tmp_path, environ={}, **OFF)
+    result = edgepack.check(
+        out / "fragile-onnx", images, layers=True, cwd=tmp_path, environ={}, **OFF
+    )
+    report = result.layers
+    assert report is not None
+    sqnr = {d.layer: d.sqnr_db for d in report.layers}
+    shares = {d.layer: d.contribution_db for d in report.by_contribution()}
+    assert list(shares)[0] == "fragile", shares
+    assert sqnr["fragile"] > sqnr["mix"] + 10.0, sqnr  # accumulated drift points past it
+    others = [v for k, v in shares.items() if k != "fragile" and v is not None]
+    # measured: own share fragile 40.0 dB, every other layer < 0.01 dB; accumulated SQNR
+    # fragile 44.0 dB, mix 0.4 dB
+    assert shares["fragile"] > 20.0 and shares["fragile"] > max(others) + 5.0, shares
