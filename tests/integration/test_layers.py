@@ -292,7 +292,7 @@ def test_a_fragile_layer_is_ranked_first_by_its_own_share(tmp_path: Path) -> Non
     assert report is not None
     sqnr = {d.layer: d.sqnr_db for d in report.layers}
     shares = {d.layer: d.contribution_db for d in report.by_contribution()}
-    assert list(shares)[0] == "fragile", shares
+    assert next(iter(shares)) == "fragile", shares
     assert sqnr["fragile"] > sqnr["mix"] + 10.0, sqnr  # accumulated drift points past it
     others = [v for k, v in shares.items() if k != "fragile" and v is not None]
     # measured: own share fragile 40.0 dB, every other layer < 0.01 dB; accumulated SQNR
