@@ -436,6 +436,13 @@ def _manifest(job: _Job, split: Any, built: Any, report: Any) -> dict[str, Any]:
     if fed is not None and fed["layout"] != declared:
         # The bundle wants another layout than the source model: the app feeds the bundle's.
         preprocessing.update(layout=fed["layout"], source_layout=declared)
+    if (
+        fed is not None
+        and fed["dtype"].startswith("float")
+        and fed["dtype"] != preprocessing["dtype"]
+    ):
+        # A float16 model input (Core ML): the formula is computed, then rounded to float16.
+        preprocessing.update(dtype=fed["dtype"], source_dtype=preprocessing["dtype"])
     return {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -597,6 +604,7 @@ def check(
     recorded = dict(manifest["preprocessing"])
     # The data feeds the source model: read it in the source model's layout.
     recorded["layout"] = recorded.pop("source_layout", recorded["layout"])
+    recorded["dtype"] = recorded.pop("source_dtype", recorded["dtype"])
     preprocessing = Preprocessing.from_dict(
         {k: v for k, v in recorded.items() if k != "input"},
         f"{bundle_dir / 'manifest.json'}",

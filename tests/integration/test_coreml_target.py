@@ -13,6 +13,7 @@ from edgepack import api
 from edgepack.emulators.coreml import CoreMLEmulator
 from tests.conftest import (
     DIGITS_CALIB,
+    DIGITS_EVAL,
     DIGITS_MODEL,
     CliResult,
     assert_one_line_error,
@@ -119,6 +120,13 @@ def test_manifest_records_emulated_drift(tmp_path: Path) -> None:
     )[0]
     drift = json.loads((result.bundle / "drift.json").read_text())
     assert drift["runtime_kind"] == "emulated" and "emulator" in drift["runtime"]
+    # the fp16 program takes float16 arrays: the preprocessing contract says so too
+    [fed] = result.manifest["inputs"]
+    contract = result.manifest["preprocessing"]
+    assert fed["dtype"] == contract["dtype"] == "float16"
+    assert contract["source_dtype"] == "float32"
+    checked = api.check(result.bundle, DIGITS_EVAL, cwd=tmp_path, environ={})
+    assert checked.report.top1_agreement > 0.95 and checked.report.path == "emulator"
 
 
 def image_profile(tmp_path: Path) -> Path:
