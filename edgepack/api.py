@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepack import __version__
-from edgepack.errors import BundleError, ConfigError, ModelLoadError
+from edgepack.errors import BundleError, CalibrationError, ConfigError, ModelLoadError
 from edgepack.options import (
     BuildOptions,
     parse_paths,
@@ -131,6 +131,7 @@ def build(
     targets: Sequence[str],
     calib: str | os.PathLike[str],
     *,
+    eval: str | os.PathLike[str] | None = None,
     out: str | os.PathLike[str] | None = None,
     num_calib: int | None = None,
     seed: int | None = None,
@@ -146,7 +147,9 @@ def build(
     cwd: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> list[BuildResult]:
-    """Build one bundle per target from ``model``, calibrated on ``calib``, drift-checked.
+    """Build one bundle per target from ``model``, calibrated on ``calib``, drift-checked on
+    the evaluation set ``eval`` (then every calibration sample calibrates) or, without one, on
+    a held-out part of ``calib``.
 
     Options not given here come from ``EDGEPACK_*`` variables, the project config and the
     target profile, in that order. The drift check runs the bundle on every execution path of
@@ -172,6 +175,7 @@ def build(
         "drift.allow_collapse": allow_collapse,
         "drift.min_recall": min_recall,
         "drift.paths": paths,
+        "drift.eval": None if eval is None else str(eval),
         "settings.calibration_method": calib_method,
     }
     model_path = _absolute(Path(model), work_dir)
@@ -191,9 +195,37 @@ def build(
     bound = samples.bind(source.inputs)
     for _, backend, options in plans:
         backend.check_support(source, options.settings)
+    evaluations: dict[Path | None, Any] = {
+        options.eval_dir: _evaluation_set(options.eval_dir, samples, source)
+        for _, _, options in plans
+        if options.eval_dir is not None
+    }
     return [
-        _build_one(_Job(source, samples, bound, backend, options)) for _, backend, options in plans
+        _build_one(
+            _Job(source, samples, bound, backend, options, evaluations.get(options.eval_dir))
+        )
+        for _, backend, options in plans
     ]
+
+
+def _evaluation_set(folder: Path, calibration: Any, source: Any) -> Any:
+    """The build's evaluation set, bound to the source model: read with the calibration
+    set's contract unless it has its own, which must declare the same preprocessing."""
+    from edgepack.calib.dataset import open_sample_set
+
+    evaluation = open_sample_set(folder, fallback=calibration.contract)
+    if evaluation.preprocessing.to_dict() != calibration.preprocessing.to_dict():
+        raise CalibrationError(
+            f"{folder}: its preprocessing differs from the calibration set's "
+            f"({calibration.root}); the drift check must feed the model as the app will"
+        )
+    if calibration.label_names and evaluation.label_names:
+        unknown = sorted(set(evaluation.label_names) - set(calibration.label_names))
+        if unknown:
+            raise CalibrationError(
+                f"{folder}: labels {unknown} are not among the calibration set's labels"
+            )
+    return evaluation.bind(source.inputs)
 
 
 def _ensure_bundle_slot(model_path: Path, options: BuildOptions) -> None:
@@ -211,6 +243,7 @@ class _Job:
     bound: Any  # BoundSet
     backend: Any  # Backend
     options: BuildOptions
+    evaluation: Any = None  # BoundSet of the evaluation set (None: hold out calibration samples)
 
 
 def _build_one(job: _Job) -> BuildResult:
@@ -218,25 +251,30 @@ def _build_one(job: _Job) -> BuildResult:
 
     started = time.perf_counter()
     options = job.options
-    split = job.samples.split(options.num_calib, options.drift_samples, options.seed)
+    held_out = 0 if job.evaluation is not None else options.drift_samples
+    split = job.samples.split(options.num_calib, held_out, options.seed)
     calibration = _calibration_data(job, split.calibration)
+    checked = _drift_data(job, split)
 
     final = bundle_path(options.out_dir, job.source.path, options.profile.name)
     log.info(
-        "%s: building (%d calibration samples, %d held out for the drift check)",
+        "%s: building (%d calibration samples; drift check on %d %s)",
         options.profile.name,
         len(split.calibration),
-        len(split.held_out),
+        len(checked.refs),
+        checked.kind,
     )
     with staged_bundle(final, options.force) as staging:
         built = job.backend.build(job.source, calibration, options.settings, staging)
-        report = _drift(job, split.held_out, built)
+        report = _drift(job, checked, built)
         # after the build, so that a build that fails says one line
-        for warning in split_warnings(len(split.calibration), len(split.held_out), options):
+        for warning in split_warnings(
+            len(split.calibration), len(checked.refs), options, checked.kind
+        ):
             log.warning("%s: %s", options.profile.name, warning)
         layers = None
         if options.layers:
-            feeds = job.bound.load(split.held_out[:LAYER_SAMPLES])
+            feeds = checked.bound.load(checked.refs[:LAYER_SAMPLES])
             layers = _measure_layers(
                 job.backend,
                 job.source,
@@ -256,10 +294,12 @@ def _build_one(job: _Job) -> BuildResult:
 FEW_CALIBRATION_SAMPLES = 50  # below this, int8 ranges move with the sample drawn (see README)
 
 
-def split_warnings(calibrating: int, held_out: int, options: BuildOptions) -> list[str]:
-    """Warnings about a calibration split too small for its job: too few samples to
-    calibrate on, or too few held out to resolve the drift budget (with the number that
-    would: :func:`edgepack.drift.metrics.samples_needed`)."""
+def split_warnings(
+    calibrating: int, checking: int, options: BuildOptions, kind: str = "held-out samples"
+) -> list[str]:
+    """Warnings about a build's samples too few for their job: too few to calibrate on, or
+    too few ``kind`` checked to resolve the drift budget (with the number that would:
+    :func:`edgepack.drift.metrics.samples_needed`)."""
     from edgepack.drift.metrics import samples_needed
 
     warnings = []
@@ -277,14 +317,19 @@ def split_warnings(calibrating: int, held_out: int, options: BuildOptions) -> li
         )
         if allowance is not None and allowance > 0
     ]
-    if allowances and held_out:
+    if allowances and checking:
         name, finest = min(allowances, key=lambda item: item[1])
         needed = samples_needed(finest)
-        if held_out < needed:
+        if checking < needed:
+            remedy = (
+                "give the evaluation set more samples"
+                if kind == EVALUATION_KIND
+                else "build with --eval on an evaluation set, or give the calibration set more "
+                "samples"
+            )
             warnings.append(
-                f"{held_out} held-out samples cannot resolve the {finest:.2%} {name} budget "
-                f"(one sample is {1 / held_out:.2%}); about {needed} would: give the "
-                "calibration set more samples, or check the bundle on a larger evaluation set"
+                f"{checking} {kind} cannot resolve the {finest:.2%} {name} budget "
+                f"(one sample is {1 / checking:.2%}); about {needed} would: {remedy}"
             )
     return warnings
 
@@ -315,11 +360,62 @@ def _calibration_from(
     return CalibrationData(samples, shapes, layouts, sample_set.preprocessing, image_input, labels)
 
 
-def _drift(job: _Job, refs: Sequence[Any], built: Any) -> Any:
-    if not refs:
-        raise ConfigError("no held-out samples left for the drift check; lower --num-calib")
-    feeds = job.bound.load(refs)
-    log.info("%s: drift check on %d held-out samples", job.options.profile.name, len(refs))
+EVALUATION_KIND = "evaluation samples"
+
+
+@dataclass(frozen=True)
+class _DriftData:
+    """The samples a build's drift check runs on: ``refs`` of ``bound``, their labels in the
+    bundle's class order, what they are (``kind``) and where they come from (``data``)."""
+
+    bound: Any  # BoundSet
+    refs: tuple[Any, ...]
+    labels: Any
+    kind: str
+    data: dict[str, Any]
+
+
+def _drift_data(job: _Job, split: Any) -> _DriftData:
+    """The evaluation set's samples when the build has one, else the held-out ones."""
+    import numpy as np
+
+    if job.evaluation is None:
+        if not split.held_out:
+            raise ConfigError("no held-out samples left for the drift check; lower --num-calib")
+        return _DriftData(
+            job.bound,
+            split.held_out,
+            job.bound.labels(split.held_out),
+            "held-out samples",
+            {
+                "path": str(job.samples.root),
+                "fingerprint": job.samples.fingerprint(),
+                "split": "held-out part of the calibration set",
+            },
+        )
+    evaluation = job.evaluation
+    refs = evaluation.set.take(job.options.drift_samples, job.options.seed)
+    labels = None
+    if job.samples.label_names and evaluation.set.label_names:
+        order = {name: i for i, name in enumerate(job.samples.label_names)}
+        mapping = np.array([order[name] for name in evaluation.set.label_names])
+        labels = mapping[evaluation.labels(refs)]
+    return _DriftData(
+        evaluation,
+        refs,
+        labels,
+        EVALUATION_KIND,
+        {
+            "path": str(evaluation.set.root),
+            "fingerprint": evaluation.set.fingerprint(),
+            "split": "evaluation set",
+        },
+    )
+
+
+def _drift(job: _Job, checked: _DriftData, built: Any) -> Any:
+    feeds = checked.bound.load(checked.refs)
+    log.info("%s: drift check on %d %s", job.options.profile.name, len(checked.refs), checked.kind)
     measured = _measure_on_paths(
         job.backend,
         built.model_file,
@@ -331,15 +427,11 @@ def _drift(job: _Job, refs: Sequence[Any], built: Any) -> Any:
     )
     return _judge_paths(
         measured,
-        job.bound.labels(refs),
+        checked.labels,
         job.options.thresholds,
         job.options.slices,
         job.options.detections,
-        data={
-            "path": str(job.samples.root),
-            "fingerprint": job.samples.fingerprint(),
-            "split": "held-out part of the calibration set",
-        },
+        data=checked.data,
     )
 
 

@@ -157,6 +157,15 @@ def cli(verbose: int, quiet: int) -> None:
     type=click.Path(path_type=str),
     help="Calibration set folder (with calibration.toml).",
 )
+@click.option(
+    "-e",
+    "--eval",
+    "eval",
+    default=None,
+    type=click.Path(path_type=str),
+    help="Evaluation folder for the drift check; then every calibration sample calibrates "
+    "[default: hold out part of the calibration set].",
+)
 @click.option("-o", "--out", default=None, help="Output folder for bundles [default: bundles].")
 @click.option(
     "-n",
@@ -173,7 +182,10 @@ def cli(verbose: int, quiet: int) -> None:
 )
 @click.option("--force", is_flag=True, default=None, help="Replace existing bundles.")
 @click.option(
-    "--drift-samples", type=int, default=None, help="Most held-out samples for the drift check."
+    "--drift-samples",
+    type=int,
+    default=None,
+    help="Most samples for the drift check (evaluation or held-out).",
 )
 @_budget_options
 @_verbosity_options

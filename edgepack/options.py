@@ -134,6 +134,7 @@ GENERIC_KEYS: dict[str, Callable[[Any], Any]] = {
     "drift.detections": _parse_detections,
     "drift.min_recall": _optional(parse_fraction),
     "drift.detection_score": parse_fraction,
+    "drift.eval": _optional(str),
 }
 # Options whose value is a table (kept whole, not flattened into dotted keys).
 TABLE_KEYS = {"drift.slices", "drift.detections"}
@@ -151,6 +152,7 @@ ENV_KEYS = {
     "EDGEPACK_LAYERS": "drift.layers",
     "EDGEPACK_PATHS": "drift.paths",
     "EDGEPACK_MIN_RECALL": "drift.min_recall",
+    "EDGEPACK_EVAL": "drift.eval",
 }
 # EDGEPACK_* variables that are not build options (read by scripts, not by the resolver).
 NON_OPTION_ENV = {"EDGEPACK_MODELS"}
@@ -184,6 +186,9 @@ class BuildOptions:
     layers: bool = False  # per-layer drift of the build's held-out samples, in drift.json
     paths: tuple[str, ...] = ()  # execution paths to check; () = every path the host has
     detections: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # the evaluation set the build's drift check runs on (None: a held-out part of the
+    # calibration set); the whole calibration set then calibrates
+    eval_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,7 @@ _DEFAULTS: dict[str, Any] = {
     "drift.detections": {},
     "drift.min_recall": Thresholds.min_recall,
     "drift.detection_score": Thresholds.detection_score,
+    "drift.eval": None,
 }
 
 
@@ -261,6 +267,8 @@ def config_layer(config: tuple[Path, dict[str, Any]] | None, target: str) -> dic
         raise ConfigError(f"{path}: targets.{target} must be a table")
     target_layer = _flatten(per_target, f"{path} [targets.{target}]")
     checked.update(_checked(target_layer, f"{path} [targets.{target}]", allow_settings=True))
+    if checked.get("drift.eval") is not None:  # a path in the config is the config's
+        checked["drift.eval"] = str(path.parent / checked["drift.eval"])
     return checked
 
 
@@ -315,6 +323,7 @@ def resolve_build_options(
         layers=merged["drift.layers"],
         paths=merged["drift.paths"],
         detections=merged["drift.detections"],
+        eval_dir=None if merged["drift.eval"] is None else cwd / merged["drift.eval"],
     )
 
 

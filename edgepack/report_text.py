@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 _console = Console(highlight=False, width=max(100, Console().width))
@@ -57,6 +58,9 @@ def print_build_results(results: Sequence[Any]) -> None:
     _console.print(table)
     for result in results:
         report = result.report
+        _console.print(f"{result.target}: {_verdict_basis(result.manifest, report)}")
+        for note in report.resolution():
+            _console.print(f"[yellow]{result.target}: {escape(note)}[/yellow]")
         if len(report.paths) > 1:
             _console.print(
                 f"{result.target}: figures of the worst of {len(report.paths)} execution paths, "
@@ -69,7 +73,29 @@ def print_build_results(results: Sequence[Any]) -> None:
                 "per-layer drift in drift.json)"
             )
         for failure in result.report.failures:
-            _console.print(f"[red]{result.target}: {failure}[/red]")
+            # escaped: a failure names its path in brackets ("[xnnpack] ..."), not markup
+            _console.print(f"[red]{result.target}: {escape(failure)}[/red]")
+
+
+def _data_kind(drift: dict[str, Any]) -> str:
+    """Where a manifest's drift summary's samples came from (older manifests: held out)."""
+    split = drift.get("data", {}).get("split", "held-out part of the calibration set")
+    return "evaluation set" if split == "evaluation set" else "held out"
+
+
+def _verdict_basis(manifest: dict[str, Any], report: Any) -> str:
+    """What the build's verdict rests on: how many samples of what, and one sample's share."""
+    calibration = manifest["calibration"]
+    data = report.data
+    where = (
+        f"evaluation set {_short_path(Path(data['path']))}"
+        if data.get("split") == "evaluation set"
+        else "held out from the calibration set"
+    )
+    return (
+        f"calibrated on {calibration['samples']} samples; verdict on {report.samples} samples "
+        f"{where} (one sample = {1 / report.samples:.2%})"
+    )
 
 
 def print_check_result(result: Any) -> None:
@@ -113,7 +139,7 @@ def print_check_result(result: Any) -> None:
         f"{'allowed' if limits.allow_collapse else 'fail'}"
     )
     for note in report.resolution():
-        _console.print(f"[yellow]resolution: {note}[/yellow]")
+        _console.print(f"[yellow]resolution: {escape(note)}[/yellow]")
     worst = f" (worst of {len(report.paths)} execution paths)" if len(report.paths) > 1 else ""
     _console.print(f"runtime: {report.runtime}{worst}")
     _console.print(f"verdict: {_verdict(report.passed)}")
@@ -301,7 +327,7 @@ def print_manifest(manifest: dict[str, Any]) -> None:
         )
     drift = manifest["drift"]
     _console.print(
-        f"drift ({drift['samples']} held-out samples, {drift['runtime']}): "
+        f"drift ({drift['samples']} samples, {_data_kind(drift)}, {drift['runtime']}): "
         f"agreement {_pct(drift['top1_agreement'])}, accuracy drop "
         f"{_pct(drift['accuracy_drop'])}, min SQNR {drift['min_sqnr_db']:.2f} dB, "
         f"verdict {drift['verdict']}"

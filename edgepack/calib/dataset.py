@@ -102,9 +102,12 @@ class SampleSet:
 
         When the set is too small for ``num_calibration`` plus a held-out part, a fifth of it
         (at least one sample) is held out, so the drift check never sees calibration samples.
+        ``max_held_out = 0`` holds nothing out (the drift check has an evaluation set).
         """
         order = np.random.default_rng(seed).permutation(len(self.samples))
         shuffled = [self.samples[i] for i in order]
+        if max_held_out == 0:
+            return Split(calibration=tuple(shuffled[:num_calibration]), held_out=())
         n_calib = num_calibration
         if n_calib >= len(shuffled):
             n_calib = max(1, len(shuffled) - max(1, len(shuffled) // 5))

@@ -164,6 +164,7 @@ class DriftReport:
             "min_sqnr_db",
             "thresholds",
             "path",
+            "data",
         )
         summary = {key: full[key] for key in keys}
         summary["paths"] = [

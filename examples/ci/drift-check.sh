@@ -18,7 +18,7 @@ cp "$repo/examples/ci/edgepack.toml" "$work/edgepack.toml"
 cd "$work" || exit 70
 
 edgepack build "$repo/examples/digits/digits.keras" --target all \
-  --calib "$repo/calibration/digits/calib" --out bundles
+  --calib "$repo/calibration/digits/calib" --eval "$repo/calibration/digits/eval" --out bundles
 status=$?
 if [ "$status" -gt 1 ]; then exit "$status"; fi  # no bundle to check
 
