@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
@@ -144,6 +145,8 @@ def build(
     allow_collapse: bool | None = None,
     min_recall: float | str | None = None,
     paths: Sequence[str] | None = None,
+    tune: bool | None = None,
+    tune_seconds: float | None = None,
     cwd: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> list[BuildResult]:
@@ -153,7 +156,9 @@ def build(
 
     Options not given here come from ``EDGEPACK_*`` variables, the project config and the
     target profile, in that order. The drift check runs the bundle on every execution path of
-    its target the host has (``paths`` narrows them) and judges the worst. Returns one
+    its target the host has (``paths`` narrows them) and judges the worst. ``tune`` searches
+    the target's calibration choices on a validation part of ``calib`` first (at most
+    ``tune_seconds``) and builds the best one (:mod:`edgepack.tune`). Returns one
     :class:`BuildResult` per target; a target whose drift exceeds its budget still gets its
     bundle (``result.passed`` is False).
     """
@@ -177,6 +182,8 @@ def build(
         "drift.paths": paths,
         "drift.eval": None if eval is None else str(eval),
         "settings.calibration_method": calib_method,
+        "tune.enabled": tune,
+        "tune.max_seconds": tune_seconds,
     }
     model_path = _absolute(Path(model), work_dir)
     plans = []
@@ -253,8 +260,12 @@ def _build_one(job: _Job) -> BuildResult:
     options = job.options
     held_out = 0 if job.evaluation is not None else options.drift_samples
     split = job.samples.split(options.num_calib, held_out, options.seed)
-    calibration = _calibration_data(job, split.calibration)
     checked = _drift_data(job, split)
+    tuning = _tune(job, split.calibration) if options.tune.enabled else None
+    settings = options.settings
+    if tuning is not None:
+        settings = dataclasses.replace(settings, **tuning.chosen.overrides)
+    calibration = _calibration_data(job, split.calibration)
 
     final = bundle_path(options.out_dir, job.source.path, options.profile.name)
     log.info(
@@ -265,7 +276,7 @@ def _build_one(job: _Job) -> BuildResult:
         checked.kind,
     )
     with staged_bundle(final, options.force) as staging:
-        built = job.backend.build(job.source, calibration, options.settings, staging)
+        built = job.backend.build(job.source, calibration, settings, staging)
         report = _drift(job, checked, built)
         # after the build, so that a build that fails says one line
         for warning in split_warnings(
@@ -278,13 +289,13 @@ def _build_one(job: _Job) -> BuildResult:
             layers = _measure_layers(
                 job.backend,
                 job.source,
-                options.settings,
+                settings,
                 (built.model_file, built.inputs, built.outputs),
                 calibration,
                 feeds,
                 job.source.run(feeds),
             )
-        manifest = _manifest(job, split, built, report)
+        manifest = _manifest(job, split, built, report, settings, tuning)
         _write_bundle_files(staging, built, manifest, report, job.samples, layers)
     seconds = time.perf_counter() - started
     log.info("%s: bundle %s (%.1f s)", options.profile.name, final, seconds)
@@ -515,7 +526,113 @@ def _judge_paths(
     )
 
 
-def _manifest(job: _Job, split: Any, built: Any, report: Any) -> dict[str, Any]:
+VALIDATION_SPLIT = "validation part of the calibration set"
+
+
+@dataclass(frozen=True)
+class _Tuning:
+    """The calibration search's outcome: the candidate kept and how every one scored on
+    ``validation`` samples after calibrating on ``calibrating`` samples."""
+
+    search: Any  # edgepack.tune.SearchResult
+    calibrating: int
+    validation: int
+    seconds: float
+
+    @property
+    def chosen(self) -> Any:
+        return self.search.chosen
+
+    def to_dict(self, options: Any) -> dict[str, Any]:
+        return {
+            "method": "calibration search",
+            "calibration_samples": self.calibrating,
+            "validation_samples": self.validation,
+            "max_candidates": options.max_candidates,
+            "max_seconds": options.max_seconds,
+            "stopped": self.search.stopped,
+            "chosen": self.chosen.name,
+            "settings": dict(self.chosen.overrides),
+            "candidates": [trial.to_dict() for trial in self.search.trials],
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def _tune(job: _Job, refs: Sequence[Any]) -> _Tuning:
+    """Search the target's calibration choices (:mod:`edgepack.tune`): each candidate is
+    built on the first part of the calibration samples and scored on the rest, on every
+    execution path the verdict uses; the bundle is then built on all of them."""
+    import tempfile
+
+    from edgepack.tune import Score, search_calibration, validation_split
+
+    started = time.perf_counter()
+    options = job.options
+    name = options.profile.name
+    fitting, validating = validation_split(refs, options.tune.validation)
+    calibration = _calibration_data(job, fitting)
+    feeds = job.bound.load(validating)
+    labels = job.bound.labels(validating)
+    data = {
+        "path": str(job.samples.root),
+        "fingerprint": job.samples.fingerprint(),
+        "split": VALIDATION_SPLIT,
+    }
+    # A few dozen validation samples cannot resolve a 1% agreement or accuracy budget (one
+    # sample is several percent): rank by the thresholds that do not count samples.
+    uncounted = dataclasses.replace(options.thresholds, min_agreement=None, max_drop=None)
+
+    def evaluate(candidate: Any) -> Any:
+        settings = dataclasses.replace(options.settings, **candidate.overrides)
+        with tempfile.TemporaryDirectory(prefix="edgepack-tune-") as scratch:
+            built = job.backend.build(job.source, calibration, settings, Path(scratch))
+            measured = _measure_on_paths(
+                job.backend,
+                built.model_file,
+                built.inputs,
+                built.outputs,
+                options.paths,
+                job.source.run,
+                feeds,
+            )
+        report = _judge_paths(measured, labels, uncounted, options.slices, options.detections, data)
+        score = Score(len(report.failures), report.min_sqnr_db, report.top1_agreement)
+        log.info(
+            "%s: candidate %s: %.2f dB, %d failures (SQNR, collapse, recall) on %d validation "
+            "samples",
+            name,
+            candidate.name,
+            score.min_sqnr_db,
+            score.failures,
+            len(validating),
+        )
+        return score
+
+    log.info(
+        "%s: calibration search (calibrating on %d samples, validating on %d)",
+        name,
+        len(fitting),
+        len(validating),
+    )
+    search = search_calibration(
+        job.backend.calibration_candidates(options.settings),
+        evaluate,
+        options.tune.max_candidates,
+        options.tune.max_seconds,
+    )
+    if search.stopped:
+        log.warning("%s: calibration search stopped early: %s", name, search.stopped)
+    return _Tuning(search, len(fitting), len(validating), time.perf_counter() - started)
+
+
+def _manifest(
+    job: _Job,
+    split: Any,
+    built: Any,
+    report: Any,
+    settings: Any,
+    tuning: _Tuning | None = None,
+) -> dict[str, Any]:
     from edgepack.bundle import MANIFEST_SCHEMA_VERSION, file_sha256, size_bytes
 
     source, samples, options = job.source, job.samples, job.options
@@ -545,7 +662,7 @@ def _manifest(job: _Job, split: Any, built: Any, report: Any) -> dict[str, Any]:
             "profile_source": profile.source,
             "profile_sha256": profile.sha256,
             "firmware_note": profile.firmware_note,
-            "settings": _settings_dict(options.settings),
+            "settings": _settings_dict(settings),
             "drift": dict(profile.drift),
         },
         "model": {
@@ -576,6 +693,7 @@ def _manifest(job: _Job, split: Any, built: Any, report: Any) -> dict[str, Any]:
             "method": built.calibration_method,
         },
         "versions": _versions(source, built),
+        "tuning": None if tuning is None else tuning.to_dict(options.tune),
         "drift": report.summary(),
         "files": {},
     }

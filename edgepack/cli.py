@@ -187,6 +187,18 @@ def cli(verbose: int, quiet: int) -> None:
     default=None,
     help="Most samples for the drift check (evaluation or held-out).",
 )
+@click.option(
+    "--tune/--no-tune",
+    default=None,
+    help="Search the target's calibration choices on a validation part of the calibration "
+    "set and build the best [default: from the profile/config, off].",
+)
+@click.option(
+    "--tune-seconds",
+    type=float,
+    default=None,
+    help="Time budget of the search [default: 600].",
+)
 @_budget_options
 @_verbosity_options
 @_reported

@@ -105,6 +105,22 @@ def _parse_detections(value: Any) -> dict[str, str]:
     return table
 
 
+def _parse_seconds(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number of seconds, got {value!r}")
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f"expected a number of seconds > 0, got {value!r}")
+    return number
+
+
+def _parse_validation(value: Any) -> float:
+    number = parse_fraction(value)
+    if not 0.0 < number <= 0.5:
+        raise ValueError(f"expected a fraction above 0 and at most 50%, got {value!r}")
+    return number
+
+
 def _optional(parser: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """A threshold can be switched off with ``"off"`` (config, env) or ``none``."""
 
@@ -135,7 +151,13 @@ GENERIC_KEYS: dict[str, Callable[[Any], Any]] = {
     "drift.min_recall": _optional(parse_fraction),
     "drift.detection_score": parse_fraction,
     "drift.eval": _optional(str),
+    "tune.enabled": _parse_bool,
+    "tune.max_seconds": _parse_seconds,
+    "tune.max_candidates": _parse_count,
+    "tune.validation": _parse_validation,
 }
+# Short forms: ``tune = true`` in a config file means ``[tune] enabled = true``.
+ALIASES = {"tune": "tune.enabled"}
 # Options whose value is a table (kept whole, not flattened into dotted keys).
 TABLE_KEYS = {"drift.slices", "drift.detections"}
 
@@ -153,6 +175,8 @@ ENV_KEYS = {
     "EDGEPACK_PATHS": "drift.paths",
     "EDGEPACK_MIN_RECALL": "drift.min_recall",
     "EDGEPACK_EVAL": "drift.eval",
+    "EDGEPACK_TUNE": "tune.enabled",
+    "EDGEPACK_TUNE_SECONDS": "tune.max_seconds",
 }
 # EDGEPACK_* variables that are not build options (read by scripts, not by the resolver).
 NON_OPTION_ENV = {"EDGEPACK_MODELS"}
@@ -168,6 +192,17 @@ class Thresholds:
     allow_collapse: bool = False  # a collapsed output channel is reported but does not fail
     min_recall: float | None = 0.9  # of the float model's detections, on detection outputs
     detection_score: float = 0.25  # score a detection needs to count (Ultralytics' default)
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    """The calibration search (:mod:`edgepack.tune`): whether it runs, its bounds, and the
+    share of the calibration set it validates candidates on."""
+
+    enabled: bool = False
+    max_seconds: float = 600.0
+    max_candidates: int = 8
+    validation: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -189,6 +224,7 @@ class BuildOptions:
     # the evaluation set the build's drift check runs on (None: a held-out part of the
     # calibration set); the whole calibration set then calibrates
     eval_dir: Path | None = None
+    tune: TuneOptions = TuneOptions()
 
 
 @dataclass(frozen=True)
@@ -221,6 +257,10 @@ _DEFAULTS: dict[str, Any] = {
     "drift.min_recall": Thresholds.min_recall,
     "drift.detection_score": Thresholds.detection_score,
     "drift.eval": None,
+    "tune.enabled": TuneOptions.enabled,
+    "tune.max_seconds": TuneOptions.max_seconds,
+    "tune.max_candidates": TuneOptions.max_candidates,
+    "tune.validation": TuneOptions.validation,
 }
 
 
@@ -230,7 +270,7 @@ _DEFAULTS: dict[str, Any] = {
 def profile_layer(profile: TargetProfile) -> dict[str, Any]:
     """The option keys a profile sets, flattened to dotted keys."""
     layer = {}
-    for section in ("calibration", "drift", "settings"):
+    for section in ("calibration", "drift", "settings", "tune"):
         for key, value in getattr(profile, section).items():
             layer[f"{section}.{key}"] = value
     return _checked(layer, f"profile {profile.source}", allow_settings=True)
@@ -324,6 +364,12 @@ def resolve_build_options(
         paths=merged["drift.paths"],
         detections=merged["drift.detections"],
         eval_dir=None if merged["drift.eval"] is None else cwd / merged["drift.eval"],
+        tune=TuneOptions(
+            enabled=merged["tune.enabled"],
+            max_seconds=merged["tune.max_seconds"],
+            max_candidates=merged["tune.max_candidates"],
+            validation=merged["tune.validation"],
+        ),
     )
 
 
@@ -402,7 +448,8 @@ def _flatten(table: Mapping[str, Any], origin: str, prefix: str = "") -> dict[st
 
 def _checked(layer: Mapping[str, Any], origin: str, allow_settings: bool) -> dict[str, Any]:
     checked = {}
-    for key, value in layer.items():
+    for given, value in layer.items():
+        key = ALIASES.get(given, given)
         if key.startswith("settings.") and allow_settings:
             checked[key] = value
             continue

@@ -9,7 +9,8 @@ A profile file has these tables (unknown tables or keys are errors)::
     [profile]      name, backend, description, firmware_note, extends
     [settings]     backend-specific keys, checked against the backend's settings class
     [calibration]  num_samples, seed
-    [drift]        samples, min_agreement, max_drop, min_sqnr
+    [drift]        samples, min_agreement, max_drop, min_sqnr, ...
+    [tune]         enabled, max_seconds, max_candidates, validation
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from edgepack.errors import ConfigError
 
 PROFILE_KEYS = {"name", "backend", "description", "firmware_note", "extends"}
-SECTIONS = {"profile", "settings", "calibration", "drift"}
+SECTIONS = {"profile", "settings", "calibration", "drift", "tune"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class TargetProfile:
     settings: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=dict)
     drift: dict[str, Any] = field(default_factory=dict)
+    tune: dict[str, Any] = field(default_factory=dict)
 
 
 def builtin_profiles_dir() -> Path:
@@ -129,4 +131,5 @@ def _profile_from_data(data: dict[str, Any], path: Path, source: str) -> TargetP
         settings=dict(data.get("settings", {})),
         calibration=dict(data.get("calibration", {})),
         drift=dict(data.get("drift", {})),
+        tune=dict(data.get("tune", {})),
     )

@@ -59,6 +59,9 @@ def print_build_results(results: Sequence[Any]) -> None:
     for result in results:
         report = result.report
         _console.print(f"{result.target}: {_verdict_basis(result.manifest, report)}")
+        tuning = result.manifest.get("tuning")
+        if tuning:
+            _console.print(f"{result.target}: {escape(_tuning_line(tuning))}")
         for note in report.resolution():
             _console.print(f"[yellow]{result.target}: {escape(note)}[/yellow]")
         if len(report.paths) > 1:
@@ -81,6 +84,31 @@ def _data_kind(drift: dict[str, Any]) -> str:
     """Where a manifest's drift summary's samples came from (older manifests: held out)."""
     split = drift.get("data", {}).get("split", "held-out part of the calibration set")
     return "evaluation set" if split == "evaluation set" else "held out"
+
+
+def _tuning_line(tuning: dict[str, Any]) -> str:
+    """What the calibration search kept, against the profile's own choice."""
+    trials = tuning["candidates"]
+    default = trials[0]
+    chosen = next(t for t in trials if t["name"] == tuning["chosen"])
+    line = (
+        f"calibration search kept {chosen['name']} ({_trial_figures(chosen)}); profile's own "
+        f"{default['name']}: {_trial_figures(default)}; {len(trials)} candidates on "
+        f"{tuning['validation_samples']} validation samples in {tuning['seconds']:.0f} s"
+    )
+    if tuning.get("stopped"):
+        line += f" (stopped early: {tuning['stopped']})"
+    return line
+
+
+def _trial_figures(trial: dict[str, Any]) -> str:
+    if trial["error"] is not None:
+        return f"failed: {trial['error']}"
+    sqnr = trial["min_sqnr_db"]
+    figures = "SQNR inf" if sqnr is None else f"{sqnr:.2f} dB"
+    if trial["failures"]:
+        figures += f", {trial['failures']} failures"
+    return figures
 
 
 def _verdict_basis(manifest: dict[str, Any], report: Any) -> str:

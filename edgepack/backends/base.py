@@ -12,6 +12,7 @@ import numpy as np
 from edgepack.drift.layers import TensorPair
 from edgepack.errors import ConfigError, UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
+from edgepack.tune import Candidate
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,11 @@ class Backend(Protocol):
         self, source: SourceModel, calibration: CalibrationData, settings: Any, workdir: Path
     ) -> BuiltModel:
         """Convert and quantize ``source`` into ``workdir``."""
+        ...
+
+    def calibration_candidates(self, settings: Any) -> tuple[Candidate, ...]:
+        """The calibration choices this target's quantizer offers, as settings changes, the
+        profile's own (no overrides) first, then in the order the search should try them."""
         ...
 
     def paths(self, native: bool = False) -> tuple[ExecutionPath, ...]:

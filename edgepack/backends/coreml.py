@@ -22,6 +22,7 @@ macOS); the manifest records the drift numbers as emulated.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import sys
@@ -53,6 +54,7 @@ from edgepack.drift.layers import TensorPair, stack_samples
 from edgepack.errors import ConversionError, UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
 from edgepack.frontends.tf_call import signature_name
+from edgepack.tune import Candidate
 
 # Mode -> the oldest deployment target whose opset has the ops the mode needs.
 QUANTIZE_MODES = {"fp16": 15, "w8": 16, "w8a8": 17, "palettize4": 16, "palettize6": 16}
@@ -69,6 +71,7 @@ class CoreMLSettings:
     compute_precision: str = "fp16"
     image_input: bool = False
     classifier: bool = True
+    per_channel: bool = True  # int8 weights: per-channel scales (false: one per weight tensor)
     author: str = ""
     license: str = ""
 
@@ -79,8 +82,9 @@ class CoreMLSettings:
             )
         if self.deployment_target not in DEPLOYMENT_TARGETS:
             raise ValueError(f"deployment_target must be one of {', '.join(DEPLOYMENT_TARGETS)}")
-        if not isinstance(self.image_input, bool) or not isinstance(self.classifier, bool):
-            raise ValueError("image_input and classifier must be true or false")
+        for name in ("image_input", "classifier", "per_channel"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false")
         if self.compute_precision not in PRECISIONS:
             raise ValueError(f"compute_precision must be one of {', '.join(PRECISIONS)}")
         if self.ios < QUANTIZE_MODES[self.quantize]:
@@ -132,6 +136,17 @@ class CoreMLBackend:
         return BuiltModel(
             model_file, inputs, outputs, versions, _method(settings), _details(mlmodel, settings)
         )
+
+    def calibration_candidates(self, settings: CoreMLSettings) -> tuple[Candidate, ...]:
+        """Linear int8 weights (w8, w8a8) can have per-channel or per-tensor scales: the
+        profile's own first, then the other. Activation ranges (w8a8) are min/max, the only
+        method coremltools' activation quantizer has; fp16 and palettized weights offer no
+        choice."""
+        own = Candidate(_granularity_name(settings))
+        if settings.quantize not in ("w8", "w8a8"):
+            return (own,)
+        other = dataclasses.replace(settings, per_channel=not settings.per_channel)
+        return (own, Candidate(_granularity_name(other), {"per_channel": other.per_channel}))
 
     def paths(self, native: bool = False) -> tuple[ExecutionPath, ...]:
         """One path: edgepack's emulator (or, with ``native``, Apple's runtime on macOS). The
@@ -342,7 +357,9 @@ def _compress(mlmodel: Any, settings: CoreMLSettings) -> Any:
 
     if settings.quantize in ("w8", "w8a8"):
         op_config: Any = cto.OpLinearQuantizerConfig(
-            mode="linear_symmetric", dtype="int8", granularity="per_channel"
+            mode="linear_symmetric",
+            dtype="int8",
+            granularity="per_channel" if settings.per_channel else "per_tensor",
         )
         compress = cto.linear_quantize_weights
     else:
@@ -354,6 +371,14 @@ def _compress(mlmodel: Any, settings: CoreMLSettings) -> Any:
     except Exception as exc:
         text = " ".join(str(exc).split())[:300]
         raise ConversionError(f"coremltools could not compress the weights: {text}") from None
+
+
+def _granularity_name(settings: CoreMLSettings) -> str:
+    if settings.quantize not in ("w8", "w8a8"):
+        return f"{settings.quantize} (no calibration choice)"
+    weights = "per-channel" if settings.per_channel else "per-tensor"
+    activations = ", minmax activations" if settings.quantize == "w8a8" else ""
+    return f"{settings.quantize}: {weights} weights{activations}"
 
 
 def _method(settings: CoreMLSettings) -> str:

@@ -48,6 +48,7 @@ from edgepack.convert.compare import check_float_match
 from edgepack.drift.layers import TensorPair
 from edgepack.errors import ConversionError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
+from edgepack.tune import Candidate
 
 PATHS = (
     ExecutionPath(
@@ -65,6 +66,13 @@ PATHS = (
 log = logging.getLogger("edgepack")
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+# What the calibration search tries after the profile's own choice, in this order.
+SEARCHED_METHODS: tuple[tuple[str, float | None], ...] = (
+    ("percentile", 99.999),
+    ("percentile", 99.99),
+    ("entropy", None),
+    ("minmax", None),
+)
 ACTIVATION_DTYPES = ("int8", "uint8")
 MIN_QDQ_OPSET = 13
 FLOAT_TOLERANCE = 1e-3
@@ -140,6 +148,20 @@ class ONNXBackend:
         if method == "percentile":
             method = f"percentile ({settings.percentile})"
         return BuiltModel(model_file, inputs, outputs, versions, method, details)
+
+    def calibration_candidates(self, settings: ONNXSettings) -> tuple[Candidate, ...]:
+        """The profile's own choice, then onnxruntime's calibration methods (percentile at
+        two levels, entropy, min-max), each with per-channel and per-tensor weights."""
+        own = _choice(settings)
+        choices = [own]
+        for method, percentile in SEARCHED_METHODS:
+            for per_channel in (settings.per_channel, not settings.per_channel):
+                choice = {"calibration_method": method, "per_channel": per_channel}
+                if percentile is not None:
+                    choice["percentile"] = percentile
+                if choice not in choices:
+                    choices.append(choice)
+        return tuple(Candidate(_choice_name(c), {} if c == own else c) for c in choices)
 
     def paths(self, native: bool = False) -> tuple[ExecutionPath, ...]:
         from edgepack.hostcpu import int8_instruction_set
@@ -249,6 +271,24 @@ class ONNXBackend:
                 _outputs_keeping_float, onnx.load(str(model_file)), twin, inputs, feeds
             ),
         )
+
+
+def _choice(settings: ONNXSettings) -> dict[str, Any]:
+    choice: dict[str, Any] = {
+        "calibration_method": settings.calibration_method,
+        "per_channel": settings.per_channel,
+    }
+    if settings.calibration_method == "percentile":
+        choice["percentile"] = float(settings.percentile)
+    return choice
+
+
+def _choice_name(choice: Mapping[str, Any]) -> str:
+    method = choice["calibration_method"]
+    if method == "percentile":
+        method = f"percentile {choice['percentile']:g}"
+    weights = "per-channel" if choice["per_channel"] else "per-tensor"
+    return f"{method}, {weights} weights"
 
 
 class _FeedReader:

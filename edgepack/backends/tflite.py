@@ -44,6 +44,7 @@ from edgepack.drift.layers import TensorPair
 from edgepack.errors import ConversionError, UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
 from edgepack.frontends.tf_call import signature_name, tf_callable
+from edgepack.tune import Candidate
 
 IO_DTYPES = ("int8", "uint8")
 SUPPORTED_SOURCES = ("keras", "savedmodel", "onnx")
@@ -85,6 +86,7 @@ class TFLiteSettings:
     allow_float_fallback: bool = False
     batch_size: int = 1
     calibration_method: str = "minmax"
+    per_channel: bool = True  # per-channel weight scales (false: one scale per weight tensor)
 
     def __post_init__(self) -> None:
         if self.calibration_method not in CALIBRATION_METHODS:
@@ -96,6 +98,8 @@ class TFLiteSettings:
             raise ValueError(f"io_dtype must be one of {IO_DTYPES}, got {self.io_dtype!r}")
         if not isinstance(self.allow_float_fallback, bool):
             raise ValueError("allow_float_fallback must be true or false")
+        if not isinstance(self.per_channel, bool):
+            raise ValueError("per_channel must be true or false")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a whole number >= 1, got {self.batch_size!r}")
 
@@ -167,7 +171,19 @@ class TFLiteBackend:
         converter.target_spec.supported_ops = ops
         converter.inference_input_type = getattr(tf, settings.io_dtype)
         converter.inference_output_type = getattr(tf, settings.io_dtype)
+        converter._experimental_disable_per_channel = not settings.per_channel
         return _convert(converter)
+
+    def calibration_candidates(self, settings: TFLiteSettings) -> tuple[Candidate, ...]:
+        """The converter calibrates with min/max ranges only; what it lets one choose is
+        per-channel or per-tensor weight scales: the profile's own first, then the other."""
+        return (
+            Candidate(_weights_name(settings.per_channel)),
+            Candidate(
+                _weights_name(not settings.per_channel),
+                {"per_channel": not settings.per_channel},
+            ),
+        )
 
     def paths(self, native: bool = False) -> tuple[ExecutionPath, ...]:
         return PATHS
@@ -246,6 +262,10 @@ class TFLiteBackend:
             "same export, matched by tensor name (dequantized with each tensor's scale)",
             path="builtin",
         )
+
+
+def _weights_name(per_channel: bool) -> str:
+    return f"minmax, {'per-channel' if per_channel else 'per-tensor'} weights"
 
 
 def _converter(

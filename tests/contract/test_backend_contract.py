@@ -3,6 +3,7 @@ gets the whole suite by being registered (and shipping a profile of the same nam
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -202,6 +203,44 @@ class TestBackendContract:
         first = built["result"].manifest
         assert again["model"]["sha256"] == first["model"]["sha256"]
         assert again["calibration"]["fingerprint"] == first["calibration"]["fingerprint"]
+
+    def test_calibration_candidates_start_with_the_profile_and_are_valid_settings(
+        self, built: dict, tmp_path: Path
+    ) -> None:
+        backend = BACKENDS[built["name"]]
+        settings = resolve_build_options(
+            load_profile(backend.name), backend.settings_type, {}, tmp_path, {}
+        ).settings
+        candidates = backend.calibration_candidates(settings)
+        assert candidates[0].overrides == {}
+        assert len({c.name for c in candidates}) == len(candidates) >= 2
+        changed = [dataclasses.replace(settings, **c.overrides) for c in candidates]
+        assert len(set(changed)) == len(candidates)  # every candidate is another choice
+
+    def test_a_tuned_build_keeps_the_best_candidate_and_records_every_one(
+        self, built: dict, tmp_path: Path
+    ) -> None:
+        backend = BACKENDS[built["name"]]
+        result = api.build(
+            built["dir"] / "tiny.keras", [built["name"]], built["dir"] / "calib",
+            out=tmp_path, num_calib=32, tune=True, cwd=tmp_path, environ={},
+        )[0]  # fmt: skip
+        manifest = result.manifest
+        assert_valid_manifest(manifest)
+        tuning = manifest["tuning"]
+        assert (tuning["calibration_samples"], tuning["validation_samples"]) == (16, 16)
+        assert manifest["calibration"]["samples"] == 32  # the bundle calibrates on all
+        settings = resolve_build_options(
+            load_profile(backend.name), backend.settings_type, {}, tmp_path, {}
+        ).settings
+        names = [c.name for c in backend.calibration_candidates(settings)]
+        assert [t["name"] for t in tuning["candidates"]] == names[: tuning["max_candidates"]]
+        scored = [t for t in tuning["candidates"] if t["error"] is None]
+        best = max(scored, key=lambda t: (-t["failures"], round(t["min_sqnr_db"] or 1e9, 2)))
+        assert tuning["chosen"] == best["name"]
+        chosen = next(t for t in tuning["candidates"] if t["name"] == tuning["chosen"])
+        for key, value in chosen["settings"].items():
+            assert manifest["target"]["settings"][key] == value
 
     def test_default_profile_settings_are_valid(self, built: dict, tmp_path: Path) -> None:
         backend = BACKENDS[built["name"]]

@@ -150,3 +150,50 @@ def test_bad_profiles(tmp_path: Path, text: str, message: str) -> None:
 def test_unknown_target_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"unknown target 'tflight' \(known: .*tflite"):
         load_profile("tflight")
+
+
+def test_tune_is_off_by_default_and_each_layer_can_switch_it(tmp_path: Path) -> None:
+    from edgepack.options import TuneOptions
+
+    assert resolve(tmp_path).tune == TuneOptions()
+    assert resolve(tmp_path).tune.enabled is False
+    (tmp_path / "edgepack.toml").write_text("tune = true\n")  # the short form
+    assert resolve(tmp_path).tune.enabled is True
+    assert resolve(tmp_path, env={"EDGEPACK_TUNE": "0"}).tune.enabled is False
+    cli = {"tune.enabled": True, "tune.max_seconds": 30.0}
+    tuned = resolve(tmp_path, cli=cli, env={"EDGEPACK_TUNE": "0"}).tune
+    assert (tuned.enabled, tuned.max_seconds) == (True, 30.0)
+
+
+def test_tune_bounds_come_from_a_profile_then_the_config(tmp_path: Path) -> None:
+    profile = tmp_path / "mine.toml"
+    profile.write_text(
+        '[profile]\nname = "mine"\nextends = "onnx"\n[tune]\nenabled = true\n'
+        "max_candidates = 4\nvalidation = 0.25\n"
+    )
+    (tmp_path / "edgepack.toml").write_text("[tune]\nmax_seconds = 90\n")
+    from edgepack.backends.onnx import ONNXSettings
+
+    tune = resolve_build_options(load_profile(str(profile)), ONNXSettings, {}, tmp_path, {}).tune
+    assert (tune.enabled, tune.max_candidates, tune.validation, tune.max_seconds) == (
+        True,
+        4,
+        0.25,
+        90.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("[tune]\nmax_seconds = 0\n", "tune.max_seconds: expected a number of seconds > 0"),
+        ("[tune]\nvalidation = 0.8\n", "tune.validation: expected a fraction above 0"),
+        ("[tune]\nmax_candidates = 0\n", "tune.max_candidates: expected a whole number"),
+        ("[tune]\nbudget = 3\n", "unknown option 'tune.budget'"),
+        ("tune = 'maybe'\n", "tune.enabled: expected true or false"),
+    ],
+)
+def test_bad_tune_options_name_the_key(tmp_path: Path, config: str, message: str) -> None:
+    (tmp_path / "edgepack.toml").write_text(config)
+    with pytest.raises(ConfigError, match=message):
+        resolve(tmp_path)

@@ -1,0 +1,149 @@
+"""Accuracy-driven tuning, independent of any target: propose, score, keep the best.
+
+A backend says which calibration choices its quantizer offers (:class:`Candidate`: a name and
+the settings it changes) and builds a bundle for one of them; this module decides which to
+try, in which order, within which bounds, and which one wins. Candidates are scored on a
+*validation* part of the calibration set (:func:`validation_split`), never on the samples of
+the drift verdict, which stay an independent test.
+
+The search is deterministic: candidates are tried in the backend's order, at most
+``max_candidates`` of them, and ties keep the earlier one (the profile's own settings come
+first, so a choice changes only when another measures better). ``max_seconds`` is a safety
+stop; when it cuts the search short the result records it, because a cut depends on the
+host's speed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgepack.errors import ConfigError, EdgepackError
+
+MIN_VALIDATION_SAMPLES = 16
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One calibration choice of a target's quantizer: ``overrides`` are the settings it
+    changes from the profile's (empty: the profile's own)."""
+
+    name: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Score:
+    """How a candidate's bundle did on the validation samples (worst execution path)."""
+
+    failures: int  # thresholds missed that do not count samples (SQNR, collapse, recall)
+    min_sqnr_db: float  # lowest output SQNR
+    agreement: float | None  # top-1 agreement, for classifiers
+
+    def key(self) -> tuple[int, float]:
+        """Fewest failures first, then the highest SQNR (rounded as it is printed)."""
+        sqnr = self.min_sqnr_db if math.isfinite(self.min_sqnr_db) else 1e9
+        return (-self.failures, round(sqnr, 2))
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One candidate tried: its score, or the one-line error its build gave."""
+
+    candidate: Candidate
+    score: Score | None
+    seconds: float
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        score = self.score
+        return {
+            "name": self.candidate.name,
+            "settings": dict(self.candidate.overrides),
+            "failures": None if score is None else score.failures,
+            "min_sqnr_db": None if score is None else _finite(score.min_sqnr_db),
+            "top1_agreement": None if score is None else score.agreement,
+            "seconds": round(self.seconds, 2),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The candidate kept, every trial in the order tried, and why the search stopped early
+    (None: every candidate was tried)."""
+
+    chosen: Candidate
+    trials: tuple[Trial, ...]
+    stopped: str | None = None
+
+    @property
+    def best(self) -> Trial:
+        return next(t for t in self.trials if t.candidate == self.chosen)
+
+    @property
+    def default(self) -> Trial:
+        return self.trials[0]
+
+
+def validation_split(
+    refs: Sequence[Any], fraction: float
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The calibration samples split into (calibrate on, validate on): the last
+    ``fraction`` of them, at least :data:`MIN_VALIDATION_SAMPLES`, at most half."""
+    total = len(refs)
+    count = max(MIN_VALIDATION_SAMPLES, round(fraction * total))
+    if total < 2 * MIN_VALIDATION_SAMPLES or count > total // 2:
+        raise ConfigError(
+            f"tuning needs a validation part of the calibration set: {total} calibration "
+            f"samples are too few for {count} validation samples and as many to calibrate "
+            f"on (give at least {2 * max(count, MIN_VALIDATION_SAMPLES)})"
+        )
+    return tuple(refs[: total - count]), tuple(refs[total - count :])
+
+
+def search_calibration(
+    candidates: Sequence[Candidate],
+    evaluate: Callable[[Candidate], Score],
+    max_candidates: int,
+    max_seconds: float,
+    clock: Callable[[], float] = time.perf_counter,
+) -> SearchResult:
+    """Score ``candidates`` in order with ``evaluate`` and keep the best (:meth:`Score.key`).
+
+    A candidate whose build fails with an edgepack error is recorded with its message and
+    skipped; when every one fails, the first one's error is raised. The first candidate is
+    always tried; the search stops after ``max_candidates`` or once ``max_seconds`` have
+    passed.
+    """
+    started = clock()
+    trials: list[Trial] = []
+    stopped = None
+    errors: list[EdgepackError] = []
+    for index, candidate in enumerate(candidates):
+        if index >= max_candidates:
+            stopped = f"max_candidates = {max_candidates} reached"
+            break
+        if index and clock() - started > max_seconds:
+            stopped = f"max_seconds = {max_seconds:g} reached after {index} candidates"
+            break
+        began = clock()
+        try:
+            score = evaluate(candidate)
+        except EdgepackError as exc:
+            errors.append(exc)
+            trials.append(Trial(candidate, None, clock() - began, str(exc)))
+            continue
+        trials.append(Trial(candidate, score, clock() - began))
+    scored = [t for t in trials if t.score is not None]
+    if not scored:
+        raise errors[0]
+    best = max(scored, key=lambda t: t.score.key())  # type: ignore[union-attr]
+    return SearchResult(best.candidate, tuple(trials), stopped)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None

@@ -1,0 +1,136 @@
+"""build --tune: the calibration search finds the choice that holds on data the profile's own
+choice mishandles, records every candidate, and gives the same bundle every time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepack import api
+from tests.conftest import CliResult, assert_one_line_error, assert_valid_manifest
+
+OFF = {"min_agreement": "off", "max_drop": "off"}
+SPIKE = 300.0
+
+
+@pytest.fixture(scope="module")
+def spiky(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A small conv net, an evaluation set of N(0, 1) arrays, and a calibration set of the
+    same kind in which one sample, one that calibrates (the first after the seed-0 shuffle),
+    has a single value of 300: min-max ranges stretch to it, percentile and entropy do not."""
+    import keras
+
+    root = tmp_path_factory.mktemp("spiky")
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential(
+        [
+            keras.Input((16, 16, 1), name="x"),
+            keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
+            keras.layers.GlobalAveragePooling2D(name="pool"),
+            keras.layers.Dense(4, name="scores"),
+        ]
+    )
+    model.save(root / "spiky.keras")
+    rng = np.random.default_rng(7)
+    for name, count in (("calib", 80), ("eval", 40)):
+        folder = root / name
+        folder.mkdir()
+        data = rng.normal(size=(count, 16, 16, 1)).astype(np.float32)
+        if name == "calib":
+            data[int(np.random.default_rng(0).permutation(count)[0]), 5, 5, 0] = SPIKE
+        np.save(folder / "samples.npy", data)
+        (folder / "calibration.toml").write_text('input = "x"\n')
+    return {"model": root / "spiky.keras", "calib": root / "calib", "eval": root / "eval"}
+
+
+def _build(spiky: dict[str, Path], out: Path, **options: object) -> api.BuildResult:
+    return api.build(
+        spiky["model"], ["onnx"], spiky["calib"], eval=spiky["eval"], out=out,
+        cwd=out.parent, environ={}, **OFF, **options,  # type: ignore[arg-type]
+    )[0]  # fmt: skip
+
+
+def test_the_search_keeps_a_method_that_ignores_the_outlier_and_the_verdict_improves(
+    spiky: dict[str, Path], tmp_path: Path
+) -> None:
+    default = _build(spiky, tmp_path / "default")
+    tuned = _build(spiky, tmp_path / "tuned", tune=True)
+    assert_valid_manifest(tuned.manifest)
+    assert default.manifest["tuning"] is None
+    tuning = tuned.manifest["tuning"]
+    assert len(tuning["candidates"]) == 8 and tuning["stopped"] is None
+    assert tuning["candidates"][0]["name"] == "minmax, per-channel weights"
+    chosen = next(t for t in tuning["candidates"] if t["name"] == tuning["chosen"])
+    assert chosen["settings"]["calibration_method"] in ("percentile", "entropy")
+    assert tuning["candidates"][0]["min_sqnr_db"] < 30.0 < chosen["min_sqnr_db"]
+    # measured on the evaluation set, which the search never saw
+    assert default.report.min_sqnr_db < 30.0
+    assert tuned.report.min_sqnr_db > default.report.min_sqnr_db + 10.0
+    settings = tuned.manifest["target"]["settings"]
+    assert settings["calibration_method"] == chosen["settings"]["calibration_method"]
+    assert tuned.manifest["calibration"]["samples"] == 80  # the bundle calibrates on all
+    assert (tuning["calibration_samples"], tuning["validation_samples"]) == (64, 16)
+
+
+def test_a_tuned_build_is_the_same_bundle_in_another_process(
+    spiky: dict[str, Path], tmp_path: Path
+) -> None:
+    first = _build(spiky, tmp_path / "first", tune=True)
+    script = (
+        "from edgepack import api\n"
+        f"api.build({str(spiky['model'])!r}, ['onnx'], {str(spiky['calib'])!r}, "
+        f"eval={str(spiky['eval'])!r}, out={str(tmp_path / 'again')!r}, tune=True, "
+        "min_agreement='off', max_drop='off', environ={})\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "4321"}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, capture_output=True)
+    again = json.loads((tmp_path / "again" / "spiky-onnx" / "manifest.json").read_text())
+    assert again["model"]["sha256"] == first.manifest["model"]["sha256"]
+    assert again["tuning"]["chosen"] == first.manifest["tuning"]["chosen"]
+    names = [t["name"] for t in again["tuning"]["candidates"]]
+    assert names == [t["name"] for t in first.manifest["tuning"]["candidates"]]
+
+
+def test_tune_from_the_cli_prints_what_the_search_kept(
+    run_cli: Callable[..., CliResult], spiky: dict[str, Path], tmp_path: Path
+) -> None:
+    result = run_cli(
+        "build", spiky["model"], "-t", "onnx", "-c", spiky["calib"], "--eval", spiky["eval"],
+        "-o", tmp_path / "out", "--tune", "--min-agreement", "off", "--max-drop", "off",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    text = " ".join(result.stdout.split())  # the console wraps long lines
+    assert "onnx: calibration search kept " in text
+    assert "profile's own minmax, per-channel weights: " in text
+    assert "8 candidates on 16 validation samples" in text
+
+
+def test_max_candidates_from_the_config_bounds_the_search(
+    spiky: dict[str, Path], tmp_path: Path
+) -> None:
+    (tmp_path / "edgepack.toml").write_text("[tune]\nenabled = true\nmax_candidates = 3\n")
+    result = api.build(
+        spiky["model"], ["onnx"], spiky["calib"], eval=spiky["eval"], out=tmp_path / "out",
+        cwd=tmp_path, environ={}, **OFF,  # type: ignore[arg-type]
+    )[0]  # fmt: skip
+    tuning = result.manifest["tuning"]
+    assert len(tuning["candidates"]) == 3
+    assert tuning["stopped"] == "max_candidates = 3 reached"
+
+
+def test_too_few_calibration_samples_to_validate_on_is_a_one_line_error(
+    run_cli: Callable[..., CliResult], spiky: dict[str, Path], tmp_path: Path
+) -> None:
+    result = run_cli(
+        "build", spiky["model"], "-t", "onnx", "-c", spiky["calib"], "--eval", spiky["eval"],
+        "-o", tmp_path / "out", "--tune", "-n", "20", "-q",
+    )  # fmt: skip
+    assert_one_line_error(result, 2, "tuning needs a validation part of the calibration set")
+    assert not (tmp_path / "out" / "spiky-onnx").exists()

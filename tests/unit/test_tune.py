@@ -1,0 +1,118 @@
+"""The calibration search on its own: order, ties, bounds, errors, the validation split."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from edgepack.errors import ConfigError, ConversionError
+from edgepack.tune import (
+    MIN_VALIDATION_SAMPLES,
+    Candidate,
+    Score,
+    search_calibration,
+    validation_split,
+)
+
+CANDIDATES = [Candidate("own"), Candidate("a", {"x": 1}), Candidate("b", {"x": 2})]
+
+
+def scores(**by_name: Score):
+    return lambda candidate: by_name[candidate.name]
+
+
+def test_the_highest_sqnr_among_the_fewest_failures_wins() -> None:
+    result = search_calibration(
+        CANDIDATES,
+        scores(own=Score(1, 40.0, 0.9), a=Score(0, 20.0, 1.0), b=Score(0, 25.5, 1.0)),
+        max_candidates=8,
+        max_seconds=60,
+    )
+    assert result.chosen.name == "b"
+    assert [t.candidate.name for t in result.trials] == ["own", "a", "b"]
+    assert result.default.score == Score(1, 40.0, 0.9)
+    assert result.best.score == Score(0, 25.5, 1.0)
+    assert result.stopped is None
+
+
+def test_a_tie_keeps_the_earlier_candidate_so_the_profile_choice_stays() -> None:
+    result = search_calibration(
+        CANDIDATES,
+        scores(own=Score(0, 30.001, 1.0), a=Score(0, 30.004, 1.0), b=Score(0, 29.0, 1.0)),
+        max_candidates=8,
+        max_seconds=60,
+    )
+    assert result.chosen.name == "own"  # 30.00 and 30.00 as printed
+
+
+def test_max_candidates_bounds_the_search_and_is_recorded() -> None:
+    result = search_calibration(
+        CANDIDATES,
+        scores(own=Score(0, 10.0, 1.0), a=Score(0, 20.0, 1.0), b=Score(0, 30.0, 1.0)),
+        max_candidates=2,
+        max_seconds=60,
+    )
+    assert result.chosen.name == "a"
+    assert len(result.trials) == 2
+    assert result.stopped == "max_candidates = 2 reached"
+
+
+def test_max_seconds_stops_after_the_first_candidate_at_least() -> None:
+    ticks = itertools.count(0, 100)  # every clock reading is 100 s later
+    result = search_calibration(
+        CANDIDATES,
+        scores(own=Score(0, 10.0, 1.0), a=Score(0, 20.0, 1.0), b=Score(0, 30.0, 1.0)),
+        max_candidates=8,
+        max_seconds=150,
+        clock=lambda: float(next(ticks)),
+    )
+    assert [t.candidate.name for t in result.trials] == ["own"]
+    assert result.stopped == "max_seconds = 150 reached after 1 candidates"
+
+
+def test_a_candidate_that_fails_to_build_is_recorded_and_skipped() -> None:
+    def evaluate(candidate: Candidate) -> Score:
+        if candidate.name == "a":
+            raise ConversionError("onnxruntime could not quantize the model: boom")
+        return Score(0, 10.0 if candidate.name == "own" else 12.0, None)
+
+    result = search_calibration(CANDIDATES, evaluate, max_candidates=8, max_seconds=60)
+    assert result.chosen.name == "b"
+    failed = result.trials[1].to_dict()
+    assert failed["error"] == "onnxruntime could not quantize the model: boom"
+    assert failed["min_sqnr_db"] is None
+
+
+def test_when_every_candidate_fails_the_first_error_is_raised() -> None:
+    def evaluate(candidate: Candidate) -> Score:
+        raise ConversionError(f"no {candidate.name}")
+
+    with pytest.raises(ConversionError, match="no own"):
+        search_calibration(CANDIDATES, evaluate, max_candidates=8, max_seconds=60)
+
+
+def test_an_infinite_sqnr_is_the_best_and_recorded_as_null() -> None:
+    result = search_calibration(
+        CANDIDATES[:2],
+        scores(own=Score(0, 50.0, 1.0), a=Score(0, float("inf"), 1.0)),
+        max_candidates=8,
+        max_seconds=60,
+    )
+    assert result.chosen.name == "a"
+    assert result.best.to_dict()["min_sqnr_db"] is None
+
+
+def test_the_validation_part_is_the_last_fraction_of_the_calibration_samples() -> None:
+    refs = list(range(200))
+    fitting, validating = validation_split(refs, 0.2)
+    assert fitting == tuple(range(160))
+    assert validating == tuple(range(160, 200))
+
+
+def test_the_validation_part_has_a_minimum_and_too_few_samples_are_refused() -> None:
+    fitting, validating = validation_split(list(range(40)), 0.2)
+    assert len(validating) == MIN_VALIDATION_SAMPLES
+    assert len(fitting) == 40 - MIN_VALIDATION_SAMPLES
+    with pytest.raises(ConfigError, match="31 calibration samples are too few"):
+        validation_split(list(range(31)), 0.2)
