@@ -368,6 +368,8 @@ def print_manifest(manifest: dict[str, Any]) -> None:
         f"calibration: {calib['samples']} samples (seed {calib['seed']}, "
         f"{calib['method']}), fingerprint {calib['fingerprint'][:16]}..."
     )
+    if manifest.get("tuning"):
+        _console.print(escape(_tuning_line(manifest["tuning"])))
     versions = ", ".join(f"{k} {v}" for k, v in manifest["versions"].items())
     _console.print(f"versions: {versions}")
     if target.get("firmware_note"):

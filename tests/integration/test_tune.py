@@ -110,6 +110,9 @@ def test_tune_from_the_cli_prints_what_the_search_kept(
     assert "onnx: calibration search kept " in text
     assert "profile's own minmax, per-channel weights: " in text
     assert "8 candidates on 16 validation samples" in text
+    shown = run_cli("inspect", tmp_path / "out" / "spiky-onnx")
+    assert shown.exit_code == 0, shown.stderr
+    assert "calibration search kept " in " ".join(shown.stdout.split())
 
 
 def test_max_candidates_from_the_config_bounds_the_search(
