@@ -276,7 +276,8 @@ def _build_one(job: _Job) -> BuildResult:
         checked.kind,
     )
     with staged_bundle(final, options.force) as staging:
-        built = job.backend.build(job.source, calibration, settings, staging)
+        plan = None if tuning is None else tuning.plan
+        built = job.backend.build(job.source, calibration, settings, staging, plan)
         report = _drift(job, checked, built)
         # after the build, so that a build that fails says one line
         for warning in split_warnings(
@@ -531,19 +532,36 @@ VALIDATION_SPLIT = "validation part of the calibration set"
 
 @dataclass(frozen=True)
 class _Tuning:
-    """The calibration search's outcome: the candidate kept and how every one scored on
-    ``validation`` samples after calibrating on ``calibrating`` samples."""
+    """The search's outcome: the calibration candidate kept, the precision plan (None when
+    the calibration search alone held the budget, or the target has no wider precision), and
+    how every step scored on ``validation`` samples after calibrating on ``calibrating``."""
 
     search: Any  # edgepack.tune.SearchResult
     calibrating: int
     validation: int
     seconds: float
+    precision: Any = None  # edgepack.tune.PrecisionSearch
+    ranking: tuple[dict[str, Any], ...] = ()  # the layers by own share, as ranked
 
     @property
     def chosen(self) -> Any:
         return self.search.chosen
 
+    @property
+    def plan(self) -> Any:
+        return None if self.precision is None else self.precision.chosen
+
     def to_dict(self, options: Any) -> dict[str, Any]:
+        precision = None
+        if self.precision is not None:
+            precision = {
+                "ranked": list(self.ranking),
+                "trials": [trial.to_dict() for trial in self.precision.trials],
+                "layers": dict(self.precision.chosen.layers),
+                "holds": self.precision.holds,
+                "stopped": self.precision.stopped,
+                "max_wide_fraction": options.max_wide_fraction,
+            }
         return {
             "method": "calibration search",
             "calibration_samples": self.calibrating,
@@ -554,49 +572,93 @@ class _Tuning:
             "chosen": self.chosen.name,
             "settings": dict(self.chosen.overrides),
             "candidates": [trial.to_dict() for trial in self.search.trials],
+            "precision": precision,
             "seconds": round(self.seconds, 1),
         }
 
 
-def _tune(job: _Job, refs: Sequence[Any]) -> _Tuning:
-    """Search the target's calibration choices (:mod:`edgepack.tune`): each candidate is
-    built on the first part of the calibration samples and scored on the rest, on every
-    execution path the verdict uses; the bundle is then built on all of them."""
+@dataclass(frozen=True)
+class _Validation:
+    """The tuning split: calibration data of the fitting part, and the validation part's
+    feeds, labels and float outputs."""
+
+    calibration: Any
+    feeds: Any
+    labels: Any
+    reference: Any
+    data: dict[str, Any]
+
+    @property
+    def samples(self) -> int:
+        return len(next(iter(self.feeds.values())))
+
+
+def _validate(job: _Job, validation: _Validation, settings: Any, plan: Any = None) -> Any:
+    """Build with ``settings`` (and ``plan``) on the fitting part, run it on every execution
+    path of the verdict on the validation part: its score (edgepack.tune.Score: failures of
+    the thresholds that do not count samples, SQNR) and whether the whole budget held."""
     import tempfile
 
-    from edgepack.tune import Score, search_calibration, validation_split
+    from edgepack.tune import Score
+
+    options = job.options
+    with tempfile.TemporaryDirectory(prefix="edgepack-tune-") as scratch:
+        built = job.backend.build(job.source, validation.calibration, settings, Path(scratch), plan)
+        measured = _measure_on_paths(
+            job.backend,
+            built.model_file,
+            built.inputs,
+            built.outputs,
+            options.paths,
+            lambda _: validation.reference,
+            validation.feeds,
+        )
+    judged = [
+        _judge_paths(
+            measured, validation.labels, limits, options.slices, options.detections, validation.data
+        )
+        for limits in (_uncounted(options.thresholds), options.thresholds)
+    ]
+    ranked, whole = judged
+    return Score(len(ranked.failures), ranked.min_sqnr_db, ranked.top1_agreement), whole.passed
+
+
+def _uncounted(thresholds: Any) -> Any:
+    """A few dozen validation samples cannot resolve a 1% agreement or accuracy budget (one
+    sample is several percent): candidates are ranked by the thresholds that do not count
+    samples."""
+    return dataclasses.replace(thresholds, min_agreement=None, max_drop=None)
+
+
+def _tune(job: _Job, refs: Sequence[Any]) -> _Tuning:
+    """Search the target's calibration choices, then, when the budget still does not hold
+    on the validation part, raise the layers that harm the output most to a wider precision
+    (:mod:`edgepack.tune`). Every step is built on the first part of the calibration
+    samples and scored on the rest, on every execution path the verdict uses; the bundle is
+    then built on all of them."""
+    from edgepack.tune import search_calibration, validation_split
 
     started = time.perf_counter()
     options = job.options
     name = options.profile.name
     fitting, validating = validation_split(refs, options.tune.validation)
-    calibration = _calibration_data(job, fitting)
     feeds = job.bound.load(validating)
-    labels = job.bound.labels(validating)
-    data = {
-        "path": str(job.samples.root),
-        "fingerprint": job.samples.fingerprint(),
-        "split": VALIDATION_SPLIT,
-    }
-    # A few dozen validation samples cannot resolve a 1% agreement or accuracy budget (one
-    # sample is several percent): rank by the thresholds that do not count samples.
-    uncounted = dataclasses.replace(options.thresholds, min_agreement=None, max_drop=None)
+    validation = _Validation(
+        _calibration_data(job, fitting),
+        feeds,
+        job.bound.labels(validating),
+        _in_chunks(job.source.run, feeds, "float model", None),
+        {
+            "path": str(job.samples.root),
+            "fingerprint": job.samples.fingerprint(),
+            "split": VALIDATION_SPLIT,
+        },
+    )
+    held: dict[str, bool] = {}
 
     def evaluate(candidate: Any) -> Any:
         settings = dataclasses.replace(options.settings, **candidate.overrides)
-        with tempfile.TemporaryDirectory(prefix="edgepack-tune-") as scratch:
-            built = job.backend.build(job.source, calibration, settings, Path(scratch))
-            measured = _measure_on_paths(
-                job.backend,
-                built.model_file,
-                built.inputs,
-                built.outputs,
-                options.paths,
-                job.source.run,
-                feeds,
-            )
-        report = _judge_paths(measured, labels, uncounted, options.slices, options.detections, data)
-        score = Score(len(report.failures), report.min_sqnr_db, report.top1_agreement)
+        score, held[candidate.name] = _validate(job, validation, settings)
         log.info(
             "%s: candidate %s: %.2f dB, %d failures (SQNR, collapse, recall) on %d validation "
             "samples",
@@ -622,7 +684,83 @@ def _tune(job: _Job, refs: Sequence[Any]) -> _Tuning:
     )
     if search.stopped:
         log.warning("%s: calibration search stopped early: %s", name, search.stopped)
-    return _Tuning(search, len(fitting), len(validating), time.perf_counter() - started)
+    settings = dataclasses.replace(options.settings, **search.chosen.overrides)
+    tuning = _Tuning(search, len(fitting), len(validating), 0.0)
+    wider = job.backend.precisions(settings)
+    if not held[search.chosen.name] and wider:
+        remaining = options.tune.max_seconds - (time.perf_counter() - started)
+        precision, ranking = _search_precisions(job, validation, settings, wider[0], remaining)
+        tuning = dataclasses.replace(tuning, precision=precision, ranking=ranking)
+    return dataclasses.replace(tuning, seconds=time.perf_counter() - started)
+
+
+MIN_OWN_SHARE_DB = 0.1  # a layer whose own share is below this is not worth widening
+
+
+def _search_precisions(
+    job: _Job, validation: _Validation, settings: Any, precision: str, seconds: float
+) -> tuple[Any, tuple[dict[str, Any], ...]]:
+    """Rank the layers of the bundle built with ``settings`` by their own share of the
+    output drift on the validation part, then widen the most harmful ones to ``precision``
+    (edgepack.tune.search_precisions) within ``tune.max_wide_fraction`` of the layers."""
+    import math
+    import tempfile
+
+    from edgepack.tune import search_precisions
+
+    options = job.options
+    name = options.profile.name
+    with tempfile.TemporaryDirectory(prefix="edgepack-tune-") as scratch:
+        built = job.backend.build(job.source, validation.calibration, settings, Path(scratch))
+        report, grouped = _layer_ranking(
+            job.backend,
+            job.source,
+            settings,
+            (built.model_file, built.inputs, built.outputs),
+            validation.calibration,
+            validation.feeds,
+            validation.reference,
+        )
+    culprits = [
+        d for d in report.by_contribution() if (d.contribution_db or 0.0) >= MIN_OWN_SHARE_DB
+    ]
+    ranking = tuple(
+        {"layer": d.layer, "own_share_db": d.contribution_db, "sqnr_db": round(d.sqnr_db, 2)}
+        for d in culprits
+    )
+    limit = math.floor(options.tune.max_wide_fraction * len(report.layers))
+    log.info(
+        "%s: mixed precision: %d layers harm the output on their own; widening up to %d to %s",
+        name,
+        len(culprits),
+        limit,
+        precision,
+    )
+
+    def evaluate(plan: Any) -> Any:
+        score, holds = _validate(job, validation, settings, plan)
+        log.info(
+            "%s: %s for %s: %.2f dB, budget %s on %d validation samples",
+            name,
+            precision,
+            ", ".join(plan.layers),
+            score.min_sqnr_db,
+            "holds" if holds else "missed",
+            validation.samples,
+        )
+        return score, holds
+
+    ranked = [(d.layer, grouped[d.layer]) for d in culprits]
+    search = search_precisions(ranked, precision, evaluate, limit, max(seconds, 1.0))
+    if not search.holds:
+        log.warning(
+            "%s: mixed precision: no plan within %d widened layers holds the budget on the "
+            "validation samples; keeping the best (%s)",
+            name,
+            limit,
+            ", ".join(search.chosen.layers) or "none",
+        )
+    return search, ranking
 
 
 def _manifest(
@@ -982,7 +1120,21 @@ def _measure_layers(
 
     ``built`` is the model file with its inputs and outputs; ``reference`` the float model's
     outputs on ``feeds``."""
-    from edgepack.drift.layers import layer_report
+    report, _ = _layer_ranking(backend, source, settings, built, calibration, feeds, reference)
+    return report
+
+
+def _layer_ranking(
+    backend: Any,
+    source: Any,
+    settings: Any,
+    built: tuple[Path, Sequence[Any], Sequence[Any]],
+    calibration: Any,
+    feeds: Mapping[str, Any],
+    reference: Mapping[str, Any],
+) -> tuple[Any, dict[str, list[str]]]:
+    """:func:`_measure_layers`' report, and the bundle tensors of each layer it names."""
+    from edgepack.drift.layers import layer_report, layer_tensors
 
     model_file, inputs, outputs = built
     started = time.perf_counter()
@@ -1000,7 +1152,7 @@ def _measure_layers(
         backend.name, capture, report, (source.layers, names), outputs, reference
     )
     report.extra["seconds"] = round(time.perf_counter() - started, 2)
-    return report
+    return report, layer_tensors(capture.pairs, source.layers, names)
 
 
 def _with_contributions(

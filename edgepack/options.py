@@ -155,6 +155,7 @@ GENERIC_KEYS: dict[str, Callable[[Any], Any]] = {
     "tune.max_seconds": _parse_seconds,
     "tune.max_candidates": _parse_count,
     "tune.validation": _parse_validation,
+    "tune.max_wide_fraction": parse_fraction,
 }
 # Short forms: ``tune = true`` in a config file means ``[tune] enabled = true``.
 ALIASES = {"tune": "tune.enabled"}
@@ -203,6 +204,7 @@ class TuneOptions:
     max_seconds: float = 600.0
     max_candidates: int = 8
     validation: float = 0.2
+    max_wide_fraction: float = 0.25  # of the layers, the most that mixed precision widens
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,7 @@ _DEFAULTS: dict[str, Any] = {
     "tune.max_seconds": TuneOptions.max_seconds,
     "tune.max_candidates": TuneOptions.max_candidates,
     "tune.validation": TuneOptions.validation,
+    "tune.max_wide_fraction": TuneOptions.max_wide_fraction,
 }
 
 
@@ -369,6 +372,7 @@ def resolve_build_options(
             max_seconds=merged["tune.max_seconds"],
             max_candidates=merged["tune.max_candidates"],
             validation=merged["tune.validation"],
+            max_wide_fraction=merged["tune.max_wide_fraction"],
         ),
     )
 

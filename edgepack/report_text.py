@@ -62,6 +62,14 @@ def print_build_results(results: Sequence[Any]) -> None:
         tuning = result.manifest.get("tuning")
         if tuning:
             _console.print(f"{result.target}: {escape(_tuning_line(tuning))}")
+            if tuning.get("precision"):
+                line = escape(_precision_line(tuning, result.manifest["model"]))
+                colour = "" if tuning["precision"]["holds"] else "red"
+                _console.print(
+                    f"[{colour}]{result.target}: {line}[/{colour}]"
+                    if colour
+                    else f"{result.target}: {line}"
+                )
         for note in report.resolution():
             _console.print(f"[yellow]{result.target}: {escape(note)}[/yellow]")
         if len(report.paths) > 1:
@@ -99,6 +107,34 @@ def _tuning_line(tuning: dict[str, Any]) -> str:
     if tuning.get("stopped"):
         line += f" (stopped early: {tuning['stopped']})"
     return line
+
+
+def _precision_line(tuning: dict[str, Any], model: dict[str, Any]) -> str:
+    """What mixed precision widened, what it measured, and what ops now compute in."""
+    precision = tuning["precision"]
+    start = next(t for t in tuning["candidates"] if t["name"] == tuning["chosen"])
+    widened = precision["layers"]
+    chosen = next((t for t in precision["trials"] if t["layers"] == widened), None)
+    counts = model.get("precision_counts")
+    ops = "" if not counts else "; ops " + ", ".join(f"{n} {p}" for p, n in counts.items())
+    if precision["holds"] and chosen is not None:
+        named = ", ".join(f"{layer} -> {p}" for layer, p in widened.items())
+        return (
+            f"mixed precision: {named}; validation {_trial_figures(start)} -> "
+            f"{_db(chosen['min_sqnr_db'])}, budget holds{ops}"
+        )
+    missing = [r["layer"] for r in precision["ranked"] if r["layer"] not in widened]
+    kept = ", ".join(widened) or "no layer"
+    reason = precision["stopped"] or "no plan held the budget on the validation samples"
+    return (
+        f"mixed precision could not hold the budget ({reason}); kept {kept} widened; "
+        f"layers that would also have to be widened or go float: {', '.join(missing) or 'none'}"
+        f"{ops}"
+    )
+
+
+def _db(value: float | None) -> str:
+    return "SQNR inf" if value is None else f"{value:.2f} dB"
 
 
 def _trial_figures(trial: dict[str, Any]) -> str:

@@ -147,3 +147,126 @@ def search_calibration(
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+# ---------------------------------------------------------------------------- mixed precision
+
+WIDER = ("int16", "float")  # what a layer can be raised to, narrowest first
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """Source layers raised above int8: ``layers`` gives each one's precision (``int16``:
+    16-bit activations with int8 weights; ``float``), ``tensors`` the bundle tensors the
+    layer produces, named as the backend's layer capture names them. Layers not named stay
+    int8."""
+
+    layers: Mapping[str, str] = field(default_factory=dict)
+    tensors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def tensors_at(self, precision: str) -> list[str]:
+        """Every tensor of the layers planned at ``precision``, in plan order."""
+        return [
+            t for layer, p in self.layers.items() if p == precision for t in self.tensors[layer]
+        ]
+
+    def __bool__(self) -> bool:
+        return bool(self.layers)
+
+
+@dataclass(frozen=True)
+class PlanTrial:
+    """One plan tried: its layers, its score, and whether the whole budget held."""
+
+    plan: PrecisionPlan
+    score: Score
+    holds: bool
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layers": dict(self.plan.layers),
+            "min_sqnr_db": _finite(self.score.min_sqnr_db),
+            "top1_agreement": self.score.agreement,
+            "holds": self.holds,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+@dataclass(frozen=True)
+class PrecisionSearch:
+    """The plan kept (the fewest widened layers that hold the budget, else the best scored),
+    every plan tried in order, and why the search stopped short (None: it did not)."""
+
+    chosen: PrecisionPlan
+    trials: tuple[PlanTrial, ...]
+    holds: bool
+    stopped: str | None = None
+
+
+def search_precisions(
+    ranked: Sequence[tuple[str, Sequence[str]]],
+    precision: str,
+    evaluate: Callable[[PrecisionPlan], tuple[Score, bool]],
+    max_layers: int,
+    max_seconds: float,
+    clock: Callable[[], float] = time.perf_counter,
+) -> PrecisionSearch:
+    """Raise the first k of ``ranked`` layers (``(layer, tensors)``, most harmful first) to
+    ``precision``: k = 1, 2, 4, ... up to ``max_layers`` until ``evaluate`` says the budget
+    holds, then bisect between the last k that failed and the first that held for the
+    fewest layers that hold. When no k within the limit holds, the best scored plan is kept
+    and ``holds`` is False."""
+    started = clock()
+    tried: dict[int, PlanTrial] = {}
+    stopped = None
+
+    def attempt(count: int) -> PlanTrial | None:
+        nonlocal stopped
+        if count in tried:
+            return tried[count]
+        if tried and clock() - started > max_seconds:
+            stopped = f"max_seconds = {max_seconds:g} reached after {len(tried)} plans"
+            return None
+        plan = _plan(ranked[:count], precision)
+        began = clock()
+        score, holds = evaluate(plan)
+        tried[count] = PlanTrial(plan, score, holds, clock() - began)
+        return tried[count]
+
+    limit = min(max_layers, len(ranked))
+    failing, holding = 0, None
+    count = 1
+    while count <= limit and holding is None:
+        trial = attempt(count)
+        if trial is None:
+            break
+        if trial.holds:
+            holding = count
+        else:
+            failing = count
+            count = limit if count < limit < 2 * count else 2 * count
+    if holding is None and not stopped and len(ranked) > limit:
+        stopped = f"the limit of {max_layers} widened layers reached"
+    while holding is not None and holding - failing > 1:
+        middle = (failing + holding) // 2
+        trial = attempt(middle)
+        if trial is None:
+            break
+        if trial.holds:
+            holding = middle
+        else:
+            failing = middle
+    trials = tuple(tried.values())
+    if holding is not None:
+        return PrecisionSearch(tried[holding].plan, trials, True, stopped)
+    if not trials:
+        return PrecisionSearch(PrecisionPlan(), trials, False, stopped)
+    best = max(trials, key=lambda t: t.score.key())
+    return PrecisionSearch(best.plan, trials, False, stopped)
+
+
+def _plan(layers: Sequence[tuple[str, Sequence[str]]], precision: str) -> PrecisionPlan:
+    return PrecisionPlan(
+        {name: precision for name, _ in layers}, {name: tuple(t) for name, t in layers}
+    )

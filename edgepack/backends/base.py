@@ -12,7 +12,7 @@ import numpy as np
 from edgepack.drift.layers import TensorPair
 from edgepack.errors import ConfigError, UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
-from edgepack.tune import Candidate
+from edgepack.tune import Candidate, PrecisionPlan
 
 
 @dataclass(frozen=True)
@@ -194,6 +194,12 @@ def pick_path(available: Sequence[ExecutionPath], name: str | None) -> Execution
     raise ConfigError(f"no execution path {name!r} on this host (available: {known})")
 
 
+def refuse_plan(target: str, plan: PrecisionPlan | None) -> None:
+    """For targets that cannot yet give one layer another precision."""
+    if plan:
+        raise UnsupportedError(f"{target} cannot give single layers another precision yet")
+
+
 def require_float_inputs(source: SourceModel, target: str) -> None:
     """Post-training quantization calibrates float inputs; name any input that is not."""
     non_float = [s.name for s in source.inputs if not s.dtype.startswith("float")]
@@ -212,9 +218,20 @@ class Backend(Protocol):
         """Raise :class:`~edgepack.errors.UnsupportedError` before any work is done."""
 
     def build(
-        self, source: SourceModel, calibration: CalibrationData, settings: Any, workdir: Path
+        self,
+        source: SourceModel,
+        calibration: CalibrationData,
+        settings: Any,
+        workdir: Path,
+        plan: PrecisionPlan | None = None,
     ) -> BuiltModel:
-        """Convert and quantize ``source`` into ``workdir``."""
+        """Convert and quantize ``source`` into ``workdir``; the layers of ``plan`` at the
+        precision it gives them (one of :meth:`precisions`), the others int8."""
+        ...
+
+    def precisions(self, settings: Any) -> tuple[str, ...]:
+        """The precisions above int8 a layer of this target's bundles can be given
+        (``int16``, ``float``; :mod:`edgepack.tune`), narrowest first; () when none."""
         ...
 
     def calibration_candidates(self, settings: Any) -> tuple[Candidate, ...]:

@@ -47,6 +47,7 @@ from edgepack.backends.base import (
     ModelIO,
     TensorInfo,
     pick_path,
+    refuse_plan,
     require_float_inputs,
 )
 from edgepack.convert.tf_view import TFView, tf_view
@@ -54,7 +55,7 @@ from edgepack.drift.layers import TensorPair, stack_samples
 from edgepack.errors import ConversionError, UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
 from edgepack.frontends.tf_call import signature_name
-from edgepack.tune import Candidate
+from edgepack.tune import Candidate, PrecisionPlan
 
 # Mode -> the oldest deployment target whose opset has the ops the mode needs.
 QUANTIZE_MODES = {"fp16": 15, "w8": 16, "w8a8": 17, "palettize4": 16, "palettize6": 16}
@@ -114,7 +115,9 @@ class CoreMLBackend:
         calibration: CalibrationData,
         settings: CoreMLSettings,
         workdir: Path,
+        plan: PrecisionPlan | None = None,
     ) -> BuiltModel:
+        refuse_plan("coreml", plan)
         with tempfile.TemporaryDirectory(prefix="edgepack-coreml-") as scratch:
             view, mlmodel, images, labels = _convert(
                 source, calibration, settings, settings.compute_precision, Path(scratch)
@@ -136,6 +139,10 @@ class CoreMLBackend:
         return BuiltModel(
             model_file, inputs, outputs, versions, _method(settings), _details(mlmodel, settings)
         )
+
+    def precisions(self, settings: CoreMLSettings) -> tuple[str, ...]:
+        """None yet: every layer is the profile's mode (mixed precision for coreml is planned)."""
+        return ()
 
     def calibration_candidates(self, settings: CoreMLSettings) -> tuple[Candidate, ...]:
         """Linear int8 weights (w8, w8a8) can have per-channel or per-tensor scales: the

@@ -48,7 +48,7 @@ from edgepack.convert.compare import check_float_match
 from edgepack.drift.layers import TensorPair
 from edgepack.errors import ConversionError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
-from edgepack.tune import Candidate
+from edgepack.tune import Candidate, PrecisionPlan
 
 PATHS = (
     ExecutionPath(
@@ -126,6 +126,7 @@ class ONNXBackend:
         calibration: CalibrationData,
         settings: ONNXSettings,
         workdir: Path,
+        plan: PrecisionPlan | None = None,
     ) -> BuiltModel:
         check_batch = calibration.take(CHECK_SAMPLES)
         with tempfile.TemporaryDirectory(prefix="edgepack-onnx-") as scratch:
@@ -133,9 +134,11 @@ class ONNXBackend:
             float_model, names, details = _float_model(source, check_batch, settings, folder)
             prepared, details["preprocessing"] = _pre_process(float_model, folder)
             model_file = workdir / self.model_file_name
-            _quantize(prepared, model_file, _Reader(calibration, names), settings)
+            _quantize(prepared, model_file, _Reader(calibration, names), settings, plan)
             details["float_size_bytes"] = float_model.stat().st_size
         details.update(_graph_details(model_file))
+        if plan:
+            details["precision"] = dict(plan.layers)
         inputs, outputs = _io_details(model_file, names, source)
         versions = {
             "onnx": metadata.version("onnx"),
@@ -148,6 +151,11 @@ class ONNXBackend:
         if method == "percentile":
             method = f"percentile ({settings.percentile})"
         return BuiltModel(model_file, inputs, outputs, versions, method, details)
+
+    def precisions(self, settings: ONNXSettings) -> tuple[str, ...]:
+        """16-bit activations (int8 weights) for chosen tensors, through onnxruntime's
+        ``TensorQuantOverrides``; the model then uses opset 21, whose QuantizeLinear has int16."""
+        return ("int16",)
 
     def calibration_candidates(self, settings: ONNXSettings) -> tuple[Candidate, ...]:
         """The profile's own choice, then onnxruntime's calibration methods (percentile at
@@ -675,7 +683,13 @@ class _Reader:
         self._samples = None
 
 
-def _quantize(model: Path, target: Path, reader: _Reader, settings: ONNXSettings) -> None:
+def _quantize(
+    model: Path,
+    target: Path,
+    reader: _Reader,
+    settings: ONNXSettings,
+    plan: PrecisionPlan | None = None,
+) -> None:
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -711,7 +725,7 @@ def _quantize(model: Path, target: Path, reader: _Reader, settings: ONNXSettings
                 weight_type=QuantType.QInt8,
                 calibrate_method=method,
                 calibration_cache_path=cache,
-                extra_options={"CalibPercentile": float(settings.percentile)},
+                extra_options=_extra_options(settings, plan),
             )
     except Exception as exc:
         text = " ".join(str(exc).split())[:300]
@@ -720,6 +734,18 @@ def _quantize(model: Path, target: Path, reader: _Reader, settings: ONNXSettings
         if cache is not None:
             cache.unlink(missing_ok=True)
     _check_loadable(target)
+
+
+def _extra_options(settings: ONNXSettings, plan: PrecisionPlan | None) -> dict[str, Any]:
+    """quantize_static's extra options: the percentile, and the plan's int16 tensors as
+    tensor overrides (onnxruntime then writes the model at opset 21)."""
+    from onnxruntime.quantization import QuantType
+
+    options: dict[str, Any] = {"CalibPercentile": float(settings.percentile)}
+    wide = plan.tensors_at("int16") if plan else []
+    if wide:
+        options["TensorQuantOverrides"] = {t: [{"quant_type": QuantType.QInt16}] for t in wide}
+    return options
 
 
 # quantize_static builds its entropy calibrator with 128 histogram bins for 128 quantized
@@ -783,7 +809,44 @@ def _graph_details(path: Path) -> dict[str, Any]:
         and any(name in floats and name not in dequantized for name in node.input)
     }
     ops = Counter(node.op_type for node in graph.node)
-    return {"ops": dict(sorted(ops.items())), "float_ops": sorted(float_ops)}
+    return {
+        "ops": dict(sorted(ops.items())),
+        "float_ops": sorted(float_ops),
+        "precision_counts": _precision_counts(graph, floats, dequantized),
+    }
+
+
+def _precision_counts(graph: Any, floats: set[str], dequantized: set[str]) -> dict[str, int]:
+    """Compute ops (not Q/DQ, not shape arithmetic) by the precision they compute in: the
+    widest integer type their activations are dequantized from, or float when one of their
+    float inputs comes from no DequantizeLinear."""
+    import onnx
+
+    constants = {t.name for t in graph.initializer}
+    widths = {}
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear":
+            widths[node.output[0]] = node.input[0]
+    types = {
+        v.name: v.type.tensor_type.elem_type
+        for v in [*graph.value_info, *graph.input, *graph.output]
+    }
+    types.update({t.name: t.data_type for t in graph.initializer})
+    wide = {onnx.TensorProto.INT16, onnx.TensorProto.UINT16}
+    counts = {"int8": 0, "int16": 0, "float": 0}
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        activations = [n for n in node.input if n in floats and widths.get(n) not in constants]
+        if not activations:
+            continue  # shape arithmetic, or an op on constants only
+        if any(name not in dequantized for name in activations):
+            counts["float"] += 1
+        elif any(types.get(widths[name]) in wide for name in activations):
+            counts["int16"] += 1
+        else:
+            counts["int8"] += 1
+    return counts
 
 
 def _io_details(

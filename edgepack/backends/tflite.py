@@ -37,6 +37,7 @@ from edgepack.backends.base import (
     QuantParams,
     TensorInfo,
     pick_path,
+    refuse_plan,
     require_float_inputs,
 )
 from edgepack.convert.tf_view import TFView, tf_view
@@ -44,7 +45,7 @@ from edgepack.drift.layers import TensorPair
 from edgepack.errors import ConversionError, UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
 from edgepack.frontends.tf_call import signature_name, tf_callable
-from edgepack.tune import Candidate
+from edgepack.tune import Candidate, PrecisionPlan
 
 IO_DTYPES = ("int8", "uint8")
 SUPPORTED_SOURCES = ("keras", "savedmodel", "onnx")
@@ -125,7 +126,9 @@ class TFLiteBackend:
         calibration: CalibrationData,
         settings: TFLiteSettings,
         workdir: Path,
+        plan: PrecisionPlan | None = None,
     ) -> BuiltModel:
+        refuse_plan("tflite", plan)
         tf = import_tensorflow()
         with tempfile.TemporaryDirectory(prefix="edgepack-tflite-") as scratch:
             view, converter = _converter(tf, source, calibration, settings, Path(scratch))
@@ -173,6 +176,10 @@ class TFLiteBackend:
         converter.inference_output_type = getattr(tf, settings.io_dtype)
         converter._experimental_disable_per_channel = not settings.per_channel
         return _convert(converter)
+
+    def precisions(self, settings: TFLiteSettings) -> tuple[str, ...]:
+        """None yet: every layer is int8 (mixed precision for tflite is planned)."""
+        return ()
 
     def calibration_candidates(self, settings: TFLiteSettings) -> tuple[Candidate, ...]:
         """The converter calibrates with min/max ranges only; what it lets one choose is

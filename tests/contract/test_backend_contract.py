@@ -242,6 +242,44 @@ class TestBackendContract:
         for key, value in chosen["settings"].items():
             assert manifest["target"]["settings"][key] == value
 
+    def test_mixed_precision_widens_only_to_precisions_the_target_declares(
+        self, built: dict, tmp_path: Path
+    ) -> None:
+        """A budget no bundle can hold (200 dB) makes the search widen up to its limit."""
+        backend = BACKENDS[built["name"]]
+        result = api.build(
+            built["dir"] / "tiny.keras", [built["name"]], built["dir"] / "calib",
+            out=tmp_path, num_calib=32, tune=True, min_sqnr=200, cwd=tmp_path, environ={},
+        )[0]  # fmt: skip
+        assert_valid_manifest(result.manifest)
+        assert not result.passed
+        settings = resolve_build_options(
+            load_profile(backend.name), backend.settings_type, {}, tmp_path, {}
+        ).settings
+        wider = backend.precisions(settings)
+        precision = result.manifest["tuning"]["precision"]
+        if not wider:
+            assert precision is None
+            return
+        assert precision["trials"] and not precision["holds"]
+        planned = {p for trial in precision["trials"] for p in trial["layers"].values()}
+        assert planned == {wider[0]}
+        assert result.manifest["model"]["precision"] == precision["layers"]
+
+    def test_a_plan_the_target_cannot_express_is_refused(self, built: dict, tmp_path: Path) -> None:
+        from edgepack.tune import PrecisionPlan
+
+        backend = BACKENDS[built["name"]]
+        settings = resolve_build_options(
+            load_profile(backend.name), backend.settings_type, {}, tmp_path, {}
+        ).settings
+        if backend.precisions(settings):
+            pytest.skip(f"{backend.name} expresses {backend.precisions(settings)}")
+        source = load_source(built["dir"] / "tiny.keras")
+        plan = PrecisionPlan({"conv": "int16"}, {"conv": ("conv",)})
+        with pytest.raises(UnsupportedError, match="cannot give single layers"):
+            backend.build(source, None, settings, tmp_path, plan)  # type: ignore[arg-type]
+
     def test_default_profile_settings_are_valid(self, built: dict, tmp_path: Path) -> None:
         backend = BACKENDS[built["name"]]
         options = resolve_build_options(

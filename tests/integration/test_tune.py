@@ -137,3 +137,63 @@ def test_too_few_calibration_samples_to_validate_on_is_a_one_line_error(
     )  # fmt: skip
     assert_one_line_error(result, 2, "tuning needs a validation part of the calibration set")
     assert not (tmp_path / "out" / "spiky-onnx").exists()
+
+
+@pytest.fixture(scope="module")
+def fragile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The fragile-layer model of the per-layer tests (one output channel of layer
+    ``fragile`` 300 times the others, ignored by the next layer), with gray images."""
+    from tests.conftest import write_gray_images
+    from tests.integration.test_layers import fragile_keras_model
+
+    root = tmp_path_factory.mktemp("fragile")
+    model = fragile_keras_model(root / "fragile.keras")
+    return {
+        "model": model,
+        "calib": write_gray_images(root / "calib", 96, (8, 8), classes=3),
+        "eval": write_gray_images(root / "eval", 40, (8, 8), classes=3, seed=11),
+    }
+
+
+def _fragile_build(fragile: dict[str, Path], out: Path, **options: object) -> api.BuildResult:
+    return api.build(
+        fragile["model"], ["onnx"], fragile["calib"], eval=fragile["eval"], out=out,
+        cwd=out.parent, environ={}, **OFF, **options,  # type: ignore[arg-type]
+    )[0]  # fmt: skip
+
+
+def test_mixed_precision_widens_the_fragile_layer_and_the_budget_holds(
+    fragile: dict[str, Path], tmp_path: Path
+) -> None:
+    default = _fragile_build(fragile, tmp_path / "default")
+    tuned = _fragile_build(fragile, tmp_path / "tuned", tune=True)
+    assert_valid_manifest(tuned.manifest)
+    assert not default.passed and default.report.min_sqnr_db < 10.0
+    precision = tuned.manifest["tuning"]["precision"]
+    assert precision["ranked"][0]["layer"] == "fragile"
+    assert precision["layers"] == {"fragile": "int16"} and precision["holds"]
+    assert tuned.manifest["model"]["precision"] == {"fragile": "int16"}
+    counts = tuned.manifest["model"]["precision_counts"]
+    assert counts["int16"] >= 1 and counts["int8"] >= 4
+    # on the evaluation set, never seen by the search
+    assert tuned.passed and tuned.report.min_sqnr_db > 25.0
+    assert tuned.report.min_sqnr_db > default.report.min_sqnr_db + 20.0
+
+
+def test_when_the_limit_allows_no_widening_the_build_fails_and_names_the_layers(
+    run_cli: Callable[..., CliResult], fragile: dict[str, Path], tmp_path: Path
+) -> None:
+    (tmp_path / "edgepack.toml").write_text("[tune]\nmax_wide_fraction = 0\n")
+    result = run_cli(
+        "build", fragile["model"], "-t", "onnx", "-c", fragile["calib"], "--eval",
+        fragile["eval"], "-o", tmp_path / "out", "--tune", "--min-agreement", "off",
+        "--max-drop", "off",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "mixed precision could not hold the budget" in text
+    assert "the limit of 0 widened layers reached" in text
+    assert "would also have to be widened or go float: fragile" in text
+    manifest = json.loads((tmp_path / "out" / "fragile-onnx" / "manifest.json").read_text())
+    assert manifest["tuning"]["precision"]["trials"] == []
+    assert "precision" not in manifest["model"]

@@ -10,8 +10,10 @@ from edgepack.errors import ConfigError, ConversionError
 from edgepack.tune import (
     MIN_VALIDATION_SAMPLES,
     Candidate,
+    PrecisionPlan,
     Score,
     search_calibration,
+    search_precisions,
     validation_split,
 )
 
@@ -116,3 +118,45 @@ def test_the_validation_part_has_a_minimum_and_too_few_samples_are_refused() -> 
     assert len(fitting) == 40 - MIN_VALIDATION_SAMPLES
     with pytest.raises(ConfigError, match="31 calibration samples are too few"):
         validation_split(list(range(31)), 0.2)
+
+
+RANKED = [(f"layer{i}", (f"t{i}a", f"t{i}b")) for i in range(10)]
+
+
+def needs_first(count: int):
+    """The budget holds once the first ``count`` ranked layers are widened; the score grows
+    with each widened layer."""
+
+    def evaluate(plan: PrecisionPlan) -> tuple[Score, bool]:
+        widened = len(plan.layers)
+        holds = all(f"layer{i}" in plan.layers for i in range(count))
+        return Score(0 if holds else 1, 10.0 + widened, None), holds
+
+    return evaluate
+
+
+def test_widening_doubles_then_bisects_to_the_fewest_layers_that_hold() -> None:
+    search = search_precisions(RANKED, "int16", needs_first(5), max_layers=10, max_seconds=60)
+    assert [len(t.plan.layers) for t in search.trials] == [1, 2, 4, 8, 6, 5]
+    assert search.holds and list(search.chosen.layers) == [f"layer{i}" for i in range(5)]
+    assert set(search.chosen.layers.values()) == {"int16"}
+    assert search.chosen.tensors_at("int16")[:2] == ["t0a", "t0b"]
+    assert search.stopped is None
+
+
+def test_one_harmful_layer_is_found_with_one_trial() -> None:
+    search = search_precisions(RANKED, "float", needs_first(1), max_layers=10, max_seconds=60)
+    assert len(search.trials) == 1 and search.chosen.layers == {"layer0": "float"}
+
+
+def test_the_limit_is_respected_and_the_best_plan_kept_when_none_holds() -> None:
+    search = search_precisions(RANKED, "int16", needs_first(5), max_layers=3, max_seconds=60)
+    assert [len(t.plan.layers) for t in search.trials] == [1, 2, 3]
+    assert not search.holds and len(search.chosen.layers) == 3  # the highest score
+    assert search.stopped == "the limit of 3 widened layers reached"
+
+
+def test_a_limit_of_zero_tries_nothing() -> None:
+    search = search_precisions(RANKED, "int16", needs_first(1), max_layers=0, max_seconds=60)
+    assert search.trials == () and not search.chosen and not search.holds
+    assert search.stopped == "the limit of 0 widened layers reached"
