@@ -549,7 +549,10 @@ class _Tuning:
 
     @property
     def plan(self) -> Any:
-        return None if self.precision is None else self.precision.chosen
+        """The precision plan the bundle is built with (None: none widened)."""
+        if self.precision is None or not self.precision.chosen:
+            return None
+        return self.precision.chosen
 
     def to_dict(self, options: Any) -> dict[str, Any]:
         precision = None
@@ -695,6 +698,40 @@ def _tune(job: _Job, refs: Sequence[Any]) -> _Tuning:
 
 
 MIN_OWN_SHARE_DB = 0.1  # a layer whose own share is below this is not worth widening
+PROBED_LAYERS = 16  # where a target cannot keep one layer in float: layers widened one by one
+
+
+def _shares_by_widening(
+    job: _Job,
+    validation: _Validation,
+    settings: Any,
+    precision: str,
+    report: Any,
+    grouped: Mapping[str, Sequence[str]],
+) -> Any:
+    """Each layer's own share measured the other way, where the target cannot keep one
+    layer in float: the output SQNR recovered when only that layer is built at
+    ``precision``, for the :data:`PROBED_LAYERS` layers worst by SQNR (one build each)."""
+    from edgepack.drift.layers import LayerDrift
+    from edgepack.tune import PrecisionPlan
+
+    base, _ = _validate(job, validation, settings, PrecisionPlan())  # the same quantizer
+    shares: dict[str, float] = {}
+    for drift in report.layers[:PROBED_LAYERS]:
+        tensors = tuple(grouped.get(drift.layer, ()))
+        if not tensors:
+            continue
+        plan = PrecisionPlan({drift.layer: precision}, {drift.layer: tensors})
+        score, _ = _validate(job, validation, settings, plan)
+        shares[drift.layer] = round(score.min_sqnr_db - base.min_sqnr_db, 3)
+    layers: list[LayerDrift] = [
+        dataclasses.replace(d, contribution_db=shares.get(d.layer)) for d in report.layers
+    ]
+    how = (
+        f"output min-SQNR recovered when only that layer is built at {precision}; "
+        f"{len(shares)} of {len(report.layers)} layers (the worst by SQNR)"
+    )
+    return dataclasses.replace(report, layers=layers, contributions=how)
 
 
 def _search_precisions(
@@ -721,6 +758,8 @@ def _search_precisions(
             validation.feeds,
             validation.reference,
         )
+    if not report.by_contribution():
+        report = _shares_by_widening(job, validation, settings, precision, report, grouped)
     culprits = [
         d for d in report.by_contribution() if (d.contribution_db or 0.0) >= MIN_OWN_SHARE_DB
     ]

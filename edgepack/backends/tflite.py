@@ -128,11 +128,15 @@ class TFLiteBackend:
         workdir: Path,
         plan: PrecisionPlan | None = None,
     ) -> BuiltModel:
-        refuse_plan("tflite", plan)
+        if plan and not self.precisions(settings):
+            refuse_plan("tflite with uint8 I/O", plan)
         tf = import_tensorflow()
         with tempfile.TemporaryDirectory(prefix="edgepack-tflite-") as scratch:
             view, converter = _converter(tf, source, calibration, settings, Path(scratch))
-            flatbuffer = self._quantize(tf, converter, view, calibration, settings)
+            if plan is not None:  # even an empty plan: the per-op quantizer's own int8
+                flatbuffer = _quantize_per_op(converter, view, calibration, settings, plan)
+            else:
+                flatbuffer = self._quantize(tf, converter, view, calibration, settings)
         model_file = workdir / self.model_file_name
         model_file.write_bytes(flatbuffer)
         float_ops = _float_ops(model_file)
@@ -149,13 +153,20 @@ class TFLiteBackend:
         }
         if source.format == "onnx":
             versions["onnx2tf"] = metadata.version("onnx2tf")
+        details: dict[str, Any] = {"ops": _op_counts(model_file), "float_ops": float_ops}
+        details["precision_counts"] = _precision_counts(model_file)
+        if plan is not None:
+            versions["ai-edge-quantizer"] = metadata.version("ai-edge-quantizer")
+            details["quantizer"] = "ai-edge-quantizer (per-op recipe)"
+        if plan:
+            details["precision"] = dict(plan.layers)
         return BuiltModel(
             model_file=model_file,
             inputs=inputs,
             outputs=outputs,
             versions=versions,
             calibration_method=settings.calibration_method,
-            details={"ops": _op_counts(model_file), "float_ops": float_ops},
+            details=details,
         )
 
     def _quantize(
@@ -178,8 +189,10 @@ class TFLiteBackend:
         return _convert(converter)
 
     def precisions(self, settings: TFLiteSettings) -> tuple[str, ...]:
-        """None yet: every layer is int8 (mixed precision for tflite is planned)."""
-        return ()
+        """16-bit activations with int8 weights (LiteRT's 16x8 builtin kernels), built per op
+        with Google's ai-edge-quantizer; its bundles have int8 inputs and outputs, so not for
+        uint8-I/O profiles."""
+        return ("int16",) if settings.io_dtype == "int8" else ()
 
     def calibration_candidates(self, settings: TFLiteSettings) -> tuple[Candidate, ...]:
         """The converter calibrates with min/max ranges only; what it lets one choose is
@@ -380,6 +393,97 @@ def _representative(view: TFView, calibration: CalibrationData, settings: TFLite
             yield [np.repeat(tf_sample[name], settings.batch_size, axis=0) for name in names]
 
     return generate
+
+
+def _quantize_per_op(
+    converter: Any,
+    view: TFView,
+    calibration: CalibrationData,
+    settings: TFLiteSettings,
+    plan: PrecisionPlan,
+) -> bytes:
+    """A float TFLite model from ``converter``, quantized by ai-edge-quantizer: every op
+    static int8 (weights per-channel or per-tensor as the profile says), the ops that produce
+    the plan's int16 tensors and the ops that read them with 16-bit activations, so that the
+    widened tensor is int16 from its producer to its consumers."""
+    from ai_edge_quantizer import qtyping, quantizer
+
+    with tempfile.TemporaryDirectory(prefix="edgepack-aeq-") as scratch:
+        float_file = Path(scratch) / "float.tflite"
+        float_file.write_bytes(_convert(converter))
+        granularity = (
+            qtyping.QuantGranularity.CHANNELWISE
+            if settings.per_channel
+            else qtyping.QuantGranularity.TENSORWISE
+        )
+        widened = _ops_around(float_file, set(plan.tensors_at("int16")))
+        try:
+            with captured_output():
+                aeq = quantizer.Quantizer(str(float_file))
+                aeq.add_static_config(".*", "*", 8, 8, granularity)
+                if widened:
+                    names = "|".join(re.escape(name) for name in sorted(widened))
+                    # searched in the op's scope name, which holds more than the output's
+                    # name: not anchored
+                    aeq.add_static_config(f"({names})", "*", 16, 8, granularity)
+                signature, samples = _aeq_samples(float_file, view, calibration, settings)
+                result = aeq.quantize(aeq.calibrate({signature: samples}))
+        except Exception as exc:
+            text = " ".join(str(exc).split())[:300]
+            raise ConversionError(
+                f"ai-edge-quantizer could not quantize the model: {text}"
+            ) from None
+        return bytes(result.quantized_model)
+
+
+def _ops_around(model_file: Path, tensors: set[str]) -> set[str]:
+    """Output tensor names of the ops producing ``tensors`` and of the ops reading them
+    (ai-edge-quantizer's per-op configs match an op by its output tensor names)."""
+    interpreter = _interpreter(model_file)
+    names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    produced = {i for op in ops for i in op["outputs"] if names.get(i) in tensors}
+    chosen: set[str] = set()
+    for op in ops:
+        if produced & set(op["outputs"]) or produced & set(op["inputs"]):
+            chosen.update(names[i] for i in op["outputs"] if i >= 0)
+    return chosen
+
+
+def _aeq_samples(
+    model_file: Path, view: TFView, calibration: CalibrationData, settings: TFLiteSettings
+) -> tuple[str, list[dict[str, np.ndarray]]]:
+    """The float model's signature and the calibration samples keyed by its input names."""
+    interpreter = _interpreter(model_file)
+    signatures = interpreter.get_signature_list()
+    signature = next(iter(signatures))
+    inputs = signatures[signature]["inputs"]
+    by_position = [s.name for s in view.model.inputs]
+    samples = []
+    for sample in calibration.samples():
+        tf_sample = view.tf_sample(sample)
+        arrays = [np.repeat(tf_sample[n], settings.batch_size, axis=0) for n in by_position]
+        named = dict(zip(by_position, arrays, strict=True))
+        samples.append({name: named.get(name, arrays[i]) for i, name in enumerate(inputs)})
+    return signature, samples
+
+
+def _precision_counts(model_file: Path) -> dict[str, int]:
+    """Ops by the type of their first activation input: int8 (int8/uint8), int16, float."""
+    interpreter = _interpreter(model_file)
+    types = {d["index"]: d["dtype"] for d in interpreter.get_tensor_details()}
+    counts = {"int8": 0, "int16": 0, "float": 0}
+    for op in interpreter._get_ops_details():
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE", "DELEGATE"):
+            continue
+        first = next((types[i] for i in op["inputs"] if i >= 0), None)
+        if first in (np.int8, np.uint8):
+            counts["int8"] += 1
+        elif first == np.int16:
+            counts["int16"] += 1
+        elif first in _FLOAT_TYPES:
+            counts["float"] += 1
+    return counts
 
 
 def _convert(converter: Any) -> bytes:

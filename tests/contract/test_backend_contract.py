@@ -261,10 +261,15 @@ class TestBackendContract:
         if not wider:
             assert precision is None
             return
-        assert precision["trials"] and not precision["holds"]
+        assert not precision["holds"]
+        assert all(r["own_share_db"] >= 0.1 for r in precision["ranked"])
+        assert len(precision["trials"]) <= len(precision["ranked"])
         planned = {p for trial in precision["trials"] for p in trial["layers"].values()}
-        assert planned == {wider[0]}
-        assert result.manifest["model"]["precision"] == precision["layers"]
+        assert planned <= {wider[0]}
+        if precision["layers"]:
+            assert result.manifest["model"]["precision"] == precision["layers"]
+        else:
+            assert "precision" not in result.manifest["model"]
 
     def test_a_plan_the_target_cannot_express_is_refused(self, built: dict, tmp_path: Path) -> None:
         from edgepack.tune import PrecisionPlan

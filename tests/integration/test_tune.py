@@ -155,29 +155,36 @@ def fragile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def _fragile_build(fragile: dict[str, Path], out: Path, **options: object) -> api.BuildResult:
+def _fragile_build(
+    fragile: dict[str, Path], out: Path, target: str = "onnx", **options: object
+) -> api.BuildResult:
     return api.build(
-        fragile["model"], ["onnx"], fragile["calib"], eval=fragile["eval"], out=out,
+        fragile["model"], [target], fragile["calib"], eval=fragile["eval"], out=out,
         cwd=out.parent, environ={}, **OFF, **options,  # type: ignore[arg-type]
     )[0]  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("target", "floor_db", "gain_db"), [("onnx", 25.0, 20.0), ("tflite", 20.0, 15.0)]
+)
 def test_mixed_precision_widens_the_fragile_layer_and_the_budget_holds(
-    fragile: dict[str, Path], tmp_path: Path
+    fragile: dict[str, Path], tmp_path: Path, target: str, floor_db: float, gain_db: float
 ) -> None:
-    default = _fragile_build(fragile, tmp_path / "default")
-    tuned = _fragile_build(fragile, tmp_path / "tuned", tune=True)
+    default = _fragile_build(fragile, tmp_path / "default", target)
+    tuned = _fragile_build(fragile, tmp_path / "tuned", target, tune=True)
     assert_valid_manifest(tuned.manifest)
     assert not default.passed and default.report.min_sqnr_db < 10.0
     precision = tuned.manifest["tuning"]["precision"]
     assert precision["ranked"][0]["layer"] == "fragile"
+    assert precision["ranked"][0]["own_share_db"] > 10.0
+    assert all(r["own_share_db"] < 1.0 for r in precision["ranked"][1:])
     assert precision["layers"] == {"fragile": "int16"} and precision["holds"]
     assert tuned.manifest["model"]["precision"] == {"fragile": "int16"}
     counts = tuned.manifest["model"]["precision_counts"]
-    assert counts["int16"] >= 1 and counts["int8"] >= 4
-    # on the evaluation set, never seen by the search
-    assert tuned.passed and tuned.report.min_sqnr_db > 25.0
-    assert tuned.report.min_sqnr_db > default.report.min_sqnr_db + 20.0
+    assert counts["int16"] >= 1 and counts["int8"] >= 3
+    # on the evaluation set, never seen by the search, on every execution path
+    assert tuned.passed and tuned.report.min_sqnr_db > floor_db
+    assert tuned.report.min_sqnr_db > default.report.min_sqnr_db + gain_db
 
 
 def test_when_the_limit_allows_no_widening_the_build_fails_and_names_the_layers(
