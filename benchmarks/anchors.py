@@ -1,0 +1,255 @@
+"""edgepack's defaults and ``--tune`` side by side with the anchors' own pipelines.
+
+For the shipped digits example (its evaluation split) and the real third-party models (a
+held-out part of their calibration sets), every pipeline calibrates on the same samples and is
+measured on the same samples, in one run:
+
+- onnxruntime ``quantize_static`` (QDQ, int8) with its defaults, per-tensor and per-channel
+  weights, min-max and percentile calibration, on the float model edgepack quantizes (opset
+  upgraded to 13 where needed, as per-channel QDQ requires);
+- edgepack ``onnx`` and ``tflite`` with the profiles' defaults and with ``--tune``. The
+  ``tflite`` default is the TFLite converter's full-int8 default (edgepack runs it as is).
+
+Figures are read on the paths that do not depend on the host's CPU (onnxruntime without graph
+optimizations; LiteRT's reference kernels for edgepack ``tflite``). Prints a table and writes
+JSON:
+
+    python benchmarks/anchors.py [--models digits fer] [--num-calib 64]
+        [--json benchmarks/results/anchors.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from edgepack import api  # noqa: E402
+from edgepack.drift.metrics import sqnr_db  # noqa: E402
+
+ANCHORS = [
+    ("ort per-tensor minmax", False, "MinMax"),
+    ("ort per-tensor percentile", False, "Percentile"),
+    ("ort per-channel minmax", True, "MinMax"),
+    ("ort per-channel percentile", True, "Percentile"),
+]
+PATH_OF = {"onnx": "unoptimized", "tflite": "reference"}
+
+
+def digits() -> dict[str, Path]:
+    return {
+        "path": REPO / "examples" / "digits" / "digits.keras",
+        "calib": REPO / "calibration" / "digits" / "calib",
+        "eval": REPO / "calibration" / "digits" / "eval",
+    }
+
+
+def models(names: list[str]) -> dict[str, dict[str, Path | None]]:
+    chosen: dict[str, dict[str, Path | None]] = {}
+    if "digits" in names:
+        chosen["digits"] = dict(digits())
+    real = [n for n in names if n != "digits"]
+    if real:
+        from benchmarks.real_models import prepare
+
+        prepared = prepare()
+        for name in real:
+            real_model = prepared[name]
+            chosen[name] = {"path": real_model.path, "calib": real_model.calib, "eval": None}
+    return chosen
+
+
+def data(model: dict[str, Any], num_calib: int, seed: int = 0) -> tuple[Any, Any, Any, Any]:
+    """The source, calibration batches and evaluation feeds edgepack's build uses."""
+    from edgepack.calib.dataset import open_sample_set
+    from edgepack.frontends import load_source
+
+    source = load_source(model["path"])
+    samples = open_sample_set(model["calib"])
+    bound = samples.bind(source.inputs)
+    if model["eval"] is None:
+        split = samples.split(num_calib, 500, seed)
+        calib_refs, eval_bound, eval_refs = split.calibration, bound, split.held_out
+    else:
+        evaluation = open_sample_set(model["eval"], fallback=samples.contract)
+        eval_bound = evaluation.bind(source.inputs)
+        calib_refs = samples.split(num_calib, 0, seed).calibration
+        eval_refs = evaluation.take(500, seed)
+    return source, bound.load(calib_refs), eval_bound.load(eval_refs), len(calib_refs)
+
+
+def agreement(reference: np.ndarray, quantized: np.ndarray) -> float | None:
+    if reference.ndim != 2 or reference.shape[1] < 2:
+        return None
+    return float((reference.argmax(1) == quantized.argmax(1)).mean())
+
+
+def ort_anchor(source: Any, calib: Any, feeds: Any, per_channel: bool, method: str) -> dict:
+    """onnxruntime's quantize_static with its defaults but for the two choices named."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        quantize_static,
+    )
+
+    from edgepack.backends.onnx import (
+        ONNXSettings,
+        _float_model,
+        _graph_details,
+        _pre_process,
+        _session,
+    )
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        started = time.perf_counter()
+        check = {k: v[:8] for k, v in calib.items()}
+        float_file, names, _ = _float_model(source, check, ONNXSettings(), folder)
+        prepared, _ = _pre_process(float_file, folder)
+        count = len(next(iter(calib.values())))
+
+        class Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self.samples = iter(
+                    {o: calib[s][k : k + 1] for o, s in names.items()} for k in range(count)
+                )
+
+            def get_next(self) -> dict | None:
+                return next(self.samples, None)
+
+        target = folder / "anchor.onnx"
+        quantize_static(
+            str(prepared),
+            str(target),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            calibrate_method=getattr(CalibrationMethod, method),
+        )
+        seconds = time.perf_counter() - started
+        session = _session(target, optimized=False)
+        outputs = [o.name for o in session.get_outputs()]
+        values = [
+            session.run(outputs, {o: feeds[s][k : k + 1] for o, s in names.items()})
+            for k in range(len(next(iter(feeds.values()))))
+        ]
+        quantized = {n: np.concatenate([v[i] for v in values]) for i, n in enumerate(outputs)}
+        counts = _graph_details(target)["precision_counts"]
+        size = target.stat().st_size / float_file.stat().st_size
+    return {"quantized": quantized, "seconds": seconds, "counts": counts, "size_ratio": size}
+
+
+def edgepack_run(model: dict[str, Any], target: str, num_calib: int, tune: bool) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        started = time.perf_counter()
+        result = api.build(
+            model["path"], [target], model["calib"], eval=model["eval"], out=out,
+            num_calib=num_calib, tune=tune, force=True, min_agreement="off", max_drop="off",
+            environ={},
+        )[0]  # fmt: skip
+        seconds = time.perf_counter() - started
+    report = result.report
+    tuning = result.manifest.get("tuning") or {}
+    return {
+        "paths": {
+            p.name: {"top1_agreement": p.top1_agreement, "min_sqnr_db": p.min_sqnr_db}
+            for p in report.paths
+        },
+        "seconds": seconds,
+        "counts": result.manifest["model"].get("precision_counts"),
+        "size_bytes": result.manifest["model"]["size_bytes"],
+        "chosen": tuning.get("chosen"),
+        "widened": (tuning.get("precision") or {}).get("layers"),
+    }
+
+
+def int8_share(counts: dict | None) -> float | None:
+    if not counts:
+        return None
+    total = sum(counts.values())
+    return counts.get("int8", 0) / total if total else None
+
+
+def measure(names: list[str], num_calib: int) -> list[dict]:
+    rows = []
+    for name, model in models(names).items():
+        source, calib, feeds, calibrated = data(model, num_calib)
+        reference = source.run(feeds)
+        first = source.outputs[0].name
+        for label, per_channel, method in ANCHORS:
+            anchor = ort_anchor(source, calib, feeds, per_channel, method)
+            q = anchor["quantized"]
+            rows.append(
+                {
+                    "model": name, "target": "onnx", "pipeline": label,
+                    "calibration_samples": calibrated,
+                    "agreement": agreement(reference[first], q[first]),
+                    "min_sqnr_db": min(sqnr_db(reference[n], q[n]) for n in reference),
+                    "int8_share": int8_share(anchor["counts"]),
+                    "size_ratio": anchor["size_ratio"], "seconds": anchor["seconds"],
+                }
+            )  # fmt: skip
+            print_row(rows[-1])
+        for target in ("onnx", "tflite"):
+            for tune in (False, True):
+                run = edgepack_run(model, target, num_calib, tune)
+                figures = run["paths"][PATH_OF[target]]
+                rows.append(
+                    {
+                        "model": name, "target": target,
+                        "pipeline": "edgepack --tune" if tune else "edgepack default",
+                        "calibration_samples": calibrated,
+                        "agreement": figures["top1_agreement"],
+                        "min_sqnr_db": figures["min_sqnr_db"],
+                        "int8_share": int8_share(run["counts"]), "size_bytes": run["size_bytes"],
+                        "seconds": run["seconds"], "chosen": run["chosen"],
+                        "widened": run["widened"],
+                    }
+                )  # fmt: skip
+                print_row(rows[-1])
+    return rows
+
+
+def print_row(row: dict) -> None:
+    agreement = "-" if row["agreement"] is None else f"{row['agreement']:.3f}"
+    share = "-" if row.get("int8_share") is None else f"{row['int8_share']:.0%}"
+    extra = row.get("chosen") or ""
+    if row.get("widened"):
+        extra += f"; int16: {', '.join(row['widened'])}"
+    print(
+        f"{row['model']:<18} {row['target']:<7} {row['pipeline']:<27} {agreement:>7} "
+        f"{row['min_sqnr_db']:>8.2f} dB {share:>5} {row['seconds']:>7.1f} s  {extra}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["digits", "fer", "ppocr_cls", "opennsfw"])
+    parser.add_argument("--num-calib", type=int, default=64)
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/anchors.json")
+    args = parser.parse_args()
+    print(
+        f"{'model':<18} {'target':<7} {'pipeline':<27} {'agree':>7} {'min SQNR':>11} "
+        f"{'int8':>5} {'build':>9}"
+    )
+    rows = measure(args.models, args.num_calib)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"num_calib": args.num_calib, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
