@@ -151,13 +151,16 @@ def ort_anchor(source: Any, calib: Any, feeds: Any, per_channel: bool, method: s
     return {"quantized": quantized, "seconds": seconds, "counts": counts, "size_ratio": size}
 
 
-def edgepack_run(model: dict[str, Any], target: str, num_calib: int, tune: bool) -> dict:
+def edgepack_run(
+    model: dict[str, Any], target: str, num_calib: int, tune: bool, folds: int = 1
+) -> dict:
     with tempfile.TemporaryDirectory() as out:
+        (Path(out) / "edgepack.toml").write_text(f"[tune]\nfolds = {folds}\n")
         started = time.perf_counter()
         result = api.build(
             model["path"], [target], model["calib"], eval=model["eval"], out=out,
             num_calib=num_calib, tune=tune, force=True, min_agreement="off", max_drop="off",
-            environ={},
+            environ={}, cwd=out,
         )[0]  # fmt: skip
         seconds = time.perf_counter() - started
     report = result.report
@@ -182,7 +185,7 @@ def int8_share(counts: dict | None) -> float | None:
     return counts.get("int8", 0) / total if total else None
 
 
-def measure(names: list[str], num_calib: int) -> list[dict]:
+def measure(names: list[str], num_calib: int, folds: int = 1) -> list[dict]:
     rows = []
     for name, model in models(names).items():
         source, calib, feeds, calibrated = data(model, num_calib)
@@ -204,7 +207,7 @@ def measure(names: list[str], num_calib: int) -> list[dict]:
             print_row(rows[-1])
         for target in ("onnx", "tflite"):
             for tune in (False, True):
-                run = edgepack_run(model, target, num_calib, tune)
+                run = edgepack_run(model, target, num_calib, tune, folds)
                 figures = run["paths"][PATH_OF[target]]
                 rows.append(
                     {
@@ -239,15 +242,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["digits", "fer", "ppocr_cls", "opennsfw"])
     parser.add_argument("--num-calib", type=int, default=64)
+    parser.add_argument("--folds", type=int, default=5, help="[tune] folds of the --tune runs")
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/anchors.json")
     args = parser.parse_args()
     print(
         f"{'model':<18} {'target':<7} {'pipeline':<27} {'agree':>7} {'min SQNR':>11} "
         f"{'int8':>5} {'build':>9}"
     )
-    rows = measure(args.models, args.num_calib)
+    rows = measure(args.models, args.num_calib, args.folds)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"num_calib": args.num_calib, "rows": rows}, indent=2) + "\n")
+    summary = {"num_calib": args.num_calib, "folds": args.folds, "rows": rows}
+    args.json.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {args.json}")
 
 

@@ -569,6 +569,7 @@ class _Tuning:
             "method": "calibration search",
             "calibration_samples": self.calibrating,
             "validation_samples": self.validation,
+            "folds": options.folds,
             "max_candidates": options.max_candidates,
             "max_seconds": options.max_seconds,
             "stopped": self.search.stopped,
@@ -596,34 +597,120 @@ class _Validation:
         return len(next(iter(self.feeds.values())))
 
 
-def _validate(job: _Job, validation: _Validation, settings: Any, plan: Any = None) -> Any:
-    """Build with ``settings`` (and ``plan``) on the fitting part, run it on every execution
-    path of the verdict on the validation part: its score (edgepack.tune.Score: failures of
-    the thresholds that do not count samples, SQNR) and whether the whole budget held."""
+def _validate(job: _Job, folds: Sequence[_Validation], settings: Any, plan: Any = None) -> Any:
+    """Build with ``settings`` (and ``plan``) on each fold's fitting part, run it on every
+    execution path of the verdict on that fold's validation part, and judge all validation
+    samples together: the score (edgepack.tune.Score: failures of the thresholds that do not
+    count samples, SQNR) and whether the whole budget held."""
     import tempfile
 
+    import numpy as np
+
+    from edgepack.drift.paths import PathOutputs
     from edgepack.tune import Score
 
     options = job.options
-    with tempfile.TemporaryDirectory(prefix="edgepack-tune-") as scratch:
-        built = job.backend.build(job.source, validation.calibration, settings, Path(scratch), plan)
-        measured = _measure_on_paths(
-            job.backend,
-            built.model_file,
-            built.inputs,
-            built.outputs,
-            options.paths,
-            lambda _: validation.reference,
-            validation.feeds,
-        )
-    judged = [
-        _judge_paths(
-            measured, validation.labels, limits, options.slices, options.detections, validation.data
-        )
-        for limits in (_uncounted(options.thresholds), options.thresholds)
+    parts = []
+    for fold in folds:
+        with tempfile.TemporaryDirectory(prefix="edgepack-tune-") as scratch:
+            built = job.backend.build(job.source, fold.calibration, settings, Path(scratch), plan)
+            parts.append(
+                _measure_on_paths(
+                    job.backend,
+                    built.model_file,
+                    built.inputs,
+                    built.outputs,
+                    options.paths,
+                    _returning(fold.reference),
+                    fold.feeds,
+                )
+            )
+
+    def joined(outputs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        return {name: np.concatenate([o[name] for o in outputs]) for name in outputs[0]}
+
+    paths = [
+        dataclasses.replace(path, outputs=joined([p.paths[i].outputs for p in parts]))
+        for i, path in enumerate(parts[0].paths)
     ]
-    ranked, whole = judged
-    return Score(len(ranked.failures), ranked.min_sqnr_db, ranked.top1_agreement), whole.passed
+    assert all(isinstance(p, PathOutputs) for p in paths)
+    measured = _Measured(joined([p.reference for p in parts]), paths, parts[0].steps)
+    labels = None
+    if all(fold.labels is not None for fold in folds):
+        labels = np.concatenate([fold.labels for fold in folds])
+    # Pooled SQNR is ruled by the loudest samples: one unusual validation sample would decide
+    # between candidates. With folds, the SQNR that ranks and is held to min_sqnr is the
+    # median of the folds'; the other thresholds are judged on all samples together.
+    no_sqnr = dataclasses.replace(options.thresholds, min_sqnr=None)
+    ranked, whole = (
+        _judge_paths(measured, labels, limits, options.slices, options.detections, folds[0].data)
+        for limits in (_uncounted(no_sqnr), no_sqnr)
+    )
+    sqnr = ranked.min_sqnr_db
+    if len(parts) > 1:
+        sqnr = float(np.median([_min_sqnr(part) for part in parts]))
+    limit = options.thresholds.min_sqnr
+    sqnr_fails = limit is not None and round(sqnr, 2) < limit
+    score = Score(len(ranked.failures) + sqnr_fails, sqnr, ranked.top1_agreement)
+    return score, whole.passed and not sqnr_fails
+
+
+def _min_sqnr(measured: _Measured) -> float:
+    """The lowest output SQNR of the worst execution path."""
+    from edgepack.drift.metrics import sqnr_db
+
+    return min(
+        sqnr_db(measured.reference[name], path.outputs[name])
+        for path in measured.paths
+        for name in measured.reference
+    )
+
+
+def _returning(outputs: dict[str, Any]) -> Callable[[Any], dict[str, Any]]:
+    """A float-model runner that gives outputs measured already (the validation feeds')."""
+    return lambda _feeds: outputs
+
+
+def _folds(job: _Job, refs: Sequence[Any]) -> list[_Validation]:
+    """The tuning splits: with ``tune.folds`` = 1 the last ``tune.validation`` of the
+    calibration samples validate and the rest fit; with k folds each of k contiguous parts
+    validates once while the others fit (every calibration sample is validated on)."""
+    from edgepack.tune import validation_split
+
+    tune = job.options.tune
+    pairs = [validation_split(refs, tune.validation)]  # also refuses too few samples
+    if tune.folds > 1:
+        size = len(refs)
+        bounds = [round(i * size / tune.folds) for i in range(tune.folds + 1)]
+        pairs = [
+            (
+                tuple(refs[: bounds[i]]) + tuple(refs[bounds[i + 1] :]),
+                tuple(refs[bounds[i] : bounds[i + 1]]),
+            )
+            for i in range(tune.folds)
+        ]
+        if min(len(v) for _, v in pairs) < 2 or min(len(f) for f, _ in pairs) < 2:
+            raise ConfigError(
+                f"tune.folds = {tune.folds} needs more than {size} calibration samples"
+            )
+    data = {
+        "path": str(job.samples.root),
+        "fingerprint": job.samples.fingerprint(),
+        "split": VALIDATION_SPLIT,
+    }
+    folds = []
+    for fitting, validating in pairs:
+        feeds = job.bound.load(validating)
+        folds.append(
+            _Validation(
+                _calibration_data(job, fitting),
+                feeds,
+                job.bound.labels(validating),
+                _in_chunks(job.source.run, feeds, "float model", None),
+                data,
+            )
+        )
+    return folds
 
 
 def _uncounted(thresholds: Any) -> Any:
@@ -639,29 +726,19 @@ def _tune(job: _Job, refs: Sequence[Any]) -> _Tuning:
     (:mod:`edgepack.tune`). Every step is built on the first part of the calibration
     samples and scored on the rest, on every execution path the verdict uses; the bundle is
     then built on all of them."""
-    from edgepack.tune import search_calibration, validation_split
+    from edgepack.tune import search_calibration
 
     started = time.perf_counter()
     options = job.options
     name = options.profile.name
-    fitting, validating = validation_split(refs, options.tune.validation)
-    feeds = job.bound.load(validating)
-    validation = _Validation(
-        _calibration_data(job, fitting),
-        feeds,
-        job.bound.labels(validating),
-        _in_chunks(job.source.run, feeds, "float model", None),
-        {
-            "path": str(job.samples.root),
-            "fingerprint": job.samples.fingerprint(),
-            "split": VALIDATION_SPLIT,
-        },
-    )
+    folds = _folds(job, refs)
+    validating = [sample for fold in folds for sample in range(fold.samples)]
+    fitting = [None] * (len(refs) - folds[0].samples)  # the first fold's, as recorded
     held: dict[str, bool] = {}
 
     def evaluate(candidate: Any) -> Any:
         settings = dataclasses.replace(options.settings, **candidate.overrides)
-        score, held[candidate.name] = _validate(job, validation, settings)
+        score, held[candidate.name] = _validate(job, folds, settings)
         log.info(
             "%s: candidate %s: %.2f dB, %d failures (SQNR, collapse, recall) on %d validation "
             "samples",
@@ -692,7 +769,7 @@ def _tune(job: _Job, refs: Sequence[Any]) -> _Tuning:
     wider = job.backend.precisions(settings)
     if not held[search.chosen.name] and wider:
         remaining = options.tune.max_seconds - (time.perf_counter() - started)
-        precision, ranking = _search_precisions(job, validation, settings, wider[0], remaining)
+        precision, ranking = _search_precisions(job, folds, settings, wider[0], remaining)
         tuning = dataclasses.replace(tuning, precision=precision, ranking=ranking)
     return dataclasses.replace(tuning, seconds=time.perf_counter() - started)
 
@@ -703,7 +780,7 @@ PROBED_LAYERS = 16  # where a target cannot keep one layer in float: layers wide
 
 def _shares_by_widening(
     job: _Job,
-    validation: _Validation,
+    folds: Sequence[_Validation],
     settings: Any,
     precision: str,
     report: Any,
@@ -715,14 +792,14 @@ def _shares_by_widening(
     from edgepack.drift.layers import LayerDrift
     from edgepack.tune import PrecisionPlan
 
-    base, _ = _validate(job, validation, settings, PrecisionPlan())  # the same quantizer
+    base, _ = _validate(job, folds, settings, PrecisionPlan())  # the same quantizer
     shares: dict[str, float] = {}
     for drift in report.layers[:PROBED_LAYERS]:
         tensors = tuple(grouped.get(drift.layer, ()))
         if not tensors:
             continue
         plan = PrecisionPlan({drift.layer: precision}, {drift.layer: tensors})
-        score, _ = _validate(job, validation, settings, plan)
+        score, _ = _validate(job, folds, settings, plan)
         shares[drift.layer] = round(score.min_sqnr_db - base.min_sqnr_db, 3)
     layers: list[LayerDrift] = [
         dataclasses.replace(d, contribution_db=shares.get(d.layer)) for d in report.layers
@@ -735,7 +812,7 @@ def _shares_by_widening(
 
 
 def _search_precisions(
-    job: _Job, validation: _Validation, settings: Any, precision: str, seconds: float
+    job: _Job, folds: Sequence[_Validation], settings: Any, precision: str, seconds: float
 ) -> tuple[Any, tuple[dict[str, Any], ...]]:
     """Rank the layers of the bundle built with ``settings`` by their own share of the
     output drift on the validation part, then widen the most harmful ones to ``precision``
@@ -747,6 +824,7 @@ def _search_precisions(
 
     options = job.options
     name = options.profile.name
+    validation = folds[0]  # layers are ranked on the first fold
     with tempfile.TemporaryDirectory(prefix="edgepack-tune-") as scratch:
         built = job.backend.build(job.source, validation.calibration, settings, Path(scratch))
         report, grouped = _layer_ranking(
@@ -759,7 +837,7 @@ def _search_precisions(
             validation.reference,
         )
     if not report.by_contribution():
-        report = _shares_by_widening(job, validation, settings, precision, report, grouped)
+        report = _shares_by_widening(job, folds, settings, precision, report, grouped)
     culprits = [
         d for d in report.by_contribution() if (d.contribution_db or 0.0) >= MIN_OWN_SHARE_DB
     ]
@@ -777,7 +855,7 @@ def _search_precisions(
     )
 
     def evaluate(plan: Any) -> Any:
-        score, holds = _validate(job, validation, settings, plan)
+        score, holds = _validate(job, folds, settings, plan)
         log.info(
             "%s: %s for %s: %.2f dB, budget %s on %d validation samples",
             name,
@@ -785,7 +863,7 @@ def _search_precisions(
             ", ".join(plan.layers),
             score.min_sqnr_db,
             "holds" if holds else "missed",
-            validation.samples,
+            sum(fold.samples for fold in folds),
         )
         return score, holds
 

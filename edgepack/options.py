@@ -156,6 +156,7 @@ GENERIC_KEYS: dict[str, Callable[[Any], Any]] = {
     "tune.max_candidates": _parse_count,
     "tune.validation": _parse_validation,
     "tune.max_wide_fraction": parse_fraction,
+    "tune.folds": _parse_count,
 }
 # Short forms: ``tune = true`` in a config file means ``[tune] enabled = true``.
 ALIASES = {"tune": "tune.enabled"}
@@ -205,6 +206,9 @@ class TuneOptions:
     max_candidates: int = 8
     validation: float = 0.2
     max_wide_fraction: float = 0.25  # of the layers, the most that mixed precision widens
+    folds: int = (
+        5  # k-fold: every calibration sample validated once; 1: the last `validation` share
+    )
 
 
 @dataclass(frozen=True)
@@ -264,6 +268,7 @@ _DEFAULTS: dict[str, Any] = {
     "tune.max_candidates": TuneOptions.max_candidates,
     "tune.validation": TuneOptions.validation,
     "tune.max_wide_fraction": TuneOptions.max_wide_fraction,
+    "tune.folds": TuneOptions.folds,
 }
 
 
@@ -373,6 +378,7 @@ def resolve_build_options(
             max_candidates=merged["tune.max_candidates"],
             validation=merged["tune.validation"],
             max_wide_fraction=merged["tune.max_wide_fraction"],
+            folds=merged["tune.folds"],
         ),
     )
 

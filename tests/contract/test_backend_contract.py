@@ -228,7 +228,9 @@ class TestBackendContract:
         manifest = result.manifest
         assert_valid_manifest(manifest)
         tuning = manifest["tuning"]
-        assert (tuning["calibration_samples"], tuning["validation_samples"]) == (16, 16)
+        # five folds of 6-7 samples: every one of the 32 validated once
+        assert (tuning["folds"], tuning["validation_samples"]) == (5, 32)
+        assert tuning["calibration_samples"] == 26  # the first fold's
         assert manifest["calibration"]["samples"] == 32  # the bundle calibrates on all
         settings = resolve_build_options(
             load_profile(backend.name), backend.settings_type, {}, tmp_path, {}
