@@ -606,7 +606,6 @@ def _validate(job: _Job, folds: Sequence[_Validation], settings: Any, plan: Any 
 
     import numpy as np
 
-    from edgepack.drift.paths import PathOutputs
     from edgepack.tune import Score
 
     options = job.options
@@ -633,7 +632,6 @@ def _validate(job: _Job, folds: Sequence[_Validation], settings: Any, plan: Any 
         dataclasses.replace(path, outputs=joined([p.paths[i].outputs for p in parts]))
         for i, path in enumerate(parts[0].paths)
     ]
-    assert all(isinstance(p, PathOutputs) for p in paths)
     measured = _Measured(joined([p.reference for p in parts]), paths, parts[0].steps)
     labels = None
     if all(fold.labels is not None for fold in folds):
@@ -732,8 +730,8 @@ def _tune(job: _Job, refs: Sequence[Any]) -> _Tuning:
     options = job.options
     name = options.profile.name
     folds = _folds(job, refs)
-    validating = [sample for fold in folds for sample in range(fold.samples)]
-    fitting = [None] * (len(refs) - folds[0].samples)  # the first fold's, as recorded
+    validating = sum(fold.samples for fold in folds)
+    fitting = len(refs) - folds[0].samples  # the first fold's, as recorded
     held: dict[str, bool] = {}
 
     def evaluate(candidate: Any) -> Any:
@@ -746,15 +744,15 @@ def _tune(job: _Job, refs: Sequence[Any]) -> _Tuning:
             candidate.name,
             score.min_sqnr_db,
             score.failures,
-            len(validating),
+            validating,
         )
         return score
 
     log.info(
         "%s: calibration search (calibrating on %d samples, validating on %d)",
         name,
-        len(fitting),
-        len(validating),
+        fitting,
+        validating,
     )
     search = search_calibration(
         job.backend.calibration_candidates(options.settings),
@@ -765,7 +763,7 @@ def _tune(job: _Job, refs: Sequence[Any]) -> _Tuning:
     if search.stopped:
         log.warning("%s: calibration search stopped early: %s", name, search.stopped)
     settings = dataclasses.replace(options.settings, **search.chosen.overrides)
-    tuning = _Tuning(search, len(fitting), len(validating), 0.0)
+    tuning = _Tuning(search, fitting, validating, 0.0)
     wider = job.backend.precisions(settings)
     if not held[search.chosen.name] and wider:
         remaining = options.tune.max_seconds - (time.perf_counter() - started)

@@ -17,6 +17,9 @@ from edgepack import api
 from tests.conftest import CliResult, assert_one_line_error, assert_valid_manifest
 
 OFF = {"min_agreement": "off", "max_drop": "off"}
+# The paths whose arithmetic is the same on every CPU (AVX2, AVX-512, ARM): the search and the
+# verdict both read them, so the choices and bounds below hold on any host.
+PORTABLE = {"onnx": ["unoptimized"], "tflite": ["reference"]}
 SPIKE = 300.0
 
 
@@ -53,7 +56,8 @@ def spiky(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _build(spiky: dict[str, Path], out: Path, **options: object) -> api.BuildResult:
     return api.build(
         spiky["model"], ["onnx"], spiky["calib"], eval=spiky["eval"], out=out,
-        cwd=out.parent, environ={}, **OFF, **options,  # type: ignore[arg-type]
+        paths=PORTABLE["onnx"], cwd=out.parent, environ={}, **OFF,
+        **options,  # type: ignore[arg-type]
     )[0]  # fmt: skip
 
 
@@ -87,7 +91,7 @@ def test_a_tuned_build_is_the_same_bundle_in_another_process(
         "from edgepack import api\n"
         f"api.build({str(spiky['model'])!r}, ['onnx'], {str(spiky['calib'])!r}, "
         f"eval={str(spiky['eval'])!r}, out={str(tmp_path / 'again')!r}, tune=True, "
-        "min_agreement='off', max_drop='off', environ={})\n"
+        "paths=['unoptimized'], min_agreement='off', max_drop='off', environ={})\n"
     )
     env = {**os.environ, "PYTHONHASHSEED": "4321"}
     subprocess.run([sys.executable, "-c", script], check=True, env=env, capture_output=True)
@@ -121,7 +125,7 @@ def test_max_candidates_from_the_config_bounds_the_search(
     (tmp_path / "edgepack.toml").write_text("[tune]\nenabled = true\nmax_candidates = 3\n")
     result = api.build(
         spiky["model"], ["onnx"], spiky["calib"], eval=spiky["eval"], out=tmp_path / "out",
-        cwd=tmp_path, environ={}, **OFF,  # type: ignore[arg-type]
+        paths=PORTABLE["onnx"], cwd=tmp_path, environ={}, **OFF,  # type: ignore[arg-type]
     )[0]  # fmt: skip
     tuning = result.manifest["tuning"]
     assert len(tuning["candidates"]) == 3
@@ -160,7 +164,8 @@ def _fragile_build(
 ) -> api.BuildResult:
     return api.build(
         fragile["model"], [target], fragile["calib"], eval=fragile["eval"], out=out,
-        cwd=out.parent, environ={}, **OFF, **options,  # type: ignore[arg-type]
+        paths=PORTABLE[target], cwd=out.parent, environ={}, **OFF,
+        **options,  # type: ignore[arg-type]
     )[0]  # fmt: skip
 
 
@@ -215,7 +220,7 @@ def test_k_fold_validation_scores_every_calibration_sample_once(
     )
     result = api.build(
         spiky["model"], ["onnx"], spiky["calib"], eval=spiky["eval"], out=tmp_path / "out",
-        cwd=tmp_path, environ={}, **OFF,  # type: ignore[arg-type]
+        paths=PORTABLE["onnx"], cwd=tmp_path, environ={}, **OFF,  # type: ignore[arg-type]
     )[0]  # fmt: skip
     assert_valid_manifest(result.manifest)
     tuning = result.manifest["tuning"]
