@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import platform
 import time
@@ -147,6 +148,7 @@ def build(
     paths: Sequence[str] | None = None,
     tune: bool | None = None,
     tune_seconds: float | None = None,
+    tune_precisions: Sequence[str] | str | None = None,
     cwd: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> list[BuildResult]:
@@ -158,7 +160,9 @@ def build(
     target profile, in that order. The drift check runs the bundle on every execution path of
     its target the host has (``paths`` narrows them) and judges the worst. ``tune`` searches
     the target's calibration choices on a validation part of ``calib`` first (at most
-    ``tune_seconds``) and builds the best one (:mod:`edgepack.tune`). Returns one
+    ``tune_seconds``) and builds the best one, raising the layers that harm the output most
+    to the ``tune_precisions`` the target has when that is not enough (:mod:`edgepack.tune`).
+    Returns one
     :class:`BuildResult` per target; a target whose drift exceeds its budget still gets its
     bundle (``result.passed`` is False).
     """
@@ -184,6 +188,7 @@ def build(
         "settings.calibration_method": calib_method,
         "tune.enabled": tune,
         "tune.max_seconds": tune_seconds,
+        "tune.precisions": tune_precisions,
     }
     model_path = _absolute(Path(model), work_dir)
     plans = []
@@ -296,6 +301,9 @@ def _build_one(job: _Job) -> BuildResult:
                 feeds,
                 job.source.run(feeds),
             )
+        if tuning is not None:
+            effect = _tuning_effect(job, checked, calibration, built, report, tuning)
+            tuning = dataclasses.replace(tuning, effect=effect)
         manifest = _manifest(job, split, built, report, settings, tuning)
         _write_bundle_files(staging, built, manifest, report, job.samples, layers)
     seconds = time.perf_counter() - started
@@ -542,6 +550,8 @@ class _Tuning:
     seconds: float
     precision: Any = None  # edgepack.tune.PrecisionSearch
     ranking: tuple[dict[str, Any], ...] = ()  # the layers by own share, as ranked
+    ladder: tuple[dict[str, Any], ...] = ()  # the precisions tried, each with its limit
+    effect: dict[str, Any] | None = None  # the default bundle beside the tuned one
 
     @property
     def chosen(self) -> Any:
@@ -564,6 +574,9 @@ class _Tuning:
                 "holds": self.precision.holds,
                 "stopped": self.precision.stopped,
                 "max_wide_fraction": options.max_wide_fraction,
+                "max_float_layers": options.max_float_layers,
+                "precisions": list(options.precisions),
+                "ladder": list(self.ladder),
             }
         return {
             "method": "calibration search",
@@ -577,6 +590,7 @@ class _Tuning:
             "settings": dict(self.chosen.overrides),
             "candidates": [trial.to_dict() for trial in self.search.trials],
             "precision": precision,
+            "effect": self.effect,
             "seconds": round(self.seconds, 1),
         }
 
@@ -764,11 +778,11 @@ def _tune(job: _Job, refs: Sequence[Any]) -> _Tuning:
         log.warning("%s: calibration search stopped early: %s", name, search.stopped)
     settings = dataclasses.replace(options.settings, **search.chosen.overrides)
     tuning = _Tuning(search, fitting, validating, 0.0)
-    wider = job.backend.precisions(settings)
+    wider = [p for p in job.backend.precisions(settings) if p in options.tune.precisions]
     if not held[search.chosen.name] and wider:
         remaining = options.tune.max_seconds - (time.perf_counter() - started)
-        precision, ranking = _search_precisions(job, folds, settings, wider[0], remaining)
-        tuning = dataclasses.replace(tuning, precision=precision, ranking=ranking)
+        precision, ranking, ladder = _search_precisions(job, folds, settings, wider, remaining)
+        tuning = dataclasses.replace(tuning, precision=precision, ranking=ranking, ladder=ladder)
     return dataclasses.replace(tuning, seconds=time.perf_counter() - started)
 
 
@@ -810,15 +824,20 @@ def _shares_by_widening(
 
 
 def _search_precisions(
-    job: _Job, folds: Sequence[_Validation], settings: Any, precision: str, seconds: float
-) -> tuple[Any, tuple[dict[str, Any], ...]]:
+    job: _Job,
+    folds: Sequence[_Validation],
+    settings: Any,
+    wider: Sequence[str],
+    seconds: float,
+) -> tuple[Any, tuple[dict[str, Any], ...], tuple[dict[str, Any], ...]]:
     """Rank the layers of the bundle built with ``settings`` by their own share of the
-    output drift on the validation part, then widen the most harmful ones to ``precision``
-    (edgepack.tune.search_precisions) within ``tune.max_wide_fraction`` of the layers."""
+    output drift on the validation part, then widen the most harmful ones up the ladder of
+    the target's ``wider`` precisions (edgepack.tune.climb_ladder), within
+    ``tune.max_wide_fraction`` of the layers and, for float, ``tune.max_float_layers``."""
     import math
     import tempfile
 
-    from edgepack.tune import search_precisions
+    from edgepack.tune import Rung, climb_ladder
 
     options = job.options
     name = options.profile.name
@@ -835,7 +854,7 @@ def _search_precisions(
             validation.reference,
         )
     if not report.by_contribution():
-        report = _shares_by_widening(job, folds, settings, precision, report, grouped)
+        report = _shares_by_widening(job, folds, settings, wider[0], report, grouped)
     culprits = [
         d for d in report.by_contribution() if (d.contribution_db or 0.0) >= MIN_OWN_SHARE_DB
     ]
@@ -844,12 +863,14 @@ def _search_precisions(
         for d in culprits
     )
     limit = math.floor(options.tune.max_wide_fraction * len(report.layers))
+    rungs = [
+        Rung(p, min(limit, options.tune.max_float_layers) if p == "float" else limit) for p in wider
+    ]
     log.info(
-        "%s: mixed precision: %d layers harm the output on their own; widening up to %d to %s",
+        "%s: mixed precision: %d layers harm the output on their own; widening up to %s",
         name,
         len(culprits),
-        limit,
-        precision,
+        ", then ".join(f"{r.max_layers} to {r.precision}" for r in rungs),
     )
 
     def evaluate(plan: Any) -> Any:
@@ -857,7 +878,7 @@ def _search_precisions(
         log.info(
             "%s: %s for %s: %.2f dB, budget %s on %d validation samples",
             name,
-            precision,
+            "/".join(sorted(set(plan.layers.values()))),
             ", ".join(plan.layers),
             score.min_sqnr_db,
             "holds" if holds else "missed",
@@ -866,7 +887,7 @@ def _search_precisions(
         return score, holds
 
     ranked = [(d.layer, grouped[d.layer]) for d in culprits]
-    search = search_precisions(ranked, precision, evaluate, limit, max(seconds, 1.0))
+    search = climb_ladder(ranked, rungs, evaluate, max(seconds, 1.0))
     if not search.holds:
         log.warning(
             "%s: mixed precision: no plan within %d widened layers holds the budget on the "
@@ -875,7 +896,73 @@ def _search_precisions(
             limit,
             ", ".join(search.chosen.layers) or "none",
         )
-    return search, ranking
+    ladder = tuple({"precision": r.precision, "max_layers": r.max_layers} for r in rungs)
+    return search, ranking, ladder
+
+
+LATENCY_ROUNDS = 15  # single-sample runs per bundle, interleaved, median kept
+
+
+def _tuning_effect(
+    job: _Job, checked: _DriftData, calibration: Any, built: Any, report: Any, tuning: _Tuning
+) -> dict[str, Any]:
+    """What tuning changed, measured beside the tuned bundle: the default one (the profile's
+    settings, every layer int8) built on the same calibration samples and checked on the
+    same verdict samples, and both bundles' size and host latency on the default execution
+    path (one sample, interleaved runs; ratios, not absolute times, are comparable)."""
+    import tempfile
+
+    changed = bool(tuning.chosen.overrides) or tuning.plan is not None
+    with tempfile.TemporaryDirectory(prefix="edgepack-default-") as scratch:
+        if changed:
+            default = job.backend.build(
+                job.source, calibration, job.options.settings, Path(scratch)
+            )
+            default_report = _drift(job, checked, default)
+        else:
+            default, default_report = built, report
+        feeds = checked.bound.load(checked.refs[:1])
+        latencies = _latencies_ms(job, [default, built] if changed else [built], feeds)
+        return {
+            "measured_on": f"{len(checked.refs)} {checked.kind}",
+            "latency_path": latencies["path"],
+            "default": _bundle_figures(default, default_report, latencies["ms"][0]),
+            "tuned": _bundle_figures(built, report, latencies["ms"][-1]),
+        }
+
+
+def _bundle_figures(built: Any, report: Any, latency_ms: float) -> dict[str, Any]:
+    from edgepack.bundle import size_bytes
+
+    sqnr = report.min_sqnr_db
+    return {
+        "verdict": "pass" if report.passed else "fail",
+        "min_sqnr_db": round(sqnr, 2) if math.isfinite(sqnr) else None,
+        "top1_agreement": report.top1_agreement,
+        "size_bytes": size_bytes(built.model_file),
+        "latency_ms": round(latency_ms, 3),
+        "precision_counts": built.details.get("precision_counts"),
+    }
+
+
+def _latencies_ms(job: _Job, builts: Sequence[Any], feeds: Mapping[str, Any]) -> dict[str, Any]:
+    """Median single-sample latency of each bundle on the first execution path the verdict
+    uses, the bundles' runs interleaved so that the host's load falls on all alike."""
+    import statistics
+
+    path = _host_paths(job.backend, job.options.paths, False)[0]
+    runs = [
+        job.backend.emulate(b.model_file, b.inputs, b.outputs, False, path.name).run for b in builts
+    ]
+    for run in runs:  # warm-up: first-call allocations and delegate preparation
+        run(feeds)
+    times: list[list[float]] = [[] for _ in runs]
+    for _ in range(LATENCY_ROUNDS):
+        for run, spent in zip(runs, times, strict=True):
+            began = time.perf_counter()
+            run(feeds)
+            spent.append((time.perf_counter() - began) * 1000.0)
+    return {"path": path.name, "ms": [statistics.median(t) for t in times]}
 
 
 def _manifest(

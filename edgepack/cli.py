@@ -199,6 +199,13 @@ def cli(verbose: int, quiet: int) -> None:
     default=None,
     help="Time budget of the search [default: 600].",
 )
+@click.option(
+    "--tune-precisions",
+    default=None,
+    metavar="LIST",
+    help="Precisions mixed precision may raise a layer to, where the target has them: "
+    "int16, float, int16,float or none [default: int16,float].",
+)
 @_budget_options
 @_verbosity_options
 @_reported

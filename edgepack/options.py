@@ -58,6 +58,15 @@ def _parse_count(value: Any) -> int:
     return number
 
 
+def _parse_limit(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"expected a whole number >= 0, got {value!r}")
+    return number
+
+
 def _parse_seed(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError(f"expected a whole number, got {value!r}")
@@ -88,6 +97,23 @@ def parse_paths(value: Any) -> tuple[str, ...]:
         raise ValueError(f"expected a list of execution path names or 'all', got {value!r}")
     cleaned = tuple(dict.fromkeys(str(name).strip() for name in names if str(name).strip()))
     return () if cleaned in ((), ("all",)) else cleaned
+
+
+def _parse_precisions(value: Any) -> tuple[str, ...]:
+    """The precisions mixed precision may raise a layer to: a list, or ``"int16,float"``;
+    ``"none"`` (or empty) for none. Each target uses those it can express, in the order
+    int16, float."""
+    from edgepack.tune import WIDER
+
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list | tuple):
+        raise ValueError(f"expected a list of {' and '.join(WIDER)}, got {value!r}")
+    cleaned = {str(name).strip().lower() for name in names if str(name).strip()}
+    cleaned.discard("none")
+    unknown = sorted(cleaned - set(WIDER))
+    if unknown:
+        raise ValueError(f"unknown precision {', '.join(unknown)} (expected {', '.join(WIDER)})")
+    return tuple(p for p in WIDER if p in cleaned)
 
 
 def _parse_detections(value: Any) -> dict[str, str]:
@@ -156,6 +182,8 @@ GENERIC_KEYS: dict[str, Callable[[Any], Any]] = {
     "tune.max_candidates": _parse_count,
     "tune.validation": _parse_validation,
     "tune.max_wide_fraction": parse_fraction,
+    "tune.max_float_layers": _parse_limit,
+    "tune.precisions": _parse_precisions,
     "tune.folds": _parse_count,
 }
 # Short forms: ``tune = true`` in a config file means ``[tune] enabled = true``.
@@ -179,6 +207,7 @@ ENV_KEYS = {
     "EDGEPACK_EVAL": "drift.eval",
     "EDGEPACK_TUNE": "tune.enabled",
     "EDGEPACK_TUNE_SECONDS": "tune.max_seconds",
+    "EDGEPACK_TUNE_PRECISIONS": "tune.precisions",
 }
 # EDGEPACK_* variables that are not build options (read by scripts, not by the resolver).
 NON_OPTION_ENV = {"EDGEPACK_MODELS"}
@@ -206,6 +235,9 @@ class TuneOptions:
     max_candidates: int = 8
     validation: float = 0.2
     max_wide_fraction: float = 0.25  # of the layers, the most that mixed precision widens
+    # of those, the most that may go float (where int16 does not hold and the target can)
+    max_float_layers: int = 4
+    precisions: tuple[str, ...] = ("int16", "float")  # the ladder, where the target has them
     folds: int = (
         5  # k-fold: every calibration sample validated once; 1: the last `validation` share
     )
@@ -268,6 +300,8 @@ _DEFAULTS: dict[str, Any] = {
     "tune.max_candidates": TuneOptions.max_candidates,
     "tune.validation": TuneOptions.validation,
     "tune.max_wide_fraction": TuneOptions.max_wide_fraction,
+    "tune.max_float_layers": TuneOptions.max_float_layers,
+    "tune.precisions": TuneOptions.precisions,
     "tune.folds": TuneOptions.folds,
 }
 
@@ -378,6 +412,8 @@ def resolve_build_options(
             max_candidates=merged["tune.max_candidates"],
             validation=merged["tune.validation"],
             max_wide_fraction=merged["tune.max_wide_fraction"],
+            max_float_layers=merged["tune.max_float_layers"],
+            precisions=merged["tune.precisions"],
             folds=merged["tune.folds"],
         ),
     )

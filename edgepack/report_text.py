@@ -70,6 +70,8 @@ def print_build_results(results: Sequence[Any]) -> None:
                     if colour
                     else f"{result.target}: {line}"
                 )
+            if tuning.get("effect"):
+                _console.print(f"{result.target}: {escape(_effect_line(tuning['effect']))}")
         for note in report.resolution():
             _console.print(f"[yellow]{result.target}: {escape(note)}[/yellow]")
         if len(report.paths) > 1:
@@ -130,6 +132,28 @@ def _precision_line(tuning: dict[str, Any], model: dict[str, Any]) -> str:
         f"mixed precision could not hold the budget ({reason}); kept {kept} widened; "
         f"layers that would also have to be widened or go float: {', '.join(missing) or 'none'}"
         f"{ops}"
+    )
+
+
+def _effect_line(effect: dict[str, Any]) -> str:
+    """The default bundle against the tuned one, both measured on the verdict's samples."""
+    default, tuned = effect["default"], effect["tuned"]
+
+    def figures(bundle: dict[str, Any]) -> str:
+        agreement = bundle["top1_agreement"]
+        shown = f"{_db(bundle['min_sqnr_db'])}" + (
+            "" if agreement is None else f", agreement {_pct(agreement)}"
+        )
+        return f"{shown} ({bundle['verdict']})"
+
+    counts = tuned.get("precision_counts") or {}
+    ops = ", ".join(f"{n} {p}" for p, n in counts.items() if n)
+    size = tuned["size_bytes"] / default["size_bytes"]
+    latency = tuned["latency_ms"] / default["latency_ms"] if default["latency_ms"] else float("nan")
+    return (
+        f"default -> tuned on {effect['measured_on']}: {figures(default)} -> {figures(tuned)}; "
+        f"size x{size:.2f}, host latency x{latency:.2f} ({effect['latency_path']} path)"
+        + (f"; ops {ops}" if ops else "")
     )
 
 
@@ -406,6 +430,8 @@ def print_manifest(manifest: dict[str, Any]) -> None:
     )
     if manifest.get("tuning"):
         _console.print(escape(_tuning_line(manifest["tuning"])))
+        if manifest["tuning"].get("effect"):
+            _console.print(escape(_effect_line(manifest["tuning"]["effect"])))
     versions = ", ".join(f"{k} {v}" for k, v in manifest["versions"].items())
     _console.print(f"versions: {versions}")
     if target.get("firmware_note"):

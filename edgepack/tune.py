@@ -266,6 +266,48 @@ def search_precisions(
     return PrecisionSearch(best.plan, trials, False, stopped)
 
 
+@dataclass(frozen=True)
+class Rung:
+    """One step of the precision ladder: widen layers to ``precision``, at most
+    ``max_layers`` of them."""
+
+    precision: str
+    max_layers: int
+
+
+def climb_ladder(
+    ranked: Sequence[tuple[str, Sequence[str]]],
+    rungs: Sequence[Rung],
+    evaluate: Callable[[PrecisionPlan], tuple[Score, bool]],
+    max_seconds: float,
+    clock: Callable[[], float] = time.perf_counter,
+) -> PrecisionSearch:
+    """:func:`search_precisions` on each rung in turn, narrowest precision first, until one
+    holds the budget (``int16`` before ``float``: a layer goes float only when 16-bit
+    activations do not hold). Every plan tried on every rung is kept in order; when no rung
+    holds, the best scored plan of all is kept and ``stopped`` says why the last rung
+    stopped."""
+    started = clock()
+    trials: list[PlanTrial] = []
+    stopped: str | None = None
+    for rung in rungs:
+        remaining = max_seconds - (clock() - started)
+        if trials and remaining <= 0:
+            stopped = f"max_seconds = {max_seconds:g} reached after {len(trials)} plans"
+            break
+        search = search_precisions(
+            ranked, rung.precision, evaluate, rung.max_layers, max(remaining, 1.0), clock
+        )
+        trials.extend(search.trials)
+        stopped = search.stopped
+        if search.holds:
+            return PrecisionSearch(search.chosen, tuple(trials), True, stopped)
+    if not trials:
+        return PrecisionSearch(PrecisionPlan(), (), False, stopped)
+    best = max(trials, key=lambda t: t.score.key())
+    return PrecisionSearch(best.plan, tuple(trials), False, stopped)
+
+
 def _plan(layers: Sequence[tuple[str, Sequence[str]]], precision: str) -> PrecisionPlan:
     return PrecisionPlan(
         {name: precision for name, _ in layers}, {name: tuple(t) for name, t in layers}

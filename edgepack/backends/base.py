@@ -194,10 +194,15 @@ def pick_path(available: Sequence[ExecutionPath], name: str | None) -> Execution
     raise ConfigError(f"no execution path {name!r} on this host (available: {known})")
 
 
-def refuse_plan(target: str, plan: PrecisionPlan | None) -> None:
-    """For targets that cannot yet give one layer another precision."""
-    if plan:
-        raise UnsupportedError(f"{target} cannot give single layers another precision yet")
+def refuse_plan(target: str, plan: PrecisionPlan | None, precisions: Sequence[str]) -> None:
+    """Refuse a plan that gives a layer a precision the target's settings cannot express
+    (``precisions``: its :meth:`Backend.precisions`)."""
+    unexpressed = sorted(set(plan.layers.values()) - set(precisions)) if plan else []
+    if unexpressed:
+        raise UnsupportedError(
+            f"{target} cannot give single layers {' or '.join(unexpressed)} precision "
+            f"(it can: {', '.join(precisions) or 'none'})"
+        )
 
 
 def require_float_inputs(source: SourceModel, target: str) -> None:

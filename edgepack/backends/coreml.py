@@ -117,15 +117,16 @@ class CoreMLBackend:
         workdir: Path,
         plan: PrecisionPlan | None = None,
     ) -> BuiltModel:
-        refuse_plan("coreml", plan)
+        refuse_plan(f"coreml {settings.quantize}", plan, self.precisions(settings))
         with tempfile.TemporaryDirectory(prefix="edgepack-coreml-") as scratch:
             view, mlmodel, images, labels = _convert(
                 source, calibration, settings, settings.compute_precision, Path(scratch)
             )
+            kept = _float_ops(mlmodel, plan)
             if settings.quantize == "w8a8":
                 samples = _core_ml_samples(mlmodel, view, calibration)
-                mlmodel = _quantize_activations(mlmodel, samples)
-        mlmodel = _compress(mlmodel, settings)
+                mlmodel = _quantize_activations(mlmodel, samples, kept.activations)
+        mlmodel = _compress(mlmodel, settings, kept.weights)
         _describe(mlmodel, source, settings)
         model_file = workdir / self.model_file_name
         with captured_output():
@@ -136,13 +137,17 @@ class CoreMLBackend:
         versions.update({k: v for k, v in source.versions.items() if k == "tensorflow"})
         if source.format == "onnx":
             versions["onnx2tf"] = metadata.version("onnx2tf")
-        return BuiltModel(
-            model_file, inputs, outputs, versions, _method(settings), _details(mlmodel, settings)
-        )
+        details = _details(mlmodel, settings)
+        if plan:
+            details["precision"] = dict(plan.layers)
+        return BuiltModel(model_file, inputs, outputs, versions, _method(settings), details)
 
     def precisions(self, settings: CoreMLSettings) -> tuple[str, ...]:
-        """None yet: every layer is the profile's mode (mixed precision for coreml is planned)."""
-        return ()
+        """Float: a layer's ops left out of coremltools' compression (``op_name_configs``
+        None), so they compute in the program's precision (fp16 on the Neural Engine) with
+        uncompressed weights and, in w8a8, unquantized activations. Not int16: Core ML
+        quantizes activations to 8 bits only. fp16 programs have nothing to widen."""
+        return () if settings.quantize == "fp16" else ("float",)
 
     def calibration_candidates(self, settings: CoreMLSettings) -> tuple[Candidate, ...]:
         """Linear int8 weights (w8, w8a8) can have per-channel or per-tensor scales: the
@@ -356,7 +361,45 @@ def _transposed(value: np.ndarray, perm: tuple[int, ...] | None) -> np.ndarray:
     return array if perm is None else np.ascontiguousarray(array.transpose(perm))
 
 
-def _compress(mlmodel: Any, settings: CoreMLSettings) -> Any:
+@dataclass(frozen=True)
+class _KeptFloat:
+    """Op names of a plan's float layers: ``weights`` (the layers' own ops: their weights
+    stay uncompressed) and ``activations`` (those ops and the ops that read their outputs:
+    coremltools quantizes an activation where it enters an op, so a layer's output stays
+    float only if its readers leave their inputs alone)."""
+
+    weights: frozenset[str] = frozenset()
+    activations: frozenset[str] = frozenset()
+
+
+def _float_ops(mlmodel: Any, plan: PrecisionPlan | None) -> _KeptFloat:
+    """The ops of ``mlmodel``'s program that ``plan`` keeps float (its tensors are named as
+    the layer capture names them: op output names without the ``_cast_fp16`` suffix)."""
+    tensors = set(plan.tensors_at("float")) if plan else set()
+    if not tensors:
+        return _KeptFloat()
+    function = mlmodel.get_spec().mlProgram.functions["main"]
+    operations = list(function.block_specializations[function.opset].operations)
+    produced = {
+        out.name for op in operations for out in op.outputs if _matching_name(out.name) in tensors
+    }
+    producers = {_op_name(op) for op in operations if produced & {o.name for o in op.outputs}}
+    readers = {_op_name(op) for op in operations if produced & _input_names(op)}
+    return _KeptFloat(frozenset(producers), frozenset(producers | readers))
+
+
+def _op_name(op: Any) -> str:
+    """A program operation's name (coremltools' op_name_configs key), from its spec."""
+    if "name" in op.attributes:
+        return str(op.attributes["name"].immediateValue.tensor.strings.values[0])
+    return str(op.outputs[0].name)
+
+
+def _input_names(op: Any) -> set[str]:
+    return {arg.name for argument in op.inputs.values() for arg in argument.arguments if arg.name}
+
+
+def _compress(mlmodel: Any, settings: CoreMLSettings, kept: frozenset[str] = frozenset()) -> Any:
     if settings.quantize == "fp16":
         return mlmodel
     import_coremltools()
@@ -373,8 +416,11 @@ def _compress(mlmodel: Any, settings: CoreMLSettings) -> Any:
         op_config = cto.OpPalettizerConfig(mode="kmeans", nbits=int(settings.quantize[-1]))
         compress = cto.palettize_weights
     try:
+        config = cto.OptimizationConfig(
+            global_config=op_config, op_name_configs=dict.fromkeys(sorted(kept))
+        )
         with captured_output():
-            return compress(mlmodel, cto.OptimizationConfig(global_config=op_config))
+            return compress(mlmodel, config)
     except Exception as exc:
         text = " ".join(str(exc).split())[:300]
         raise ConversionError(f"coremltools could not compress the weights: {text}") from None
@@ -410,9 +456,12 @@ def _core_ml_samples(
     return samples
 
 
-def _quantize_activations(mlmodel: Any, samples: list[dict[str, np.ndarray]]) -> Any:
+def _quantize_activations(
+    mlmodel: Any, samples: list[dict[str, np.ndarray]], kept: frozenset[str] = frozenset()
+) -> Any:
     """coremltools' ``linear_quantize_activations``, its activation ranges measured by
-    edgepack's emulator instead of Core ML (see the module docstring)."""
+    edgepack's emulator instead of Core ML (see the module docstring); the ops ``kept``
+    leave their inputs float."""
     import_coremltools()
     import coremltools.optimize.coreml as cto
     from coremltools.optimize.coreml.experimental._model_debugger import ModelDebugger
@@ -428,7 +477,8 @@ def _quantize_activations(mlmodel: Any, samples: list[dict[str, np.ndarray]]) ->
         return {name: np.asarray(value, dtype=np.float32) for name, value in captured.items()}
 
     config = cto.OptimizationConfig(
-        global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8")
+        global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8"),
+        op_name_configs=dict.fromkeys(sorted(kept)),
     )
     original = ModelDebugger.predict_intermediate_outputs
     ModelDebugger.predict_intermediate_outputs = predict_intermediate_outputs
@@ -589,9 +639,33 @@ def _details(mlmodel: Any, settings: CoreMLSettings) -> dict[str, Any]:
     return {
         "ops": dict(sorted(ops.items())),
         "float_ops": [],
+        "precision_counts": _precision_counts(block),
         "classifier": classifier,
         "quantize": settings.quantize,
         "compute_precision": settings.compute_precision,
         "deployment_target": settings.deployment_target,
         "opset": function.opset,
     }
+
+
+_NOT_COMPUTE = ("const", "quantize", "dequantize")
+
+
+def _precision_counts(block: Any) -> dict[str, int]:
+    """Compute ops (not constants, not quantize/dequantize) by what they read: int8 when an
+    input is int8 weights (a ``constexpr_*`` op) or an int8 activation (a ``dequantize``);
+    float otherwise (fp16 or fp32 compute on the program's own values)."""
+    producer = {out.name: op.type for op in block.operations for out in op.outputs}
+    counts = {"int8": 0, "int16": 0, "float": 0}
+    for op in block.operations:
+        if op.type in _NOT_COMPUTE or op.type.startswith("constexpr_"):
+            continue
+        sources = [
+            producer.get(arg.name, "")
+            for argument in op.inputs.values()
+            for arg in argument.arguments
+            if arg.name
+        ]
+        quantized = any(t == "dequantize" or t.startswith("constexpr_") for t in sources)
+        counts["int8" if quantized else "float"] += 1
+    return counts

@@ -42,6 +42,7 @@ from edgepack.backends.base import (
     ModelIO,
     TensorInfo,
     pick_path,
+    refuse_plan,
     require_float_inputs,
 )
 from edgepack.convert.compare import check_float_match
@@ -128,13 +129,15 @@ class ONNXBackend:
         workdir: Path,
         plan: PrecisionPlan | None = None,
     ) -> BuiltModel:
+        refuse_plan("onnx", plan, self.precisions(settings))
         check_batch = calibration.take(CHECK_SAMPLES)
         with tempfile.TemporaryDirectory(prefix="edgepack-onnx-") as scratch:
             folder = Path(scratch)
             float_model, names, details = _float_model(source, check_batch, settings, folder)
             prepared, details["preprocessing"] = _pre_process(float_model, folder)
             model_file = workdir / self.model_file_name
-            _quantize(prepared, model_file, _Reader(calibration, names), settings, plan)
+            kept_float = _nodes_kept_float(prepared, plan, source)
+            _quantize(prepared, model_file, _Reader(calibration, names), settings, plan, kept_float)
             details["float_size_bytes"] = float_model.stat().st_size
         details.update(_graph_details(model_file))
         if plan:
@@ -154,8 +157,9 @@ class ONNXBackend:
 
     def precisions(self, settings: ONNXSettings) -> tuple[str, ...]:
         """16-bit activations (int8 weights) for chosen tensors, through onnxruntime's
-        ``TensorQuantOverrides``; the model then uses opset 21, whose QuantizeLinear has int16."""
-        return ("int16",)
+        ``TensorQuantOverrides`` (the model then uses opset 21, whose QuantizeLinear has
+        int16); then float, the nodes around a tensor left out (``nodes_to_exclude``)."""
+        return ("int16", "float")
 
     def calibration_candidates(self, settings: ONNXSettings) -> tuple[Candidate, ...]:
         """The profile's own choice, then onnxruntime's calibration methods (percentile at
@@ -689,6 +693,7 @@ def _quantize(
     reader: _Reader,
     settings: ONNXSettings,
     plan: PrecisionPlan | None = None,
+    kept_float: Sequence[str] = (),
 ) -> None:
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -726,6 +731,7 @@ def _quantize(
                 calibrate_method=method,
                 calibration_cache_path=cache,
                 extra_options=_extra_options(settings, plan),
+                nodes_to_exclude=list(kept_float),
             )
     except Exception as exc:
         text = " ".join(str(exc).split())[:300]
@@ -746,6 +752,31 @@ def _extra_options(settings: ONNXSettings, plan: PrecisionPlan | None) -> dict[s
     if wide:
         options["TensorQuantOverrides"] = {t: [{"quant_type": QuantType.QInt16}] for t in wide}
     return options
+
+
+def _nodes_kept_float(model: Path, plan: PrecisionPlan | None, source: SourceModel) -> list[str]:
+    """Names of the nodes ``plan`` keeps float: every node of a float layer (its tensors,
+    and every node output that names the layer: a Conv whose Relu the layer capture saw
+    fused) and the nodes that read their outputs. A QDQ model quantizes a tensor wherever a
+    quantized node reads or writes it, so a layer's values stay float only when its nodes
+    and its readers are all left out."""
+    if not plan or not plan.tensors_at("float"):
+        return []
+    import onnx
+
+    from edgepack.drift.layers import source_layer
+
+    layers = {layer for layer, p in plan.layers.items() if p == "float"}
+    graph = onnx.load(str(model), load_external_data=False).graph
+    wanted = set(plan.tensors_at("float")) | {
+        out
+        for node in graph.node
+        for out in node.output
+        if source_layer(out, source.layers, source.tensor_layers) in layers
+    }
+    return sorted(
+        node.name for node in graph.node if wanted & set(node.output) or wanted & set(node.input)
+    )
 
 
 # quantize_static builds its entropy calibrator with 128 histogram bins for 128 quantized

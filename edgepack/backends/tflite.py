@@ -128,8 +128,12 @@ class TFLiteBackend:
         workdir: Path,
         plan: PrecisionPlan | None = None,
     ) -> BuiltModel:
-        if plan and not self.precisions(settings):
-            refuse_plan("tflite with uint8 I/O", plan)
+        refuse_plan(
+            f"tflite ({settings.io_dtype} I/O, allow_float_fallback = "
+            f"{str(settings.allow_float_fallback).lower()})",
+            plan,
+            self.precisions(settings),
+        )
         tf = import_tensorflow()
         with tempfile.TemporaryDirectory(prefix="edgepack-tflite-") as scratch:
             view, converter = _converter(tf, source, calibration, settings, Path(scratch))
@@ -190,9 +194,12 @@ class TFLiteBackend:
 
     def precisions(self, settings: TFLiteSettings) -> tuple[str, ...]:
         """16-bit activations with int8 weights (LiteRT's 16x8 builtin kernels), built per op
-        with Google's ai-edge-quantizer; its bundles have int8 inputs and outputs, so not for
-        uint8-I/O profiles."""
-        return ("int16",) if settings.io_dtype == "int8" else ()
+        with Google's ai-edge-quantizer; then, only where the profile allows float fallback
+        (ops an NPU delegate hands back to the CPU), float ops. The per-op quantizer's
+        bundles have int8 inputs and outputs, so neither for uint8-I/O profiles."""
+        if settings.io_dtype != "int8":
+            return ()
+        return ("int16", "float") if settings.allow_float_fallback else ("int16",)
 
     def calibration_candidates(self, settings: TFLiteSettings) -> tuple[Candidate, ...]:
         """The converter calibrates with min/max ranges only; what it lets one choose is
@@ -405,8 +412,10 @@ def _quantize_per_op(
     """A float TFLite model from ``converter``, quantized by ai-edge-quantizer: every op
     static int8 (weights per-channel or per-tensor as the profile says), the ops that produce
     the plan's int16 tensors and the ops that read them with 16-bit activations, so that the
-    widened tensor is int16 from its producer to its consumers."""
+    widened tensor is int16 from its producer to its consumers; the ops around the plan's
+    float tensors are left unquantized the same way."""
     from ai_edge_quantizer import qtyping, quantizer
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
     with tempfile.TemporaryDirectory(prefix="edgepack-aeq-") as scratch:
         float_file = Path(scratch) / "float.tflite"
@@ -417,6 +426,7 @@ def _quantize_per_op(
             else qtyping.QuantGranularity.TENSORWISE
         )
         widened = _ops_around(float_file, set(plan.tensors_at("int16")))
+        floated = _ops_around(float_file, set(plan.tensors_at("float")))
         try:
             with captured_output():
                 aeq = quantizer.Quantizer(str(float_file))
@@ -426,6 +436,11 @@ def _quantize_per_op(
                     # searched in the op's scope name, which holds more than the output's
                     # name: not anchored
                     aeq.add_static_config(f"({names})", "*", 16, 8, granularity)
+                if floated:
+                    names = "|".join(re.escape(name) for name in sorted(floated))
+                    aeq.update_quantization_recipe(
+                        f"({names})", "*", algorithm_key=AlgorithmName.NO_QUANTIZE
+                    )
                 signature, samples = _aeq_samples(float_file, view, calibration, settings)
                 result = aeq.quantize(aeq.calibrate({signature: samples}))
         except Exception as exc:

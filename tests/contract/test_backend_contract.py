@@ -221,6 +221,7 @@ class TestBackendContract:
         self, built: dict, tmp_path: Path
     ) -> None:
         backend = BACKENDS[built["name"]]
+        (tmp_path / "edgepack.toml").write_text("[tune]\nfolds = 2\n")  # the suite's time
         result = api.build(
             built["dir"] / "tiny.keras", [built["name"]], built["dir"] / "calib",
             out=tmp_path, num_calib=32, tune=True, cwd=tmp_path, environ={},
@@ -228,9 +229,9 @@ class TestBackendContract:
         manifest = result.manifest
         assert_valid_manifest(manifest)
         tuning = manifest["tuning"]
-        # five folds of 6-7 samples: every one of the 32 validated once
-        assert (tuning["folds"], tuning["validation_samples"]) == (5, 32)
-        assert tuning["calibration_samples"] == 26  # the first fold's
+        # two folds of 16 samples: every one of the 32 validated once
+        assert (tuning["folds"], tuning["validation_samples"]) == (2, 32)
+        assert tuning["calibration_samples"] == 16  # the first fold's
         assert manifest["calibration"]["samples"] == 32  # the bundle calibrates on all
         settings = resolve_build_options(
             load_profile(backend.name), backend.settings_type, {}, tmp_path, {}
@@ -249,6 +250,7 @@ class TestBackendContract:
     ) -> None:
         """A budget no bundle can hold (200 dB) makes the search widen up to its limit."""
         backend = BACKENDS[built["name"]]
+        (tmp_path / "edgepack.toml").write_text("[tune]\nfolds = 2\n")  # the suite's time
         result = api.build(
             built["dir"] / "tiny.keras", [built["name"]], built["dir"] / "calib",
             out=tmp_path, num_calib=32, tune=True, min_sqnr=200, cwd=tmp_path, environ={},
@@ -265,26 +267,45 @@ class TestBackendContract:
             return
         assert not precision["holds"]
         assert all(r["own_share_db"] >= 0.1 for r in precision["ranked"])
-        assert len(precision["trials"]) <= len(precision["ranked"])
-        planned = {p for trial in precision["trials"] for p in trial["layers"].values()}
-        assert planned <= {wider[0]}
+        # the ladder climbs the target's precisions narrowest first, each within its limit
+        assert [r["precision"] for r in precision["ladder"]] == list(wider)
+        for rung in precision["ladder"]:
+            at = [t for t in precision["trials"] if rung["precision"] in t["layers"].values()]
+            assert len(at) <= min(rung["max_layers"], len(precision["ranked"]))
+            assert all(len(t["layers"]) <= rung["max_layers"] for t in at)
+        planned = [p for trial in precision["trials"] for p in trial["layers"].values()]
+        assert set(planned) <= set(wider)
+        assert planned == sorted(planned, key=list(wider).index)  # int16 tried before float
         if precision["layers"]:
             assert result.manifest["model"]["precision"] == precision["layers"]
         else:
             assert "precision" not in result.manifest["model"]
+        # what tuning changed, measured beside the default bundle on the verdict's samples
+        effect = result.manifest["tuning"]["effect"]
+        tuned = effect["tuned"]
+        assert tuned["size_bytes"] == result.manifest["model"]["size_bytes"]
+        assert tuned["min_sqnr_db"] == round(result.report.min_sqnr_db, 2)
+        assert tuned["precision_counts"] == result.manifest["model"]["precision_counts"]
+        assert effect["default"]["latency_ms"] > 0 and tuned["latency_ms"] > 0
+        if precision["layers"]:
+            widened = sum(tuned["precision_counts"][p] for p in ("int16", "float"))
+            assert widened > sum(
+                effect["default"]["precision_counts"][p] for p in ("int16", "float")
+            )
 
     def test_a_plan_the_target_cannot_express_is_refused(self, built: dict, tmp_path: Path) -> None:
-        from edgepack.tune import PrecisionPlan
+        from edgepack.tune import WIDER, PrecisionPlan
 
         backend = BACKENDS[built["name"]]
         settings = resolve_build_options(
             load_profile(backend.name), backend.settings_type, {}, tmp_path, {}
         ).settings
-        if backend.precisions(settings):
-            pytest.skip(f"{backend.name} expresses {backend.precisions(settings)}")
+        missing = [p for p in WIDER if p not in backend.precisions(settings)]
+        if not missing:
+            pytest.skip(f"{backend.name} expresses every precision")
         source = load_source(built["dir"] / "tiny.keras")
-        plan = PrecisionPlan({"conv": "int16"}, {"conv": ("conv",)})
-        with pytest.raises(UnsupportedError, match="cannot give single layers"):
+        plan = PrecisionPlan({"conv": missing[0]}, {"conv": ("conv",)})
+        with pytest.raises(UnsupportedError, match=f"cannot give single layers {missing[0]}"):
             backend.build(source, None, settings, tmp_path, plan)  # type: ignore[arg-type]
 
     def test_default_profile_settings_are_valid(self, built: dict, tmp_path: Path) -> None:

@@ -191,9 +191,26 @@ def test_tune_bounds_come_from_a_profile_then_the_config(tmp_path: Path) -> None
         ("[tune]\nmax_candidates = 0\n", "tune.max_candidates: expected a whole number"),
         ("[tune]\nbudget = 3\n", "unknown option 'tune.budget'"),
         ("tune = 'maybe'\n", "tune.enabled: expected true or false"),
+        ("[tune]\nmax_float_layers = -1\n", "tune.max_float_layers: expected a whole number >= 0"),
+        ("[tune]\nprecisions = ['int4']\n", "tune.precisions: unknown precision int4"),
+        ("[tune]\nprecisions = 3\n", "tune.precisions: expected a list of int16 and float"),
     ],
 )
 def test_bad_tune_options_name_the_key(tmp_path: Path, config: str, message: str) -> None:
     (tmp_path / "edgepack.toml").write_text(config)
     with pytest.raises(ConfigError, match=message):
         resolve(tmp_path)
+
+
+def test_the_precision_ladder_is_set_in_the_config_the_environment_and_the_cli(
+    tmp_path: Path,
+) -> None:
+    assert resolve(tmp_path).tune.precisions == ("int16", "float")
+    (tmp_path / "edgepack.toml").write_text("[tune]\nprecisions = ['float', 'int16']\n")
+    assert resolve(tmp_path).tune.precisions == ("int16", "float")  # always narrowest first
+    env = {"EDGEPACK_TUNE_PRECISIONS": "float"}
+    assert resolve(tmp_path, env=env).tune.precisions == ("float",)
+    cli = {"tune.precisions": "none"}
+    assert resolve(tmp_path, cli=cli, env=env).tune.precisions == ()
+    (tmp_path / "edgepack.toml").write_text("[tune]\nmax_float_layers = 0\n")
+    assert resolve(tmp_path).tune.max_float_layers == 0

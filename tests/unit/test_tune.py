@@ -11,7 +11,9 @@ from edgepack.tune import (
     MIN_VALIDATION_SAMPLES,
     Candidate,
     PrecisionPlan,
+    Rung,
     Score,
+    climb_ladder,
     search_calibration,
     search_precisions,
     validation_split,
@@ -160,3 +162,56 @@ def test_a_limit_of_zero_tries_nothing() -> None:
     search = search_precisions(RANKED, "int16", needs_first(1), max_layers=0, max_seconds=60)
     assert search.trials == () and not search.chosen and not search.holds
     assert search.stopped == "the limit of 0 widened layers reached"
+
+
+def needs_precision(precision: str, count: int):
+    """The budget holds once the first ``count`` layers are at ``precision``; a wider plan
+    scores higher (one dB per layer, 5 more when float)."""
+
+    def evaluate(plan: PrecisionPlan) -> tuple[Score, bool]:
+        at = [layer for layer, p in plan.layers.items() if p == precision]
+        holds = all(f"layer{i}" in at for i in range(count))
+        bonus = 5.0 if "float" in plan.layers.values() else 0.0
+        return Score(0 if holds else 1, 10.0 + len(plan.layers) + bonus, None), holds
+
+    return evaluate
+
+
+def test_the_ladder_stops_at_the_narrowest_precision_that_holds() -> None:
+    rungs = [Rung("int16", 10), Rung("float", 4)]
+    search = climb_ladder(RANKED, rungs, needs_precision("int16", 3), max_seconds=60)
+    assert search.holds and search.chosen.layers == {f"layer{i}": "int16" for i in range(3)}
+    assert {p for t in search.trials for p in t.plan.layers.values()} == {"int16"}
+
+
+def test_layers_go_float_only_when_int16_cannot_hold_and_within_the_float_limit() -> None:
+    rungs = [Rung("int16", 4), Rung("float", 2)]
+    search = climb_ladder(RANKED, rungs, needs_precision("float", 2), max_seconds=60)
+    sizes = [(set(t.plan.layers.values()), len(t.plan.layers)) for t in search.trials]
+    assert sizes == [({"int16"}, 1), ({"int16"}, 2), ({"int16"}, 4), ({"float"}, 1), ({"float"}, 2)]
+    assert search.holds and search.chosen.layers == {"layer0": "float", "layer1": "float"}
+    assert search.chosen.tensors_at("float") == ["t0a", "t0b", "t1a", "t1b"]
+
+
+def test_when_no_rung_holds_the_best_plan_of_all_is_kept_and_the_limit_named() -> None:
+    rungs = [Rung("int16", 2), Rung("float", 1)]
+    search = climb_ladder(RANKED, rungs, needs_precision("float", 3), max_seconds=60)
+    assert not search.holds
+    assert search.chosen.layers == {"layer0": "float"}  # 16 dB beats int16's 12 dB
+    assert search.stopped == "the limit of 1 widened layers reached"
+
+
+def test_the_ladder_stops_when_its_time_is_spent() -> None:
+    ticks = itertools.count(0, 100)
+    rungs = [Rung("int16", 1), Rung("float", 1)]
+    search = climb_ladder(
+        RANKED, rungs, needs_precision("float", 1), max_seconds=150, clock=lambda: next(ticks)
+    )
+    assert [set(t.plan.layers.values()) for t in search.trials] == [{"int16"}]
+    assert search.stopped == "max_seconds = 150 reached after 1 plans"
+    assert not search.holds
+
+
+def test_an_empty_ladder_tries_nothing() -> None:
+    search = climb_ladder(RANKED, [], needs_precision("int16", 1), max_seconds=60)
+    assert search.trials == () and not search.chosen and not search.holds
