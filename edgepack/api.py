@@ -778,7 +778,18 @@ def _tune(job: _Job, refs: Sequence[Any]) -> _Tuning:
         log.warning("%s: calibration search stopped early: %s", name, search.stopped)
     settings = dataclasses.replace(options.settings, **search.chosen.overrides)
     tuning = _Tuning(search, fitting, validating, 0.0)
-    wider = [p for p in job.backend.precisions(settings) if p in options.tune.precisions]
+    offered = job.backend.precisions(settings)
+    wider = [p for p in offered if p in options.tune.precisions]
+    if not held[search.chosen.name] and not wider:
+        log.warning(
+            "%s: the budget does not hold on the validation samples and there is no wider "
+            "precision to raise layers to: %s offers %s with these settings; "
+            "tune.precisions allows %s",
+            name,
+            job.backend.name,
+            ", ".join(offered) or "none",
+            ", ".join(options.tune.precisions) or "none",
+        )
     if not held[search.chosen.name] and wider:
         remaining = options.tune.max_seconds - (time.perf_counter() - started)
         precision, ranking, ladder = _search_precisions(job, folds, settings, wider, remaining)

@@ -229,3 +229,64 @@ def test_k_fold_validation_scores_every_calibration_sample_once(
     # the fold holding the outlier calibrates min-max on it three times out of four
     scores = {t["name"]: t["min_sqnr_db"] for t in tuning["candidates"]}
     assert scores["minmax, per-channel weights"] < scores["percentile 99.99, per-channel weights"]
+
+
+FLOAT_RUNG_CONFIG = {
+    "onnx": "",
+    "tflite": "[targets.tflite.settings]\nallow_float_fallback = true\n",
+    "coreml": '[targets.coreml.settings]\nquantize = "w8a8"\n',
+}
+
+
+@pytest.mark.parametrize("target", ["onnx", "tflite", "coreml"])
+def test_a_layer_goes_float_where_the_target_allows_it_and_the_budget_holds(
+    fragile: dict[str, Path], tmp_path: Path, target: str
+) -> None:
+    """With the ladder limited to float (as for an NPU without 16-bit kernels), the fragile
+    layer is kept float: ONNX nodes left out of QDQ, TFLite float ops (CPU fallback allowed),
+    Core ML W8A8 ops left out of activation and weight quantization."""
+    (tmp_path / "edgepack.toml").write_text(
+        "[tune]\nmax_candidates = 1\nfolds = 2\n" + FLOAT_RUNG_CONFIG[target]
+    )
+    paths = PORTABLE.get(target)
+    tuned = api.build(
+        fragile["model"], [target], fragile["calib"], eval=fragile["eval"], out=tmp_path / "o",
+        paths=paths, cwd=tmp_path, environ={}, tune=True, tune_precisions="float", **OFF,
+    )[0]  # fmt: skip
+    manifest = tuned.manifest
+    assert_valid_manifest(manifest)
+    precision = manifest["tuning"]["precision"]
+    assert precision["ranked"][0]["layer"] == "fragile"
+    assert precision["ladder"] == [{"precision": "float", "max_layers": 1}]  # 25% of 5 layers
+    assert precision["layers"] == {"fragile": "float"} and precision["holds"]
+    assert manifest["model"]["precision"] == {"fragile": "float"}
+    effect = manifest["tuning"]["effect"]
+    default, final = effect["default"], effect["tuned"]
+    # the default bundle, built and checked beside it on the same evaluation samples
+    assert effect["measured_on"] == "40 evaluation samples"
+    assert default["verdict"] == "fail" and default["min_sqnr_db"] < 10.0
+    assert final["verdict"] == "pass" and final["min_sqnr_db"] > 25.0
+    assert final["min_sqnr_db"] > default["min_sqnr_db"] + 20.0
+    assert final["precision_counts"]["float"] > default["precision_counts"]["float"]
+    assert final["precision_counts"]["int8"] >= 2  # the other layers stay integer
+    assert tuned.passed and tuned.report.min_sqnr_db > 25.0
+
+
+def test_the_tflite_npu_profile_never_goes_float(
+    run_cli: Callable[..., CliResult], fragile: dict[str, Path], tmp_path: Path
+) -> None:
+    """Without allow_float_fallback the tflite ladder has int16 only: asked for float alone,
+    there is nothing to widen to, and the build says so and fails."""
+    (tmp_path / "edgepack.toml").write_text("[tune]\nmax_candidates = 1\nfolds = 2\n")
+    result = run_cli(
+        "build", fragile["model"], "-t", "tflite", "-c", fragile["calib"], "--eval",
+        fragile["eval"], "-o", tmp_path / "out", "--tune", "--tune-precisions", "float",
+        "--path", "reference", "--min-agreement", "off", "--max-drop", "off",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.stderr
+    text = " ".join(result.stderr.split())
+    assert "no wider precision to raise layers to: tflite offers int16" in text
+    assert "tune.precisions allows float" in text
+    manifest = json.loads((tmp_path / "out" / "fragile-tflite" / "manifest.json").read_text())
+    assert manifest["tuning"]["precision"] is None
+    assert manifest["model"]["precision_counts"]["float"] == 0
