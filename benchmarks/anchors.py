@@ -7,15 +7,20 @@ measured on the same samples, in one run:
 - onnxruntime ``quantize_static`` (QDQ, int8) with its defaults, per-tensor and per-channel
   weights, min-max and percentile calibration, on the float model edgepack quantizes (opset
   upgraded to 13 where needed, as per-channel QDQ requires);
-- edgepack ``onnx`` and ``tflite`` with the profiles' defaults and with ``--tune``. The
-  ``tflite`` default is the TFLite converter's full-int8 default (edgepack runs it as is).
+- coremltools' own defaults (``OpLinearQuantizerConfig()``: int8 linear symmetric weights,
+  per-channel, weight_threshold 2048) on the same Core ML conversion, run in edgepack's
+  emulator (Apple's runtime exists only on macOS);
+- edgepack ``onnx``, ``tflite``, ``coreml`` (w8) and ``coreml-w8a8`` with the profiles'
+  defaults and with ``--tune``. The ``tflite`` default is the TFLite converter's full-int8
+  default (edgepack runs it as is); the ``coreml`` default is coremltools' weight defaults.
 
 Figures are read on the paths that do not depend on the host's CPU (onnxruntime without graph
-optimizations; LiteRT's reference kernels for edgepack ``tflite``). Prints a table and writes
-JSON:
+optimizations; LiteRT's reference kernels for edgepack ``tflite``; the emulator). Size is the
+bundle's model file against the float model (the ONNX float model for onnxruntime, the source
+file for edgepack). Prints a table and writes JSON:
 
-    python benchmarks/anchors.py [--models digits fer] [--num-calib 64]
-        [--json benchmarks/results/anchors.json]
+    python benchmarks/anchors.py [--models digits fer] [--targets onnx tflite coreml
+        coreml-w8a8] [--num-calib 64] [--folds 5] [--json benchmarks/results/anchors.json]
 """
 
 from __future__ import annotations
@@ -44,7 +49,14 @@ ANCHORS = [
     ("ort per-channel minmax", True, "MinMax"),
     ("ort per-channel percentile", True, "Percentile"),
 ]
-PATH_OF = {"onnx": "unoptimized", "tflite": "reference"}
+PATH_OF = {"onnx": "unoptimized", "tflite": "reference", "coreml": "emulator"}
+# edgepack rows: name -> (profile, extra config)
+EDGEPACK_TARGETS = {
+    "onnx": ("onnx", ""),
+    "tflite": ("tflite", ""),
+    "coreml": ("coreml", ""),
+    "coreml-w8a8": ("coreml", '[targets.coreml.settings]\nquantize = "w8a8"\n'),
+}
 
 
 def digits() -> dict[str, Path]:
@@ -151,14 +163,53 @@ def ort_anchor(source: Any, calib: Any, feeds: Any, per_channel: bool, method: s
     return {"quantized": quantized, "seconds": seconds, "counts": counts, "size_ratio": size}
 
 
+def coremltools_anchor(source: Any, calib: Any, feeds: Any) -> dict:
+    """coremltools' default int8 weight quantization of the same conversion edgepack makes,
+    run in edgepack's emulator (through the backend's runner, for the same I/O handling)."""
+    import coremltools.optimize.coreml as cto
+
+    from edgepack._native import captured_output
+    from edgepack.backends.base import CalibrationData
+    from edgepack.backends.coreml import CoreMLBackend, CoreMLSettings, _convert, _io_details
+
+    count = len(next(iter(calib.values())))
+    data = CalibrationData(
+        lambda: ({k: v[i : i + 1] for k, v in calib.items()} for i in range(count)),
+        {k: tuple(v.shape[1:]) for k, v in calib.items()},
+        dict.fromkeys(calib),
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        started = time.perf_counter()
+        view, mlmodel, images, labels = _convert(
+            source, data, CoreMLSettings(), "fp16", Path(scratch)
+        )
+        config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig())
+        with captured_output():
+            quantized_model = cto.linear_quantize_weights(mlmodel, config)
+        seconds = time.perf_counter() - started
+        target = Path(scratch) / "anchor.mlpackage"
+        quantized_model.save(str(target))
+        inputs, outputs = _io_details(quantized_model, view, images, labels)
+        quantized = CoreMLBackend().emulate(target, inputs, outputs).run(feeds)
+        size = source_size(target)
+    return {"quantized": quantized, "seconds": seconds, "counts": None, "size_bytes": size}
+
+
+def source_size(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
 def edgepack_run(
     model: dict[str, Any], target: str, num_calib: int, tune: bool, folds: int = 1
 ) -> dict:
+    profile, config = EDGEPACK_TARGETS[target]
     with tempfile.TemporaryDirectory() as out:
-        (Path(out) / "edgepack.toml").write_text(f"[tune]\nfolds = {folds}\n")
+        (Path(out) / "edgepack.toml").write_text(f"[tune]\nfolds = {folds}\n{config}")
         started = time.perf_counter()
         result = api.build(
-            model["path"], [target], model["calib"], eval=model["eval"], out=out,
+            model["path"], [profile], model["calib"], eval=model["eval"], out=out,
             num_calib=num_calib, tune=tune, force=True, min_agreement="off", max_drop="off",
             environ={}, cwd=out,
         )[0]  # fmt: skip
@@ -175,6 +226,8 @@ def edgepack_run(
         "size_bytes": result.manifest["model"]["size_bytes"],
         "chosen": tuning.get("chosen"),
         "widened": (tuning.get("precision") or {}).get("layers"),
+        "effect": tuning.get("effect"),
+        "passed": result.passed,
     }
 
 
@@ -185,13 +238,40 @@ def int8_share(counts: dict | None) -> float | None:
     return counts.get("int8", 0) / total if total else None
 
 
-def measure(names: list[str], num_calib: int, folds: int = 1) -> list[dict]:
+def anchor_row(name: str, target: str, label: str, calibrated: int, reference: Any, anchor: dict):
+    q = anchor["quantized"]
+    first = next(iter(reference))
+    return {
+        "model": name, "target": target, "pipeline": label,
+        "calibration_samples": calibrated,
+        "agreement": agreement(reference[first], q[first]),
+        "min_sqnr_db": min(sqnr_db(reference[n], q[n]) for n in reference),
+        "int8_share": int8_share(anchor["counts"]),
+        "size_ratio": anchor.get("size_ratio"), "seconds": anchor["seconds"],
+    }  # fmt: skip
+
+
+def measure(
+    names: list[str], num_calib: int, folds: int = 1, targets: tuple[str, ...] = ()
+) -> list[dict]:
+    targets = targets or tuple(EDGEPACK_TARGETS)
     rows = []
     for name, model in models(names).items():
         source, calib, feeds, calibrated = data(model, num_calib)
         reference = source.run(feeds)
         first = source.outputs[0].name
-        for label, per_channel, method in ANCHORS:
+        if "coreml" in targets:
+            anchor = coremltools_anchor(source, calib, feeds)
+            anchor["size_ratio"] = anchor["size_bytes"] / source_size(Path(model["path"]))
+            rows.append(
+                anchor_row(name, "coreml", "coremltools w8 default", calibrated, reference, anchor)
+            )
+            print_row(rows[-1])
+        if "onnx" not in targets:
+            anchors: list[tuple[str, bool, str]] = []
+        else:
+            anchors = ANCHORS
+        for label, per_channel, method in anchors:
             anchor = ort_anchor(source, calib, feeds, per_channel, method)
             q = anchor["quantized"]
             rows.append(
@@ -205,10 +285,10 @@ def measure(names: list[str], num_calib: int, folds: int = 1) -> list[dict]:
                 }
             )  # fmt: skip
             print_row(rows[-1])
-        for target in ("onnx", "tflite"):
+        for target in targets:
             for tune in (False, True):
                 run = edgepack_run(model, target, num_calib, tune, folds)
-                figures = run["paths"][PATH_OF[target]]
+                figures = run["paths"][PATH_OF[EDGEPACK_TARGETS[target][0]]]
                 rows.append(
                     {
                         "model": name, "target": target,
@@ -217,8 +297,10 @@ def measure(names: list[str], num_calib: int, folds: int = 1) -> list[dict]:
                         "agreement": figures["top1_agreement"],
                         "min_sqnr_db": figures["min_sqnr_db"],
                         "int8_share": int8_share(run["counts"]), "size_bytes": run["size_bytes"],
+                        "size_ratio": run["size_bytes"] / source_size(Path(model["path"])),
                         "seconds": run["seconds"], "chosen": run["chosen"],
-                        "widened": run["widened"],
+                        "widened": run["widened"], "effect": run["effect"],
+                        "passed": run["passed"],
                     }
                 )  # fmt: skip
                 print_row(rows[-1])
@@ -228,12 +310,13 @@ def measure(names: list[str], num_calib: int, folds: int = 1) -> list[dict]:
 def print_row(row: dict) -> None:
     agreement = "-" if row["agreement"] is None else f"{row['agreement']:.3f}"
     share = "-" if row.get("int8_share") is None else f"{row['int8_share']:.0%}"
+    size = "-" if row.get("size_ratio") is None else f"{row['size_ratio']:.2f}"
     extra = row.get("chosen") or ""
     if row.get("widened"):
-        extra += f"; int16: {', '.join(row['widened'])}"
+        extra += "; " + ", ".join(f"{k} {v}" for k, v in row["widened"].items())
     print(
-        f"{row['model']:<18} {row['target']:<7} {row['pipeline']:<27} {agreement:>7} "
-        f"{row['min_sqnr_db']:>8.2f} dB {share:>5} {row['seconds']:>7.1f} s  {extra}",
+        f"{row['model']:<18} {row['target']:<11} {row['pipeline']:<27} {agreement:>7} "
+        f"{row['min_sqnr_db']:>8.2f} dB {share:>5} {size:>5} {row['seconds']:>7.1f} s  {extra}",
         flush=True,
     )
 
@@ -243,15 +326,18 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["digits", "fer", "ppocr_cls", "opennsfw"])
     parser.add_argument("--num-calib", type=int, default=64)
     parser.add_argument("--folds", type=int, default=5, help="[tune] folds of the --tune runs")
+    parser.add_argument("--targets", nargs="+", default=list(EDGEPACK_TARGETS))
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/anchors.json")
     args = parser.parse_args()
     print(
-        f"{'model':<18} {'target':<7} {'pipeline':<27} {'agree':>7} {'min SQNR':>11} "
-        f"{'int8':>5} {'build':>9}"
+        f"{'model':<18} {'target':<11} {'pipeline':<27} {'agree':>7} {'min SQNR':>11} "
+        f"{'int8':>5} {'size':>5} {'build':>9}"
     )
-    rows = measure(args.models, args.num_calib, args.folds)
+    rows = measure(args.models, args.num_calib, args.folds, tuple(args.targets))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    summary = {"num_calib": args.num_calib, "folds": args.folds, "rows": rows}
+    summary = {
+        "num_calib": args.num_calib, "folds": args.folds, "targets": args.targets, "rows": rows,
+    }  # fmt: skip
     args.json.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {args.json}")
 

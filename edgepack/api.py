@@ -808,19 +808,26 @@ def _shares_by_widening(
     precision: str,
     report: Any,
     grouped: Mapping[str, Sequence[str]],
+    deadline: float,
 ) -> Any:
     """Each layer's own share measured the other way, where the target cannot keep one
     layer in float: the output SQNR recovered when only that layer is built at
-    ``precision``, for the :data:`PROBED_LAYERS` layers worst by SQNR (one build each)."""
+    ``precision``, for the :data:`PROBED_LAYERS` layers worst by SQNR (one build per fold
+    each), as many as the search's time allows (``deadline``, a perf_counter time; at
+    least one)."""
     from edgepack.drift.layers import LayerDrift
     from edgepack.tune import PrecisionPlan
 
     base, _ = _validate(job, folds, settings, PrecisionPlan())  # the same quantizer
     shares: dict[str, float] = {}
+    cut = ""
     for drift in report.layers[:PROBED_LAYERS]:
         tensors = tuple(grouped.get(drift.layer, ()))
         if not tensors:
             continue
+        if shares and time.perf_counter() > deadline:
+            cut = "; stopped there: tune.max_seconds reached"
+            break
         plan = PrecisionPlan({drift.layer: precision}, {drift.layer: tensors})
         score, _ = _validate(job, folds, settings, plan)
         shares[drift.layer] = round(score.min_sqnr_db - base.min_sqnr_db, 3)
@@ -829,8 +836,15 @@ def _shares_by_widening(
     ]
     how = (
         f"output min-SQNR recovered when only that layer is built at {precision}; "
-        f"{len(shares)} of {len(report.layers)} layers (the worst by SQNR)"
+        f"{len(shares)} of {len(report.layers)} layers (the worst by SQNR){cut}"
     )
+    if cut:
+        log.warning(
+            "%s: own shares measured for %d layers only%s",
+            job.options.profile.name,
+            len(shares),
+            cut,
+        )
     return dataclasses.replace(report, layers=layers, contributions=how)
 
 
@@ -845,11 +859,11 @@ def _search_precisions(
     output drift on the validation part, then widen the most harmful ones up the ladder of
     the target's ``wider`` precisions (edgepack.tune.climb_ladder), within
     ``tune.max_wide_fraction`` of the layers and, for float, ``tune.max_float_layers``."""
-    import math
     import tempfile
 
     from edgepack.tune import Rung, climb_ladder
 
+    started = time.perf_counter()
     options = job.options
     name = options.profile.name
     validation = folds[0]  # layers are ranked on the first fold
@@ -865,7 +879,9 @@ def _search_precisions(
             validation.reference,
         )
     if not report.by_contribution():
-        report = _shares_by_widening(job, folds, settings, wider[0], report, grouped)
+        report = _shares_by_widening(
+            job, folds, settings, wider[0], report, grouped, started + seconds
+        )
     culprits = [
         d for d in report.by_contribution() if (d.contribution_db or 0.0) >= MIN_OWN_SHARE_DB
     ]
@@ -898,7 +914,8 @@ def _search_precisions(
         return score, holds
 
     ranked = [(d.layer, grouped[d.layer]) for d in culprits]
-    search = climb_ladder(ranked, rungs, evaluate, max(seconds, 1.0))
+    remaining = seconds - (time.perf_counter() - started)
+    search = climb_ladder(ranked, rungs, evaluate, max(remaining, 1.0))
     if not search.holds:
         log.warning(
             "%s: mixed precision: no plan within %d widened layers holds the budget on the "
