@@ -49,22 +49,22 @@ def _parse_bool(value: Any) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
-def _parse_count(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a whole number, got {value!r}")
-    number = int(value)
-    if number < 1:
-        raise ValueError(f"expected a whole number >= 1, got {value!r}")
-    return number
+def _whole_number(minimum: int) -> Callable[[Any], int]:
+    """A parser of whole numbers >= ``minimum`` (booleans refused: TOML's true is not 1)."""
+
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        number = int(value)
+        if number < minimum:
+            raise ValueError(f"expected a whole number >= {minimum}, got {value!r}")
+        return number
+
+    return parse
 
 
-def _parse_limit(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a whole number, got {value!r}")
-    number = int(value)
-    if number < 0:
-        raise ValueError(f"expected a whole number >= 0, got {value!r}")
-    return number
+_parse_count = _whole_number(1)
+_parse_limit = _whole_number(0)
 
 
 def _parse_seed(value: Any) -> int:
