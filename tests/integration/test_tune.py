@@ -86,12 +86,14 @@ def test_the_search_keeps_a_method_that_ignores_the_outlier_and_the_verdict_impr
 def test_a_tuned_build_is_the_same_bundle_in_another_process(
     spiky: dict[str, Path], tmp_path: Path
 ) -> None:
+    (tmp_path / "edgepack.toml").write_text("[tune]\nfolds = 2\nmax_candidates = 4\n")
     first = _build(spiky, tmp_path / "first", tune=True)
     script = (
         "from edgepack import api\n"
         f"api.build({str(spiky['model'])!r}, ['onnx'], {str(spiky['calib'])!r}, "
         f"eval={str(spiky['eval'])!r}, out={str(tmp_path / 'again')!r}, tune=True, "
-        "paths=['unoptimized'], min_agreement='off', max_drop='off', environ={})\n"
+        "paths=['unoptimized'], min_agreement='off', max_drop='off', environ={}, "
+        f"cwd={str(tmp_path)!r})\n"
     )
     env = {**os.environ, "PYTHONHASHSEED": "4321"}
     subprocess.run([sys.executable, "-c", script], check=True, env=env, capture_output=True)
@@ -100,6 +102,7 @@ def test_a_tuned_build_is_the_same_bundle_in_another_process(
     assert again["tuning"]["chosen"] == first.manifest["tuning"]["chosen"]
     names = [t["name"] for t in again["tuning"]["candidates"]]
     assert names == [t["name"] for t in first.manifest["tuning"]["candidates"]]
+    assert len(names) == 4 and again["tuning"]["folds"] == 2
 
 
 def test_tune_from_the_cli_prints_what_the_search_kept(
@@ -175,6 +178,8 @@ def _fragile_build(
 def test_mixed_precision_widens_the_fragile_layer_and_the_budget_holds(
     fragile: dict[str, Path], tmp_path: Path, target: str, floor_db: float, gain_db: float
 ) -> None:
+    # the profile's own calibration choice only: this test is about the layers
+    (tmp_path / "edgepack.toml").write_text("[tune]\nmax_candidates = 1\n")
     default = _fragile_build(fragile, tmp_path / "default", target)
     tuned = _fragile_build(fragile, tmp_path / "tuned", target, tune=True)
     assert_valid_manifest(tuned.manifest)
@@ -196,7 +201,9 @@ def test_mixed_precision_widens_the_fragile_layer_and_the_budget_holds(
 def test_when_the_limit_allows_no_widening_the_build_fails_and_names_the_layers(
     run_cli: Callable[..., CliResult], fragile: dict[str, Path], tmp_path: Path
 ) -> None:
-    (tmp_path / "edgepack.toml").write_text("[tune]\nmax_wide_fraction = 0\n")
+    (tmp_path / "edgepack.toml").write_text(
+        "[tune]\nmax_wide_fraction = 0\nmax_candidates = 1\nfolds = 2\n"
+    )
     result = run_cli(
         "build", fragile["model"], "-t", "onnx", "-c", fragile["calib"], "--eval",
         fragile["eval"], "-o", tmp_path / "out", "--tune", "--min-agreement", "off",
