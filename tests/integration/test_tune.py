@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -117,9 +118,14 @@ def test_tune_from_the_cli_prints_what_the_search_kept(
     assert "onnx: calibration search kept " in text
     assert "profile's own minmax, per-channel weights: " in text
     assert "8 candidates on 80 validation samples" in text
+    # the default bundle measured beside the tuned one, on the 40 evaluation samples
+    assert re.search(r"onnx: default -> tuned on 40 evaluation samples: [\d.]+ dB", text)
+    assert re.search(r"size x[\d.]+, host latency x[\d.]+ \(optimized path\)", text)
     shown = run_cli("inspect", tmp_path / "out" / "spiky-onnx")
     assert shown.exit_code == 0, shown.stderr
-    assert "calibration search kept " in " ".join(shown.stdout.split())
+    shown_text = " ".join(shown.stdout.split())
+    assert "calibration search kept " in shown_text
+    assert "default -> tuned on 40 evaluation samples" in shown_text
 
 
 def test_max_candidates_from_the_config_bounds_the_search(
