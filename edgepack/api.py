@@ -26,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from edgepack import __version__
-from edgepack.errors import BundleError, CalibrationError, ConfigError, ModelLoadError
+from edgepack.errors import (
+    BundleError,
+    CalibrationError,
+    ConfigError,
+    EdgepackError,
+    ModelLoadError,
+)
 from edgepack.options import (
     BuildOptions,
     parse_paths,
@@ -738,7 +744,7 @@ def _tune(job: _Job, refs: Sequence[Any]) -> _Tuning:
     (:mod:`edgepack.tune`). Every step is built on the first part of the calibration
     samples and scored on the rest, on every execution path the verdict uses; the bundle is
     then built on all of them."""
-    from edgepack.tune import search_calibration
+    from edgepack.tune import PrecisionPlan, PrecisionSearch, search_calibration
 
     started = time.perf_counter()
     options = job.options
@@ -792,7 +798,14 @@ def _tune(job: _Job, refs: Sequence[Any]) -> _Tuning:
         )
     if not held[search.chosen.name] and wider:
         remaining = options.tune.max_seconds - (time.perf_counter() - started)
-        precision, ranking, ladder = _search_precisions(job, folds, settings, wider, remaining)
+        try:
+            precision, ranking, ladder = _search_precisions(job, folds, settings, wider, remaining)
+        except EdgepackError as exc:
+            # the target's per-layer quantizer could not build this model: keep the
+            # calibration search's bundle and say why nothing was widened
+            log.warning("%s: mixed precision could not run: %s", name, exc)
+            precision = PrecisionSearch(PrecisionPlan(), (), False, f"could not run: {exc}")
+            ranking, ladder = (), ()
         tuning = dataclasses.replace(tuning, precision=precision, ranking=ranking, ladder=ladder)
     return dataclasses.replace(tuning, seconds=time.perf_counter() - started)
 

@@ -303,3 +303,31 @@ def test_the_tflite_npu_profile_never_goes_float(
     manifest = json.loads((tmp_path / "out" / "fragile-tflite" / "manifest.json").read_text())
     assert manifest["tuning"]["precision"] is None
     assert manifest["model"]["precision_counts"]["float"] == 0
+
+
+def test_when_the_per_layer_quantizer_cannot_build_the_model_the_search_result_is_kept(
+    fragile: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ai-edge-quantizer leaves some ops float that the TFLite converter quantizes (measured:
+    RELU_0_TO_1 in the PaddleOCR direction classifier), so a model may have no per-layer
+    build at all: the calibration search's bundle is written and the manifest says why
+    nothing was widened."""
+    from edgepack.backends import tflite
+    from edgepack.errors import ConversionError
+
+    def refuse(*_args: object, **_kwargs: object) -> bytes:
+        raise ConversionError(
+            "ops left in float, but the profile demands full integer: RELU_0_TO_1"
+        )
+
+    monkeypatch.setattr(tflite, "_quantize_per_op", refuse)
+    (tmp_path / "edgepack.toml").write_text("[tune]\nmax_candidates = 1\nfolds = 2\n")
+    result = _fragile_build(fragile, tmp_path / "out", "tflite", tune=True)
+    assert_valid_manifest(result.manifest)
+    precision = result.manifest["tuning"]["precision"]
+    assert precision["stopped"] == (
+        "could not run: ops left in float, but the profile demands full integer: RELU_0_TO_1"
+    )
+    assert precision["trials"] == [] and precision["layers"] == {}
+    assert not result.passed  # the default's verdict, as it is
+    assert result.manifest["tuning"]["effect"]["tuned"]["verdict"] == "fail"
