@@ -669,7 +669,9 @@ def _validate(job: _Job, folds: Sequence[_Validation], settings: Any, plan: Any 
         sqnr = float(np.median([_min_sqnr(part) for part in parts]))
     limit = options.thresholds.min_sqnr
     sqnr_fails = limit is not None and round(sqnr, 2) < limit
-    score = Score(len(ranked.failures) + sqnr_fails, sqnr, ranked.top1_agreement)
+    score = Score(
+        len(ranked.failures) + sqnr_fails, sqnr, ranked.top1_agreement, ranked.min_sqnr_db
+    )
     return score, whole.passed and not sqnr_fails
 
 
