@@ -801,7 +801,9 @@ def _tune(job: _Job, refs: Sequence[Any]) -> _Tuning:
     if not held[search.chosen.name] and wider:
         remaining = options.tune.max_seconds - (time.perf_counter() - started)
         try:
-            precision, ranking, ladder = _search_precisions(job, folds, settings, wider, remaining)
+            precision, ranking, ladder = _search_precisions(
+                job, folds, settings, wider, remaining, search.best.score
+            )
         except EdgepackError as exc:
             # the target's per-layer quantizer could not build this model: keep the
             # calibration search's bundle and say why nothing was widened
@@ -869,11 +871,14 @@ def _search_precisions(
     settings: Any,
     wider: Sequence[str],
     seconds: float,
+    baseline: Any,
 ) -> tuple[Any, tuple[dict[str, Any], ...], tuple[dict[str, Any], ...]]:
     """Rank the layers of the bundle built with ``settings`` by their own share of the
     output drift on the validation part, then widen the most harmful ones up the ladder of
     the target's ``wider`` precisions (edgepack.tune.climb_ladder), within
-    ``tune.max_wide_fraction`` of the layers and, for float, ``tune.max_float_layers``."""
+    ``tune.max_wide_fraction`` of the layers and, for float, ``tune.max_float_layers``.
+    When no plan holds, one is kept only if it scores above ``baseline`` (the calibration
+    search's bundle, edgepack.tune.Score)."""
     import tempfile
 
     from edgepack.tune import Rung, climb_ladder
@@ -930,7 +935,7 @@ def _search_precisions(
 
     ranked = [(d.layer, grouped[d.layer]) for d in culprits]
     remaining = seconds - (time.perf_counter() - started)
-    search = climb_ladder(ranked, rungs, evaluate, max(remaining, 1.0))
+    search = climb_ladder(ranked, rungs, evaluate, max(remaining, 1.0), baseline=baseline)
     if not search.holds:
         log.warning(
             "%s: mixed precision: no plan within %d widened layers holds the budget on the "

@@ -292,12 +292,14 @@ def climb_ladder(
     evaluate: Callable[[PrecisionPlan], tuple[Score, bool]],
     max_seconds: float,
     clock: Callable[[], float] = time.perf_counter,
+    baseline: Score | None = None,
 ) -> PrecisionSearch:
     """:func:`search_precisions` on each rung in turn, narrowest precision first, until one
     holds the budget (``int16`` before ``float``: a layer goes float only when 16-bit
     activations do not hold). Every plan tried on every rung is kept in order; when no rung
-    holds, the best scored plan of all is kept and ``stopped`` says why the last rung
-    stopped."""
+    holds, the best scored plan of all is kept if it scores above ``baseline`` (the bundle
+    without a plan: a per-layer quantizer's plan can score below the target's own int8),
+    else no plan, and ``stopped`` says why the last rung stopped."""
     started = clock()
     trials: list[PlanTrial] = []
     stopped: str | None = None
@@ -316,6 +318,8 @@ def climb_ladder(
     if not trials:
         return PrecisionSearch(PrecisionPlan(), (), False, stopped)
     best = max(trials, key=lambda t: t.score.key())
+    if baseline is not None and best.score.key() <= baseline.key():
+        return PrecisionSearch(PrecisionPlan(), tuple(trials), False, stopped)
     return PrecisionSearch(best.plan, tuple(trials), False, stopped)
 
 

@@ -233,3 +233,16 @@ def test_the_ladder_stops_when_its_time_is_spent() -> None:
 def test_an_empty_ladder_tries_nothing() -> None:
     search = climb_ladder(RANKED, [], needs_precision("int16", 1), max_seconds=60)
     assert search.trials == () and not search.chosen and not search.holds
+
+
+def test_a_plan_that_scores_below_the_bundle_without_one_is_not_kept() -> None:
+    """A per-layer quantizer's plan can score below the target's own int8 (measured: fer
+    tflite, eight int16 layers through ai-edge-quantizer, 21.08 dB against the converter's
+    27.16 dB): when no plan holds, one is kept only if it beats the bundle without a plan."""
+    rungs = [Rung("int16", 2)]
+    evaluate = needs_precision("int16", 5)  # nothing holds; scores 11 and 12 dB
+    kept = climb_ladder(RANKED, rungs, evaluate, max_seconds=60, baseline=Score(1, 11.5, None))
+    assert kept.chosen.layers == {"layer0": "int16", "layer1": "int16"}
+    dropped = climb_ladder(RANKED, rungs, evaluate, max_seconds=60, baseline=Score(1, 12.0, None))
+    assert not dropped.chosen and not dropped.holds
+    assert len(dropped.trials) == 2  # still recorded
