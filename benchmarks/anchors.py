@@ -233,6 +233,7 @@ def edgepack_run(
         "widened": (tuning.get("precision") or {}).get("layers"),
         "effect": tuning.get("effect"),
         "passed": result.passed,
+        "tuning": tuning or None,
     }
 
 
@@ -309,7 +310,7 @@ def measure(
                         "size_ratio": run["size_bytes"] / source_size(Path(model["path"])),
                         "seconds": run["seconds"], "chosen": run["chosen"],
                         "widened": run["widened"], "effect": run["effect"],
-                        "passed": run["passed"],
+                        "passed": run["passed"], "tuning": run["tuning"],
                     }
                 )  # fmt: skip
                 print_row(rows[-1])
