@@ -665,12 +665,17 @@ def _validate(job: _Job, folds: Sequence[_Validation], settings: Any, plan: Any 
         for limits in (_uncounted(no_sqnr), no_sqnr)
     )
     sqnr = ranked.min_sqnr_db
-    if len(parts) > 1:
-        sqnr = float(np.median([_min_sqnr(part) for part in parts]))
+    by_fold = tuple(_min_sqnr(part) for part in parts) if len(parts) > 1 else ()
+    if by_fold:
+        sqnr = float(np.median(by_fold))
     limit = options.thresholds.min_sqnr
     sqnr_fails = limit is not None and round(sqnr, 2) < limit
     score = Score(
-        len(ranked.failures) + sqnr_fails, sqnr, ranked.top1_agreement, ranked.min_sqnr_db
+        len(ranked.failures) + sqnr_fails,
+        sqnr,
+        ranked.top1_agreement,
+        ranked.min_sqnr_db,
+        by_fold,
     )
     return score, whole.passed and not sqnr_fails
 

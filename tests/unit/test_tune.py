@@ -246,3 +246,29 @@ def test_a_plan_that_scores_below_the_bundle_without_one_is_not_kept() -> None:
     dropped = climb_ladder(RANKED, rungs, evaluate, max_seconds=60, baseline=Score(1, 12.0, None))
     assert not dropped.chosen and not dropped.holds
     assert len(dropped.trials) == 2  # still recorded
+
+
+def test_a_candidate_replaces_the_profile_choice_only_by_winning_most_folds() -> None:
+    """A higher median from two folds' gains is not enough: 'a' wins folds 1 and 2 only
+    (ties are no win), 'b' wins three of five by less, and only 'b' may replace 'own'."""
+    own = Score(0, 30.0, 1.0, 28.0, (30.0, 30.0, 30.0, 31.0, 29.0))
+    a = Score(0, 32.0, 1.0, 29.0, (35.0, 32.0, 30.0, 30.0, 28.0))
+    b = Score(0, 30.5, 1.0, 28.5, (30.5, 30.5, 30.1, 30.0, 28.0))
+    result = search_calibration(
+        CANDIDATES, scores(own=own, a=a, b=b), max_candidates=8, max_seconds=60
+    )
+    assert result.chosen.name == "b"
+    only_a = search_calibration(
+        CANDIDATES[:2], scores(own=own, a=a), max_candidates=8, max_seconds=60
+    )
+    assert only_a.chosen.name == "own"
+    assert only_a.trials[1].to_dict()["folds_sqnr_db"] == [35.0, 32.0, 30.0, 30.0, 28.0]
+
+
+def test_fewer_missed_thresholds_replace_the_profile_choice_without_fold_wins() -> None:
+    own = Score(1, 14.0, 1.0, 13.0, (14.0, 14.0, 14.0))
+    a = Score(0, 15.0, 1.0, 14.0, (15.0, 13.0, 13.0))
+    result = search_calibration(
+        CANDIDATES[:2], scores(own=own, a=a), max_candidates=8, max_seconds=60
+    )
+    assert result.chosen.name == "a"
