@@ -128,11 +128,14 @@ def _precision_line(tuning: dict[str, Any], model: dict[str, Any]) -> str:
     missing = [r["layer"] for r in precision["ranked"] if r["layer"] not in widened]
     kept = ", ".join(widened) or "no layer"
     reason = precision["stopped"] or "no plan held the budget on the validation samples"
-    return (
-        f"mixed precision could not hold the budget ({reason}); kept {kept} widened; "
-        f"layers that would also have to be widened or go float: {', '.join(missing) or 'none'}"
-        f"{ops}"
-    )
+    if missing:
+        rest = f"layers that would also have to be widened or go float: {', '.join(missing)}"
+    else:
+        rest = (
+            f"all {len(precision['ranked'])} layers with an own share of 0.1 dB or more were "
+            "tried: the rest of the drift is spread over layers that each add less"
+        )
+    return f"mixed precision could not hold the budget ({reason}); kept {kept} widened; {rest}{ops}"
 
 
 def _effect_line(effect: dict[str, Any]) -> str:
