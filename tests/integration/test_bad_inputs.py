@@ -143,3 +143,11 @@ def test_float_fallback_when_the_profile_allows_it(run_cli: Run, tmp_path: Path)
 )
 def test_bad_option_values(run_cli: Run, flag: list[str]) -> None:
     assert_one_line_error(build(run_cli, DIGITS_MODEL, DIGITS_CALIB, *flag), 2)
+
+
+def test_an_unknown_tune_precision_is_refused_before_any_work(run_cli: Run, tmp_path: Path) -> None:
+    result = build(run_cli, DIGITS_MODEL, DIGITS_CALIB, "--tune", "--tune-precisions", "int4")
+    assert_one_line_error(
+        result, 2, "tune.precisions: unknown precision int4 (expected int16, float)"
+    )
+    assert folder_is_empty(tmp_path / "out")
