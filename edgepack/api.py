@@ -168,9 +168,8 @@ def build(
     the target's calibration choices on a validation part of ``calib`` first (at most
     ``tune_seconds``) and builds the best one, raising the layers that harm the output most
     to the ``tune_precisions`` the target has when that is not enough (:mod:`edgepack.tune`).
-    Returns one
-    :class:`BuildResult` per target; a target whose drift exceeds its budget still gets its
-    bundle (``result.passed`` is False).
+    Returns one :class:`BuildResult` per target; a target whose drift exceeds its budget
+    still gets its bundle (``result.passed`` is False).
     """
     from edgepack.backends import get_backend
     from edgepack.calib.dataset import open_sample_set
@@ -289,7 +288,8 @@ def _build_one(job: _Job) -> BuildResult:
     with staged_bundle(final, options.force) as staging:
         plan = None if tuning is None else tuning.plan
         built = job.backend.build(job.source, calibration, settings, staging, plan)
-        report = _drift(job, checked, built)
+        verdict = _drift(job, checked, built)
+        report = verdict.report
         # after the build, so that a build that fails says one line
         for warning in split_warnings(
             len(split.calibration), len(checked.refs), options, checked.kind
@@ -308,7 +308,7 @@ def _build_one(job: _Job) -> BuildResult:
                 job.source.run(feeds),
             )
         if tuning is not None:
-            effect = _tuning_effect(job, checked, calibration, built, report, tuning)
+            effect = _tuning_effect(job, checked, calibration, built, verdict, tuning)
             tuning = dataclasses.replace(tuning, effect=effect)
         manifest = _manifest(job, split, built, report, settings, tuning)
         _write_bundle_files(staging, built, manifest, report, job.samples, layers)
@@ -439,8 +439,22 @@ def _drift_data(job: _Job, split: Any) -> _DriftData:
     )
 
 
-def _drift(job: _Job, checked: _DriftData, built: Any) -> Any:
-    feeds = checked.bound.load(checked.refs)
+@dataclass(frozen=True)
+class _Verdict:
+    """A build's drift check: the report, and the feeds and float outputs it ran on (so that
+    another bundle can be checked on the same samples without loading or running them
+    again)."""
+
+    report: Any
+    feeds: Mapping[str, Any]
+    reference: dict[str, Any]
+
+
+def _drift(job: _Job, checked: _DriftData, built: Any, same_as: _Verdict | None = None) -> _Verdict:
+    """The drift check of ``built`` on ``checked``'s samples (``same_as``: reuse that
+    check's feeds and float outputs)."""
+    feeds = checked.bound.load(checked.refs) if same_as is None else same_as.feeds
+    reference_run = job.source.run if same_as is None else _returning(same_as.reference)
     log.info("%s: drift check on %d %s", job.options.profile.name, len(checked.refs), checked.kind)
     measured = _measure_on_paths(
         job.backend,
@@ -448,10 +462,10 @@ def _drift(job: _Job, checked: _DriftData, built: Any) -> Any:
         built.inputs,
         built.outputs,
         job.options.paths,
-        job.source.run,
+        reference_run,
         feeds,
     )
-    return _judge_paths(
+    report = _judge_paths(
         measured,
         checked.labels,
         job.options.thresholds,
@@ -459,6 +473,7 @@ def _drift(job: _Job, checked: _DriftData, built: Any) -> Any:
         job.options.detections,
         data=checked.data,
     )
+    return _Verdict(report, feeds, measured.reference)
 
 
 @dataclass(frozen=True)
@@ -957,7 +972,12 @@ LATENCY_ROUNDS = 15  # single-sample runs per bundle, interleaved, median kept
 
 
 def _tuning_effect(
-    job: _Job, checked: _DriftData, calibration: Any, built: Any, report: Any, tuning: _Tuning
+    job: _Job,
+    checked: _DriftData,
+    calibration: Any,
+    built: Any,
+    verdict: _Verdict,
+    tuning: _Tuning,
 ) -> dict[str, Any]:
     """What tuning changed, measured beside the tuned bundle: the default one (the profile's
     settings, every layer int8) built on the same calibration samples and checked on the
@@ -966,21 +986,23 @@ def _tuning_effect(
     import tempfile
 
     changed = bool(tuning.chosen.overrides) or tuning.plan is not None
+    one_sample = {name: array[:1] for name, array in verdict.feeds.items()}
     with tempfile.TemporaryDirectory(prefix="edgepack-default-") as scratch:
         if changed:
             default = job.backend.build(
                 job.source, calibration, job.options.settings, Path(scratch)
             )
-            default_report = _drift(job, checked, default)
+            default_report = _drift(job, checked, default, same_as=verdict).report
+            path, (default_ms, tuned_ms) = _latencies_ms(job, [default, built], one_sample)
         else:
-            default, default_report = built, report
-        feeds = checked.bound.load(checked.refs[:1])
-        latencies = _latencies_ms(job, [default, built] if changed else [built], feeds)
+            default, default_report = built, verdict.report
+            path, (tuned_ms,) = _latencies_ms(job, [built], one_sample)
+            default_ms = tuned_ms
         return {
             "measured_on": f"{len(checked.refs)} {checked.kind}",
-            "latency_path": latencies["path"],
-            "default": _bundle_figures(default, default_report, latencies["ms"][0]),
-            "tuned": _bundle_figures(built, report, latencies["ms"][-1]),
+            "latency_path": path,
+            "default": _bundle_figures(default, default_report, default_ms),
+            "tuned": _bundle_figures(built, verdict.report, tuned_ms),
         }
 
 
@@ -998,9 +1020,12 @@ def _bundle_figures(built: Any, report: Any, latency_ms: float) -> dict[str, Any
     }
 
 
-def _latencies_ms(job: _Job, builts: Sequence[Any], feeds: Mapping[str, Any]) -> dict[str, Any]:
-    """Median single-sample latency of each bundle on the first execution path the verdict
-    uses, the bundles' runs interleaved so that the host's load falls on all alike."""
+def _latencies_ms(
+    job: _Job, builts: Sequence[Any], feeds: Mapping[str, Any]
+) -> tuple[str, list[float]]:
+    """The first execution path the verdict uses, and each bundle's median latency on
+    ``feeds`` there, the bundles' runs interleaved so that the host's load falls on all
+    alike."""
     import statistics
 
     path = _host_paths(job.backend, job.options.paths, False)[0]
@@ -1015,7 +1040,7 @@ def _latencies_ms(job: _Job, builts: Sequence[Any], feeds: Mapping[str, Any]) ->
             began = time.perf_counter()
             run(feeds)
             spent.append((time.perf_counter() - began) * 1000.0)
-    return {"path": path.name, "ms": [statistics.median(t) for t in times]}
+    return path.name, [statistics.median(t) for t in times]
 
 
 def _manifest(

@@ -173,6 +173,11 @@ def _replaces(score: Score | None, own: Score) -> bool:
     return wins * 2 > len(mine)
 
 
+def _improves_on(score: Score, own: Score) -> bool:
+    """Whether ``score`` is worth leaving ``own`` for: it ranks higher and may replace it."""
+    return score.key() > own.key() and _replaces(score, own)
+
+
 def _rank(sqnr: float) -> float:
     return round(sqnr, 2) if math.isfinite(sqnr) else 1e9
 
@@ -318,9 +323,10 @@ def climb_ladder(
     """:func:`search_precisions` on each rung in turn, narrowest precision first, until one
     holds the budget (``int16`` before ``float``: a layer goes float only when 16-bit
     activations do not hold). Every plan tried on every rung is kept in order; when no rung
-    holds, the best scored plan of all is kept if it scores above ``baseline`` (the bundle
-    without a plan: a per-layer quantizer's plan can score below the target's own int8),
-    else no plan, and ``stopped`` says why the last rung stopped."""
+    holds, the best scored plan of all is kept if it would replace ``baseline`` (the bundle
+    without a plan) by the calibration search's own rule: a higher score, and fewer missed
+    thresholds or most folds won (a per-layer quantizer's plan can score below the target's
+    own int8); else no plan. ``stopped`` says why the last rung stopped."""
     started = clock()
     trials: list[PlanTrial] = []
     stopped: str | None = None
@@ -339,7 +345,7 @@ def climb_ladder(
     if not trials:
         return PrecisionSearch(PrecisionPlan(), (), False, stopped)
     best = max(trials, key=lambda t: t.score.key())
-    if baseline is not None and best.score.key() <= baseline.key():
+    if baseline is not None and not _improves_on(best.score, baseline):
         return PrecisionSearch(PrecisionPlan(), tuple(trials), False, stopped)
     return PrecisionSearch(best.plan, tuple(trials), False, stopped)
 

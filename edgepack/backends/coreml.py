@@ -660,12 +660,7 @@ def _precision_counts(block: Any) -> dict[str, int]:
     for op in block.operations:
         if op.type in _NOT_COMPUTE or op.type.startswith("constexpr_"):
             continue
-        sources = [
-            producer.get(arg.name, "")
-            for argument in op.inputs.values()
-            for arg in argument.arguments
-            if arg.name
-        ]
+        sources = [producer.get(name, "") for name in _input_names(op)]
         quantized = any(t == "dequantize" or t.startswith("constexpr_") for t in sources)
         counts["int8" if quantized else "float"] += 1
     return counts

@@ -272,3 +272,16 @@ def test_fewer_missed_thresholds_replace_the_profile_choice_without_fold_wins() 
         CANDIDATES[:2], scores(own=own, a=a), max_candidates=8, max_seconds=60
     )
     assert result.chosen.name == "a"
+
+
+def test_a_plan_must_win_most_folds_over_the_bundle_without_one() -> None:
+    """The calibration search's rule holds for plans too: a higher median from two folds
+    does not replace the bundle without a plan when nothing holds."""
+    baseline = Score(1, 20.0, None, 19.0, (20.0, 20.0, 20.0, 21.0, 19.0))
+    lucky = Score(1, 22.0, None, 19.5, (25.0, 22.0, 20.0, 20.0, 18.0))  # wins 2 of 5
+
+    def evaluate(plan: PrecisionPlan) -> tuple[Score, bool]:
+        return lucky, False
+
+    search = climb_ladder(RANKED[:1], [Rung("int16", 1)], evaluate, 60, baseline=baseline)
+    assert len(search.trials) == 1 and not search.chosen
