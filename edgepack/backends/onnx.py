@@ -48,7 +48,7 @@ from edgepack.backends.base import (
 from edgepack.convert.compare import check_float_match
 from edgepack.drift.layers import TensorPair
 from edgepack.errors import ConversionError
-from edgepack.frontends.base import Feeds, Outputs, SourceModel
+from edgepack.frontends.base import Feeds, Outputs, SourceModel, run_in_batches
 from edgepack.tune import Candidate, PrecisionPlan
 
 PATHS = (
@@ -198,12 +198,15 @@ class ONNXBackend:
         chosen = pick_path(PATHS, path)
         session = _session(model_file, optimized=chosen.name == "optimized")
 
-        def run(feeds: Feeds) -> Outputs:
+        def run_batch(feeds: Feeds) -> Outputs:
             values = session.run(
                 [o.name for o in outputs],
                 {i.name: np.asarray(feeds[i.source_name], np.float32) for i in inputs},
             )
             return {o.source_name: np.asarray(v) for o, v in zip(outputs, values, strict=True)}
+
+        def run(feeds: Feeds) -> Outputs:
+            return run_in_batches(run_batch, feeds, _fixed_batch(inputs))
 
         version = metadata.version("onnxruntime")
         details: dict[str, Any] = {"graph_optimization": chosen.name == "optimized"}
@@ -571,6 +574,12 @@ def _run_model(
         for info, value in zip(outputs, session.run(names, sample), strict=True):
             parts[info.source_name].append(np.asarray(value))
     return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def _fixed_batch(inputs: Sequence[TensorInfo]) -> int | None:
+    """The batch size the bundle's inputs fix (the manifest writes a free axis as -1)."""
+    sizes = {info.shape[0] for info in inputs if info.shape}
+    return sizes.pop() if len(sizes) == 1 and min(sizes) > 0 else None
 
 
 def _declared(value: Any) -> ModelIO:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,13 +50,47 @@ class SourceModel:
     _sha256: str | None = None
 
     def run(self, feeds: Feeds) -> Outputs:
-        return self.runner(feeds)
+        """Outputs for a batch of any size, fed in slices of the model's batch size where
+        its batch axis is fixed."""
+        return run_in_batches(self.runner, feeds, fixed_batch(self.inputs))
 
     @property
     def sha256(self) -> str:
         if self._sha256 is None:
             self._sha256 = sha256_of_path(self.path)
         return self._sha256
+
+
+def fixed_batch(inputs: Sequence[TensorSpec]) -> int | None:
+    """The batch size every input fixes (its leading axis), or None when it is free."""
+    sizes = {spec.shape[0] for spec in inputs if spec.shape}
+    if len(sizes) != 1:
+        return None
+    size = sizes.pop()
+    return size if isinstance(size, int) and size > 0 else None
+
+
+def run_in_batches(run: Callable[[Feeds], Outputs], feeds: Feeds, batch: int | None) -> Outputs:
+    """``run`` on ``feeds`` in slices of ``batch`` samples (None: all at once). A short last
+    slice is filled up with copies of its last sample, whose outputs are dropped again."""
+    total = len(next(iter(feeds.values()))) if feeds else 0
+    if batch is None or total == batch:
+        return run(feeds)
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, total, batch):
+        count = min(batch, total - start)
+        chunk = {name: _filled(rows[start : start + count], batch) for name, rows in feeds.items()}
+        for name, value in run(chunk).items():
+            result = np.asarray(value)
+            parts.setdefault(name, []).append(result[:count] if len(result) == batch else result)
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def _filled(rows: np.ndarray, size: int) -> np.ndarray:
+    rows = np.asarray(rows)
+    if len(rows) == size:
+        return rows
+    return np.concatenate([rows, np.repeat(rows[-1:], size - len(rows), axis=0)])
 
 
 def sha256_of_path(path: Path) -> str:

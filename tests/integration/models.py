@@ -87,12 +87,13 @@ def conv_onnx(
     pool: str = "GlobalAveragePool",
     opset: int = 13,
     spatial: int | None = 8,
+    batch: int | str = "N",
 ) -> Path:
     """An RGB conv classifier: Conv(3->4) -> Relu -> pool -> Gemm(4->3) -> Softmax.
 
     ``layout="NHWC"`` puts a Transpose in front (the input is then [N, H, W, 3], as TF exports
     are); ``pool="LpPool"`` uses an op onnx2tf cannot convert; ``spatial=None`` makes the
-    height and width dynamic.
+    height and width dynamic; ``batch=1`` fixes the batch axis, as many exports do.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -104,9 +105,9 @@ def conv_onnx(
     if layout == "NHWC":
         nodes.append(helper.make_node("Transpose", ["x"], ["x_nchw"], perm=[0, 3, 1, 2]))
         first = "x_nchw"
-        shape = ["N", dim, dim if spatial else "W", 3]
+        shape = [batch, dim, dim if spatial else "W", 3]
     else:
-        shape = ["N", 3, dim, dim if spatial else "W"]
+        shape = [batch, 3, dim, dim if spatial else "W"]
     nodes += [
         helper.make_node("Conv", [first, "K", "B"], ["conv"], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["conv"], ["relu"]),
@@ -133,7 +134,7 @@ def conv_onnx(
         nodes,
         "conv",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch, 3])],
         initializer=initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])

@@ -125,6 +125,30 @@ def test_nhwc_onnx_input_keeps_its_layout(run_cli: Run, tmp_path: Path, offline:
     assert (image["shape"], image["layout"], image["transpose"]) == ([1, 8, 8, 3], "NHWC", None)
 
 
+def test_fixed_batch_of_one_is_fed_one_sample_at_a_time(run_cli: Run, tmp_path: Path) -> None:
+    """Exports often fix the batch at 1; the build's checks feed 10 held-out samples and
+    ``check`` feeds 40, one slice of the model's batch size at a time, on every target."""
+    conv_onnx(tmp_path / "fixed.onnx", batch=1)
+    rgb_set(tmp_path / "calib", "NCHW")
+    result = build_lenient(run_cli, "fixed.onnx", "onnx", "tflite", "coreml")
+    assert result.exit_code == 0, result.stderr
+    for target in ("onnx", "tflite", "coreml"):
+        bundle = manifest(tmp_path, f"fixed-{target}")
+        assert bundle["inputs"][0]["shape"][0] == 1
+        assert bundle["drift"]["samples"] == 10
+        assert bundle["drift"]["min_sqnr_db"] > 25.0
+        report = tmp_path / f"check-{target}.json"
+        check = run_cli(
+            "-q", "check", f"bundles/fixed-{target}", "--data", "calib", "--min-agreement", "90%",
+            "--layers", "--json", str(report),
+        )  # fmt: skip
+        assert check.exit_code == 0, check.stderr
+        checked = json.loads(report.read_text())
+        assert checked["samples"] == 40
+        assert checked["min_sqnr_db"] > 25.0
+        assert checked["layers"], target
+
+
 def test_old_opset_is_upgraded_before_per_channel_qdq(run_cli: Run, tmp_path: Path) -> None:
     conv_onnx(tmp_path / "old.onnx", opset=11)
     rgb_set(tmp_path / "calib", "NCHW")

@@ -1,0 +1,45 @@
+"""Models whose batch axis is fixed are fed in slices of their batch size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgepack.frontends.base import TensorSpec, fixed_batch, run_in_batches
+
+
+def recording_model(batch: int, calls: list[int]):
+    """A model that refuses any other batch size and returns 2 * x and the slice's sum."""
+
+    def run(feeds):
+        (x,) = feeds.values()
+        if len(x) != batch:
+            raise ValueError(f"got batch {len(x)}, expected {batch}")
+        calls.append(len(x))
+        return {"double": 2 * x, "total": np.asarray([x.sum()])}
+
+    return run
+
+
+@pytest.mark.parametrize(("batch", "total", "slices"), [(1, 5, 5), (4, 10, 3), (4, 8, 2)])
+def test_slices_of_the_fixed_size_give_every_sample_once(batch, total, slices) -> None:
+    calls: list[int] = []
+    x = np.arange(total * 3, dtype=np.float32).reshape(total, 3)
+    out = run_in_batches(recording_model(batch, calls), {"x": x}, batch)
+    assert calls == [batch] * slices
+    np.testing.assert_array_equal(out["double"], 2 * x)  # padding rows dropped again
+
+
+def test_a_free_batch_is_fed_at_once() -> None:
+    calls: list[int] = []
+    x = np.ones((7, 2), np.float32)
+    run_in_batches(recording_model(7, calls), {"x": x}, None)
+    assert calls == [7]
+
+
+def test_fixed_batch_is_read_from_every_input() -> None:
+    spec = TensorSpec
+    assert fixed_batch([spec("a", (1, 3), "float32"), spec("b", (1, 2), "int64")]) == 1
+    assert fixed_batch([spec("a", (None, 3), "float32")]) is None
+    assert fixed_batch([spec("a", (1, 3), "float32"), spec("b", (None, 2), "int64")]) is None
+    assert fixed_batch([spec("a", (), "float32")]) is None
