@@ -48,7 +48,7 @@ from edgepack.backends.base import (
 from edgepack.convert.compare import check_float_match
 from edgepack.drift.layers import TensorPair
 from edgepack.errors import ConversionError
-from edgepack.frontends.base import Feeds, Outputs, SourceModel, run_in_batches
+from edgepack.frontends.base import Feeds, Outputs, SourceModel, fixed_batch, run_in_batches
 from edgepack.tune import Candidate, PrecisionPlan
 
 PATHS = (
@@ -614,11 +614,19 @@ def _output_steps(model_file: Path, outputs: Sequence[TensorInfo]) -> dict[str, 
     return steps
 
 
-def _run_file(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _run_file(path: Path, feeds: dict[str, np.ndarray]) -> Outputs:
+    """``path`` run on ``feeds`` (keyed by its input names), in slices of a fixed batch."""
+    from edgepack.frontends.onnx_model import tensor_spec
+
     session = _session(path)
     names = [o.name for o in session.get_outputs()]
-    inputs = {i.name: feeds[i.name] for i in session.get_inputs()}
-    return dict(zip(names, session.run(names, inputs), strict=True))
+    specs = [tensor_spec(i) for i in session.get_inputs()]
+
+    def run(batch: Feeds) -> Outputs:
+        values = session.run(names, {spec.name: batch[spec.name] for spec in specs})
+        return dict(zip(names, values, strict=True))
+
+    return run_in_batches(run, {s.name: feeds[s.name] for s in specs}, fixed_batch(specs))
 
 
 def _pre_process(model: Path, folder: Path) -> tuple[Path, str]:

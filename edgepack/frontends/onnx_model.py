@@ -36,8 +36,8 @@ def load_onnx(path: Path) -> SourceModel:
     except Exception as exc:
         text = " ".join(str(exc).split())[:300]
         raise ModelLoadError(f"{path}: not a loadable ONNX model ({text})") from None
-    inputs = [_spec(i) for i in session.get_inputs()]
-    outputs = [_spec(o) for o in session.get_outputs()]
+    inputs = [tensor_spec(i) for i in session.get_inputs()]
+    outputs = [tensor_spec(o) for o in session.get_outputs()]
 
     def run(feeds: Feeds) -> Outputs:
         values = session.run(
@@ -61,7 +61,8 @@ def load_onnx(path: Path) -> SourceModel:
     )
 
 
-def _spec(arg: object) -> TensorSpec:
+def tensor_spec(arg: object) -> TensorSpec:
+    """An onnxruntime session's input or output as a :class:`TensorSpec`."""
     shape = tuple(d if isinstance(d, int) else None for d in arg.shape)  # type: ignore[attr-defined]
     dtype = str(_ORT_TYPES.get(arg.type, arg.type))  # type: ignore[attr-defined]
     return TensorSpec(name=arg.name, shape=shape, dtype=dtype)  # type: ignore[attr-defined]

@@ -150,7 +150,7 @@ def test_fixed_batch_of_one_is_fed_one_sample_at_a_time(run_cli: Run, tmp_path: 
 
 
 def test_old_opset_is_upgraded_before_per_channel_qdq(run_cli: Run, tmp_path: Path) -> None:
-    conv_onnx(tmp_path / "old.onnx", opset=11)
+    conv_onnx(tmp_path / "old.onnx", opset=11, batch=1)  # the upgrade check feeds 8 samples
     rgb_set(tmp_path / "calib", "NCHW")
     result = build_lenient(run_cli, "old.onnx", "onnx")
     assert result.exit_code == 0, result.stderr
