@@ -32,6 +32,7 @@ from edgepack.errors import (
     ConfigError,
     EdgepackError,
     ModelLoadError,
+    UnsupportedError,
 )
 from edgepack.options import (
     BuildOptions,
@@ -209,6 +210,8 @@ def build(
     samples = open_sample_set(_absolute(Path(calib), work_dir))
     log.info("loading %s", model_path)
     source = load_source(model_path)
+    if source.refusals:
+        raise UnsupportedError(f"{model_path.name}: {source.refusals[0]}")
     bound = samples.bind(source.inputs)
     for _, backend, options in plans:
         backend.check_support(source, options.settings)

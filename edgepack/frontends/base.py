@@ -35,7 +35,8 @@ class SourceModel:
     (a Keras model, a SavedModel, an ONNX path); only backends that understand ``format``
     look at it. ``layers`` names the model's layers as its author sees them (Keras layer names,
     ONNX node names; empty for SavedModels), in order; ``tensor_layers`` maps a tensor name to
-    the layer that produces it where the format says so (ONNX node outputs).
+    the layer that produces it where the format says so (ONNX node outputs). ``refusals``
+    says, one sentence each, what the model holds that no target can package yet.
     """
 
     path: Path
@@ -47,6 +48,7 @@ class SourceModel:
     versions: dict[str, str] = field(default_factory=dict)
     layers: tuple[str, ...] = ()
     tensor_layers: dict[str, str] = field(default_factory=dict)
+    refusals: tuple[str, ...] = ()
     _sha256: str | None = None
 
     def run(self, feeds: Feeds) -> Outputs:

@@ -9,6 +9,7 @@ import numpy as np
 
 from edgepack.errors import ModelLoadError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel, TensorSpec
+from edgepack.frontends.onnx_refusals import refusals
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -58,6 +59,7 @@ def load_onnx(path: Path) -> SourceModel:
         tensor_layers={
             output: node.name or node.output[0] for node in graph.node for output in node.output
         },
+        refusals=tuple(refusals(graph)),
     )
 
 

@@ -233,3 +233,86 @@ def savedmodel_yolo_head(path: Path, layout: str, classes: int = 3, anchors: int
     with captured_output():
         tf.saved_model.save(model, str(path), signatures={"serving_default": model.serve})
     return path
+
+
+def control_flow_onnx(path: Path, op: str) -> Path:
+    """x[N,4] -> y: an ``If`` on the sign of x's sum choosing Relu or Neg, or a ``Loop`` adding
+    x to itself three times: the control flow streaming and dynamic exports carry."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
+    if op == "If":
+        branch = [
+            helper.make_graph(
+                [helper.make_node(kind, ["x"], [f"{kind}_out"])],
+                kind,
+                [],
+                [helper.make_tensor_value_info(f"{kind}_out", TensorProto.FLOAT, ["N", 4])],
+            )
+            for kind in ("Relu", "Neg")
+        ]
+        nodes = [
+            helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0),
+            helper.make_node("Greater", ["total", "zero"], ["positive"]),
+            helper.make_node(
+                "If", ["positive"], ["y"], then_branch=branch[0], else_branch=branch[1]
+            ),
+        ]
+        constants = [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])]
+    else:
+        body = helper.make_graph(
+            [
+                helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+                helper.make_node("Add", ["acc_in", "x"], ["acc_out"]),
+            ],
+            "body",
+            [
+                helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, ["N", 4]),
+            ],
+            [
+                helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+                helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, ["N", 4]),
+            ],
+        )
+        nodes = [helper.make_node("Loop", ["trips", "keep", "x"], ["y"], body=body)]
+        constants = [
+            helper.make_tensor("trips", TensorProto.INT64, [], [3]),
+            helper.make_tensor("keep", TensorProto.BOOL, [], [True]),
+        ]
+    graph = helper.make_graph(nodes, op.lower(), [x], [y], initializer=constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def stateful_gru_onnx(path: Path) -> Path:
+    """A streaming GRU step: x[1,N,4] and the previous state h[1,N,8] in, the new state out."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    weights = [
+        numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name)
+        for name, shape in (("W", (1, 24, 4)), ("R", (1, 24, 8)))
+    ]
+    graph = helper.make_graph(
+        [helper.make_node("GRU", ["x", "W", "R", "", "", "h"], ["seq", "h_next"], hidden_size=8)],
+        "gru",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "N", 4]),
+            helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, "N", 8]),
+        ],
+        [helper.make_tensor_value_info("h_next", TensorProto.FLOAT, [1, "N", 8])],
+        initializer=weights,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -18,6 +18,7 @@ from tests.conftest import (
     folder_is_empty,
     write_gray_images,
 )
+from tests.integration.models import control_flow_onnx, conv_onnx, stateful_gru_onnx
 
 Run = Callable[..., CliResult]
 
@@ -151,3 +152,50 @@ def test_an_unknown_tune_precision_is_refused_before_any_work(run_cli: Run, tmp_
         result, 2, "tune.precisions: unknown precision int4 (expected int16, float)"
     )
     assert folder_is_empty(tmp_path / "out")
+
+
+REFUSED_SOURCES = {
+    "If": (lambda p: control_flow_onnx(p, "If"), "control flow (If ('y'))"),
+    "Loop": (lambda p: control_flow_onnx(p, "Loop"), "control flow (Loop ('y'))"),
+    "state": (stateful_gru_onnx, "recurrent state comes in as an input (h)"),
+    "qdq": (None, "already quantized (QuantizeLinear, DequantizeLinear)"),
+}
+
+
+@pytest.mark.parametrize("kind", REFUSED_SOURCES)
+def test_what_cannot_be_packaged_is_refused_before_any_work(
+    run_cli: Run, tmp_path: Path, kind: str
+) -> None:
+    """Control flow, state fed in from outside and an already-quantized model: one line
+    naming what was found and what to do, exit 4, on every target, before any conversion."""
+    make, needle = REFUSED_SOURCES[kind]
+    model = tmp_path / f"{kind}.onnx"
+    if make is None:
+        conv_onnx(tmp_path / "conv.onnx")
+        shutil.copy(_quantized_conv(tmp_path), model)
+    else:
+        make(model)
+    result = run_cli(
+        "-q", "build", model.name, "-t", "onnx", "-t", "tflite", "-t", "coreml",
+        "-c", DIGITS_CALIB, "-o", "out",
+    )  # fmt: skip
+    assert_one_line_error(result, EXIT_CONVERSION, needle, "unsupported")
+    assert folder_is_empty(tmp_path / "out")
+
+
+def _quantized_conv(folder: Path) -> Path:
+    """The conv classifier quantized by onnxruntime to QDQ, as a third party would ship it."""
+    import numpy as np
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            rng = np.random.default_rng(0)
+            self.samples = iter([{"x": rng.normal(size=(1, 3, 8, 8)).astype(np.float32)}] * 4)
+
+        def get_next(self) -> dict | None:
+            return next(self.samples, None)
+
+    target = folder / "conv-int8.onnx"
+    quantize_static(str(folder / "conv.onnx"), str(target), Reader(), quant_format=QuantFormat.QDQ)
+    return target
