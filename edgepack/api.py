@@ -1058,9 +1058,15 @@ def _manifest(
 
     source, samples, options = job.source, job.samples, job.options
     profile = options.profile
-    contract_input = samples.contract.input_name or source.inputs[0].name
+    floats = [spec.name for spec in source.inputs if spec.is_float]
+    contract_input = samples.contract.input_name or (floats[0] if floats else None)
     declared = samples.preprocessing.layout
-    inputs = [dict(info.to_dict(), layout=info.layout or declared) for info in built.inputs]
+    inputs = [
+        dict(
+            info.to_dict(), layout=info.layout or (declared if info.source_name in floats else None)
+        )
+        for info in built.inputs
+    ]
     preprocessing = dict(samples.preprocessing.to_dict(), input=contract_input)
     fed = next((i for i in inputs if i["source_name"] == contract_input), None)
     if fed is not None and fed["layout"] != declared:
@@ -1094,7 +1100,8 @@ def _manifest(
         },
         "inputs": inputs,
         "outputs": [info.to_dict() for info in built.outputs],
-        "preprocessing": preprocessing,
+        # integer and bool inputs only: fed as they are, nothing to scale
+        "preprocessing": preprocessing if contract_input is not None else None,
         "labels": list(samples.label_names) if samples.label_names else None,
         "source": {
             "format": source.format,
@@ -1232,17 +1239,17 @@ def check(
     verify_model_io(manifest, _declared_io(backend, model_file))
     source = load_source(_source_path(manifest, bundle_dir, model, work_dir))
 
-    recorded = dict(manifest["preprocessing"])
+    recorded = dict(manifest["preprocessing"] or {})
     # The data feeds the source model: read it in the source model's layout.
-    recorded["layout"] = recorded.pop("source_layout", recorded["layout"])
-    recorded["dtype"] = recorded.pop("source_dtype", recorded["dtype"])
+    recorded["layout"] = recorded.pop("source_layout", recorded.get("layout", "NHWC"))
+    recorded["dtype"] = recorded.pop("source_dtype", recorded.get("dtype", "float32"))
     preprocessing = Preprocessing.from_dict(
         {k: v for k, v in recorded.items() if k != "input"},
         f"{bundle_dir / 'manifest.json'}",
     )
     fallback = Contract(
         preprocessing,
-        manifest["preprocessing"].get("input"),
+        recorded.get("input"),
         tuple(manifest["labels"]) if manifest.get("labels") else None,
     )
     data_set = open_sample_set(_absolute(Path(data), work_dir), fallback=fallback)

@@ -405,11 +405,14 @@ def print_manifest(manifest: dict[str, Any]) -> None:
             )
     _console.print(table)
     pre = manifest["preprocessing"]
-    _console.print(
-        f"preprocessing: size {pre['size']}, {pre['color']}, resize {pre['resize']}, "
-        f"scale {pre['scale']:.6g}, mean {pre['mean']}, std {pre['std']}, "
-        f"{pre['layout']}; {pre['formula']}"
-    )
+    if pre is None:
+        _console.print("preprocessing: none (integer inputs, fed as they are)")
+    else:
+        _console.print(
+            f"preprocessing: size {pre['size']}, {pre['color']}, resize {pre['resize']}, "
+            f"scale {pre['scale']:.6g}, mean {pre['mean']}, std {pre['std']}, "
+            f"{pre['layout']}; {pre['formula']}"
+        )
     labels = manifest.get("labels")
     if labels:
         _console.print(

@@ -205,11 +205,19 @@ def refuse_plan(target: str, plan: PrecisionPlan | None, precisions: Sequence[st
         )
 
 
-def require_float_inputs(source: SourceModel, target: str) -> None:
-    """Post-training quantization calibrates float inputs; name any input that is not."""
-    non_float = [s.name for s in source.inputs if not s.dtype.startswith("float")]
-    if non_float:
-        raise UnsupportedError(f"{target} needs float model inputs; not float: {non_float}")
+NUMERIC_INPUT = ("float", "int", "uint", "bool")
+
+
+def require_numeric_inputs(source: SourceModel, target: str) -> None:
+    """Float inputs are calibrated, integer and bool inputs pass through; name any other
+    (strings, complex numbers)."""
+    others = [
+        f"{s.name} ({s.dtype})" for s in source.inputs if not s.dtype.startswith(NUMERIC_INPUT)
+    ]
+    if others:
+        raise UnsupportedError(
+            f"{target} takes float, integer and bool inputs; not these: {', '.join(others)}"
+        )
 
 
 class Backend(Protocol):

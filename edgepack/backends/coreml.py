@@ -48,7 +48,7 @@ from edgepack.backends.base import (
     TensorInfo,
     pick_path,
     refuse_plan,
-    require_float_inputs,
+    require_numeric_inputs,
 )
 from edgepack.convert.tf_view import TFView, tf_view
 from edgepack.drift.layers import TensorPair, stack_samples
@@ -107,7 +107,7 @@ class CoreMLBackend:
     settings_type: type = CoreMLSettings
 
     def check_support(self, source: SourceModel, settings: CoreMLSettings) -> None:
-        require_float_inputs(source, "coreml")
+        require_numeric_inputs(source, "coreml")
 
     def build(
         self,

@@ -12,8 +12,9 @@ Emulation: onnxruntime's CPU execution provider on two paths (:data:`PATHS`): wi
 optimization, where QDQ groups are fused into int8 kernels whose arithmetic depends on the
 CPU's instruction set (AVX2, AVX-512 VNNI and ARM dot-product kernels can answer differently),
 and with none, where each QuantizeLinear/DequantizeLinear runs as written (the results
-onnxruntime-web gives, the same on every CPU). Inputs and outputs stay float32 (QDQ models
-quantize inside the graph), so the app feeds float tensors.
+onnxruntime-web gives, the same on every CPU). Float inputs and outputs stay float32 (QDQ
+models quantize inside the graph), so the app feeds float tensors; integer inputs (token ids,
+masks) keep their dtype and are never quantized.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from edgepack.backends.base import (
     TensorInfo,
     pick_path,
     refuse_plan,
-    require_float_inputs,
+    require_numeric_inputs,
 )
 from edgepack.convert.compare import check_float_match
 from edgepack.drift.layers import TensorPair
@@ -119,7 +120,7 @@ class ONNXBackend:
     settings_type: type = ONNXSettings
 
     def check_support(self, source: SourceModel, settings: ONNXSettings) -> None:
-        require_float_inputs(source, "onnx int8")
+        require_numeric_inputs(source, "onnx int8")
 
     def build(
         self,
@@ -201,7 +202,7 @@ class ONNXBackend:
         def run_batch(feeds: Feeds) -> Outputs:
             values = session.run(
                 [o.name for o in outputs],
-                {i.name: np.asarray(feeds[i.source_name], np.float32) for i in inputs},
+                {i.name: np.asarray(feeds[i.source_name], i.dtype) for i in inputs},
             )
             return {o.source_name: np.asarray(v) for o, v in zip(outputs, values, strict=True)}
 
@@ -313,7 +314,7 @@ class _FeedReader:
     def __init__(self, inputs: Sequence[TensorInfo], feeds: Feeds) -> None:
         total = len(next(iter(feeds.values())))
         self._samples = [
-            {i.name: np.asarray(feeds[i.source_name][k : k + 1], np.float32) for i in inputs}
+            {i.name: np.asarray(feeds[i.source_name][k : k + 1], i.dtype) for i in inputs}
             for k in range(total)
         ]
         self._next = iter(self._samples)
@@ -900,9 +901,12 @@ def _precision_counts(graph: Any, floats: set[str], dequantized: set[str]) -> di
 def _io_details(
     path: Path, names: dict[str, str], source: SourceModel
 ) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    from edgepack.frontends.onnx_model import tensor_spec
+
     session = _session(path)
     inputs = [
-        TensorInfo(i.name, names[i.name], _shape(i.shape), "float32") for i in session.get_inputs()
+        TensorInfo(i.name, names[i.name], _shape(i.shape), tensor_spec(i).dtype)
+        for i in session.get_inputs()
     ]
     source_outputs = {o.name for o in source.outputs}
     outputs = [

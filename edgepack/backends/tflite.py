@@ -38,13 +38,13 @@ from edgepack.backends.base import (
     TensorInfo,
     pick_path,
     refuse_plan,
-    require_float_inputs,
+    require_numeric_inputs,
 )
 from edgepack.convert.tf_view import TFView, tf_view
 from edgepack.drift.layers import TensorPair
 from edgepack.errors import ConversionError, UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
-from edgepack.frontends.tf_call import signature_name, tf_callable
+from edgepack.frontends.tf_call import signature_name, tf_callable, tf_input_dtype
 from edgepack.tune import Candidate, PrecisionPlan
 
 IO_DTYPES = ("int8", "uint8")
@@ -118,7 +118,7 @@ class TFLiteBackend:
                 f"the tflite backend converts Keras, SavedModel and ONNX sources; "
                 f"{source.path.name} is {source.format}"
             )
-        require_float_inputs(source, "tflite full-int8")
+        require_numeric_inputs(source, "tflite full-int8")
 
     def build(
         self,
@@ -346,7 +346,9 @@ def _dequantized(value: np.ndarray, detail: dict[str, Any]) -> np.ndarray | None
 
 
 def _transposed(value: np.ndarray, perm: tuple[int, ...] | None) -> np.ndarray:
-    array = np.asarray(value, dtype=np.float32)
+    array = np.asarray(value)
+    if array.dtype.kind not in "iub":  # integer inputs (token ids) keep every digit
+        array = array.astype(np.float32)
     return array if perm is None else np.ascontiguousarray(array.transpose(perm))
 
 
@@ -385,7 +387,9 @@ def _fixed_shape_function(
 ) -> Any:
     """A tf.function with fixed input shapes whose outputs are keyed by source output names."""
     specs = [
-        tf.TensorSpec((batch, *input_shapes[s.name]), tf.float32, name=signature_name(s.name, i))
+        tf.TensorSpec(
+            (batch, *input_shapes[s.name]), tf_input_dtype(tf, s), name=signature_name(s.name, i)
+        )
         for i, s in enumerate(source.inputs)
     ]
     return tf.function(tf_callable(source), input_signature=specs)
@@ -570,20 +574,44 @@ def _invocations(
             data = _pad(_transposed(chunk[info.source_name], info.transpose), batch)
             as_fed = info if quantized else dataclasses.replace(info, quantization=None)
             interpreter.set_tensor(detail["index"], quantize(data, as_fed, detail["dtype"]))
-        interpreter.invoke()
+        try:
+            interpreter.invoke()
+        except RuntimeError as exc:  # a kernel's own check, e.g. an int8 DIV by its zero point
+            text = " ".join(str(exc).split())[:300]
+            raise ConversionError(f"LiteRT could not run the bundle: {text}") from None
         yield len(next(iter(chunk.values())))
 
 
 def _float_ops(model_file: Path) -> list[str]:
-    """Ops that read or write a float tensor (QUANTIZE/DEQUANTIZE at the edge included)."""
+    """Ops that read or write a float tensor (QUANTIZE/DEQUANTIZE at the edge included).
+
+    Not counted: a CAST of an integer tensor to float and the QUANTIZE that reads it, the
+    converter's way into int8 from an integer input (an attention mask used as a factor):
+    NNAPI and the vendors' NPU delegates take both ops (firmware-notes/android-npu.md)."""
     interpreter = _interpreter(model_file)
     dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    cast_from_integer = {
+        out
+        for op in ops
+        if op["op_name"] == "CAST" and all(_is_integer(dtypes.get(i)) for i in op["inputs"])
+        for out in op["outputs"]
+    }
     found = set()
-    for op in interpreter._get_ops_details():
+    for op in ops:
+        if op["op_name"] == "CAST" and set(op["outputs"]) <= cast_from_integer:
+            continue
+        if op["op_name"] == "QUANTIZE" and set(op["inputs"]) <= cast_from_integer:
+            continue
         tensors = [i for i in [*op["inputs"], *op["outputs"]] if i >= 0]
         if any(dtypes.get(i) in _FLOAT_TYPES for i in tensors):
             found.add(op["op_name"])
     return sorted(found)
+
+
+def _is_integer(dtype: Any) -> bool:
+    """An integer or bool tensor that is not a quantized one (token ids, masks, shapes)."""
+    return dtype in (np.int32, np.int64, np.bool_)
 
 
 def _op_counts(model_file: Path) -> dict[str, int]:

@@ -179,7 +179,8 @@ class SampleSet:
 
 
 class BoundSet:
-    """A sample set checked against one model's inputs; loads feeds as float32 batches."""
+    """A sample set checked against one model's inputs; loads feeds as batches of the inputs'
+    dtypes (float32 for float inputs; integer inputs keep integer values)."""
 
     def __init__(
         self, sample_set: SampleSet, keys: dict[str, str | None], inputs: Sequence[TensorSpec]
@@ -199,8 +200,9 @@ class BoundSet:
             for name, array in self._load_one(ref).items():
                 _check_finite(array, ref.describe(self.set.root))
                 _check_shape(array.shape, self.specs[name], ref.describe(self.set.root))
+                _check_integer(array, self.specs[name], ref.describe(self.set.root))
                 columns[name].append(array)
-        return {name: np.stack(arrays).astype(np.float32) for name, arrays in columns.items()}
+        return {name: self.specs[name].cast(np.stack(arrays)) for name, arrays in columns.items()}
 
     def batches(self, refs: Sequence[SampleRef], size: int) -> Iterator[dict[str, np.ndarray]]:
         for start in range(0, len(refs), size):
@@ -236,8 +238,25 @@ def _check_shape(shape: Sequence[int], spec: TensorSpec, origin: str) -> None:
         )
 
 
+def _check_integer(array: np.ndarray, spec: TensorSpec, origin: str) -> None:
+    """An integer or bool input takes whole numbers that fit its dtype."""
+    if spec.is_float:
+        return
+    if spec.dtype == "bool":
+        if not np.isin(array, (0, 1)).all():
+            raise CalibrationError(f"{origin}: input {spec.name!r} is bool; values must be 0 or 1")
+        return
+    limits = np.iinfo(np.dtype(spec.dtype))
+    whole = np.array_equal(array, np.round(array))
+    if not whole or array.min() < limits.min or array.max() > limits.max:
+        raise CalibrationError(
+            f"{origin}: input {spec.name!r} is {spec.dtype}; its arrays must hold whole numbers "
+            f"in [{limits.min}, {limits.max}]"
+        )
+
+
 def _check_finite(array: np.ndarray, origin: str) -> None:
-    if not np.issubdtype(array.dtype, np.number):
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise CalibrationError(f"{origin}: arrays must be numeric, got dtype {array.dtype}")
     if not np.all(np.isfinite(array)):
         raise CalibrationError(f"{origin}: contains NaN or infinite values")

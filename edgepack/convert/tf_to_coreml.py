@@ -9,7 +9,7 @@ from typing import Any
 from edgepack._native import captured_output, import_coremltools, import_tensorflow
 from edgepack.errors import ConversionError
 from edgepack.frontends.base import SourceModel
-from edgepack.frontends.tf_call import signature_name, tf_callable
+from edgepack.frontends.tf_call import signature_name, tf_callable, tf_input_dtype
 
 PRECISIONS = ("fp32", "fp16")
 TARGETS = {15: "iOS15", 16: "iOS16", 17: "iOS17", 18: "iOS18"}
@@ -37,7 +37,7 @@ def tensorflow_to_coreml(
     tf = import_tensorflow()
     names = [signature_name(s.name, i) for i, s in enumerate(source.inputs)]
     specs = [
-        tf.TensorSpec((1, *input_shapes[s.name]), tf.float32, name=name)
+        tf.TensorSpec((1, *input_shapes[s.name]), tf_input_dtype(tf, s), name=name)
         for name, s in zip(names, source.inputs, strict=True)
     ]
     function = tf.function(tf_callable(source), input_signature=specs).get_concrete_function()

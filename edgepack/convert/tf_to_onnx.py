@@ -13,7 +13,7 @@ from edgepack._native import captured_output, import_tensorflow
 from edgepack.convert.compare import check_float_match
 from edgepack.errors import ConversionError
 from edgepack.frontends.base import SourceModel
-from edgepack.frontends.tf_call import signature_name, tf_callable
+from edgepack.frontends.tf_call import signature_name, tf_callable, tf_input_dtype
 
 FLOAT_TOLERANCE = 1e-3
 
@@ -31,7 +31,7 @@ def tensorflow_to_onnx(
     tf = import_tensorflow()
     names = [signature_name(s.name, i) for i, s in enumerate(source.inputs)]
     specs = [
-        tf.TensorSpec((None, *batch[s.name].shape[1:]), tf.float32, name=name)
+        tf.TensorSpec((None, *batch[s.name].shape[1:]), tf_input_dtype(tf, s), name=name)
         for name, s in zip(names, source.inputs, strict=True)
     ]
     function = tf.function(tf_callable(source), input_signature=specs)

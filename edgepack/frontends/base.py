@@ -25,18 +25,29 @@ class TensorSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
+    @property
+    def is_float(self) -> bool:
+        """A float input is quantized and needs the calibration contract; integer and bool
+        inputs (token ids, masks, indices) pass through as they are."""
+        return not self.dtype.startswith(("int", "uint", "bool"))
+
+    def cast(self, array: Any) -> np.ndarray:
+        """``array`` as this tensor's dtype (float32 for float inputs)."""
+        return np.asarray(array, dtype=np.float32 if self.is_float else self.dtype)
+
 
 @dataclass
 class SourceModel:
     """A loaded float model: its signature, a float reference runner, and the native handle.
 
-    ``run`` takes a batch per input (float32, batch axis first) and returns a batch per output,
-    keyed by the names in ``inputs`` and ``outputs``. ``native`` is what the frontend loaded
-    (a Keras model, a SavedModel, an ONNX path); only backends that understand ``format``
-    look at it. ``layers`` names the model's layers as its author sees them (Keras layer names,
-    ONNX node names; empty for SavedModels), in order; ``tensor_layers`` maps a tensor name to
-    the layer that produces it where the format says so (ONNX node outputs). ``refusals``
-    says, one sentence each, what the model holds that no target can package yet.
+    ``run`` takes a batch per input (float32, or the input's integer dtype; batch axis
+    first) and returns a batch per output, keyed by the names in ``inputs`` and ``outputs``.
+    ``native`` is what the frontend loaded (a Keras model, a SavedModel, an ONNX path); only
+    backends that understand ``format`` look at it. ``layers`` names the model's layers as
+    its author sees them (Keras layer names, ONNX node names; empty for SavedModels), in
+    order; ``tensor_layers`` maps a tensor name to the layer that produces it where the
+    format says so (ONNX node outputs). ``refusals`` says, one sentence each, what the model
+    holds that no target can package yet.
     """
 
     path: Path

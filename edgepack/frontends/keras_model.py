@@ -27,7 +27,7 @@ def load_keras(path: Path) -> SourceModel:
     outputs = [_spec(t, _output_name(t, i)) for i, t in enumerate(model.outputs)]
 
     def run(feeds: Feeds) -> Outputs:
-        args = [np.asarray(feeds[spec.name], dtype=np.float32) for spec in inputs]
+        args = [spec.cast(feeds[spec.name]) for spec in inputs]
         result = model(keras_arguments(model, args), training=False)
         values = result if isinstance(result, list | tuple) else [result]
         return {spec.name: np.asarray(v) for spec, v in zip(outputs, values, strict=True)}

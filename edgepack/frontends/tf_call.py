@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from edgepack.frontends.base import SourceModel
+from edgepack.frontends.base import SourceModel, TensorSpec
 
 
 def keras_arguments(model: Any, args: Sequence[Any]) -> Any:
@@ -43,3 +43,9 @@ def signature_name(name: str, position: int) -> str:
     """A source tensor name as a TF signature / ONNX graph input name (``input:0`` -> ``input``)."""
     cleaned = re.sub(r"[^A-Za-z0-9_]", "_", name.split(":", maxsplit=1)[0]).strip("_")
     return cleaned if cleaned and not cleaned[0].isdigit() else f"input_{position}"
+
+
+def tf_input_dtype(tf: Any, spec: TensorSpec) -> Any:
+    """The dtype a traced signature gives a source input: float32 for float inputs (the
+    converters quantize them), the input's own integer or bool dtype otherwise."""
+    return tf.float32 if spec.is_float else tf.as_dtype(spec.dtype)

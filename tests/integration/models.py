@@ -316,3 +316,57 @@ def stateful_gru_onnx(path: Path) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def token_classifier_onnx(path: Path, vocab: int = 50, length: int = 12) -> Path:
+    """A bag-of-embeddings text classifier with the inputs transformer exports have:
+    ``input_ids`` and ``attention_mask``, int64 [N, L]; the mean over L of the masked token
+    embeddings, then Gemm and Softmax over 4 classes. (Not a ReduceSum divided by the mask's
+    sum: LiteRT's int8 DIV stops when the divisor quantizes to its zero point, and its reference
+    kernels' int8 SUM returned -1 for every value here.)"""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(11)
+    initializers = [
+        numpy_helper.from_array(rng.normal(size=(vocab, 16)).astype(np.float32), "E"),
+        numpy_helper.from_array(rng.normal(size=(16, 4)).astype(np.float32), "W"),
+        numpy_helper.from_array(np.zeros(4, np.float32), "b"),
+        numpy_helper.from_array(np.array([-1], np.int64), "last"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["E", "input_ids"], ["tokens"]),
+        helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["maskf", "last"], ["mask3"]),
+        helper.make_node("Mul", ["tokens", "mask3"], ["kept"]),
+        helper.make_node("ReduceMean", ["kept"], ["mean"], axes=[1], keepdims=0),
+        helper.make_node("Gemm", ["mean", "W", "b"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tokens",
+        [
+            helper.make_tensor_value_info(name, TensorProto.INT64, ["N", length])
+            for name in ("input_ids", "attention_mask")
+        ],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 4])],
+        initializer=initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def token_set(folder: Path, count: int, vocab: int = 50, length: int = 12, seed: int = 0) -> Path:
+    """``count`` token samples as one .npz (int64 ids and masks; padding after the text)."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, length + 1, count)
+    mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.int64)
+    ids = rng.integers(1, vocab, (count, length)).astype(np.int64) * mask
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "tokens.npz", input_ids=ids, attention_mask=mask)
+    (folder / "calibration.toml").write_text("")
+    return folder

@@ -1,0 +1,117 @@
+"""Integer inputs (token ids, attention masks) pass through on every target: fed as they are,
+never quantized, recorded with ``quantization: null``; only float inputs need a contract."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepack.errors import EXIT_INPUT
+from tests.conftest import CliResult, assert_one_line_error, assert_valid_manifest, folder_is_empty
+from tests.integration.models import token_classifier_onnx, token_set
+
+Run = Callable[..., CliResult]
+TARGETS = ("onnx", "tflite", "coreml")
+# the dtype each target's bundle takes token ids in (Core ML has no int64 inputs)
+BUNDLE_DTYPE = {"onnx": "int64", "tflite": "int64", "coreml": "int32"}
+
+
+@pytest.fixture
+def token_model(tmp_path: Path) -> Path:
+    token_set(tmp_path / "calib", 100)
+    token_set(tmp_path / "eval", 100, seed=1)
+    return token_classifier_onnx(tmp_path / "tokens.onnx")
+
+
+def test_token_ids_and_masks_pass_through_on_every_target(
+    run_cli: Run, tmp_path: Path, token_model: Path
+) -> None:
+    result = run_cli(
+        "-q", "build", "tokens.onnx", *[a for t in TARGETS for a in ("-t", t)],
+        "-c", "calib", "--eval", "eval",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    for target in TARGETS:
+        bundle = tmp_path / "bundles" / f"tokens-{target}"
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        assert_valid_manifest(manifest)
+        assert {i["source_name"] for i in manifest["inputs"]} == {"input_ids", "attention_mask"}
+        for tensor in manifest["inputs"]:
+            assert tensor["dtype"] == BUNDLE_DTYPE[target], target
+            assert (tensor["quantization"], tensor["layout"]) == (None, None), target
+        assert manifest["preprocessing"] is None
+        assert manifest["drift"]["min_sqnr_db"] > 20.0, target
+        assert manifest["drift"]["top1_agreement"] >= 0.99, target
+        report = tmp_path / f"{target}.json"
+        check = run_cli("-q", "check", str(bundle), "--data", "eval", "--json", str(report))
+        assert check.exit_code == 0, check.stderr
+        assert json.loads(report.read_text())["samples"] == 100
+    # the NPU profile: the mask's CAST to float and its QUANTIZE are the way into int8
+    tflite = json.loads((tmp_path / "bundles/tokens-tflite/manifest.json").read_text())
+    assert tflite["model"]["float_ops"] == []
+    assert tflite["model"]["ops"]["CAST"] >= 1
+
+
+def test_integer_inputs_run_exactly_as_fed(
+    monkeypatch: pytest.MonkeyPatch, token_model: Path
+) -> None:
+    """Token ids above 2**24 would lose digits through float32: the runtime gets int64."""
+    import edgepack.backends.onnx as onnx_backend
+    from edgepack.backends.base import TensorInfo
+
+    seen: dict[str, np.ndarray] = {}
+
+    class Session:
+        def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            seen.update(feeds)
+            return [np.zeros((1, 4), np.float32)]
+
+    monkeypatch.setattr(onnx_backend, "_session", lambda *args, **kwargs: Session())
+    inputs = [TensorInfo(n, n, (-1, 12), "int64") for n in ("input_ids", "attention_mask")]
+    output = TensorInfo("probs", "probs", (-1, 4), "float32")
+    emulator = onnx_backend.ONNXBackend().emulate(token_model, inputs, [output])
+    big = np.full((1, 12), 2**24 + 1, np.int64)
+    emulator.run({"input_ids": big, "attention_mask": np.ones((1, 12), np.int64)})
+    assert seen["input_ids"].dtype == np.int64
+    assert int(seen["input_ids"][0, 0]) == 2**24 + 1
+
+
+def test_fractional_values_for_an_integer_input_are_refused(
+    run_cli: Run, tmp_path: Path, token_model: Path
+) -> None:
+    ids = np.full((40, 12), 1.5, np.float32)
+    np.savez(tmp_path / "calib" / "tokens.npz", input_ids=ids, attention_mask=np.ones((40, 12)))
+    result = run_cli("-q", "build", "tokens.onnx", "-t", "onnx", "-c", "calib", "-o", "out")
+    assert_one_line_error(result, EXIT_INPUT, "input 'input_ids' is int64", "whole numbers")
+    assert folder_is_empty(tmp_path / "out")
+
+
+def test_keras_embedding_model_takes_int32_token_ids(run_cli: Run, tmp_path: Path) -> None:
+    """A Keras text classifier's int32 ids go through tf2onnx, the TFLite converter and
+    coremltools as int32 inputs (they were traced as float32 before)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((12,), dtype="int32", name="input_ids")
+    x = keras.layers.Embedding(50, 16, name="embed")(ids)
+    x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    scores = keras.layers.Dense(4, activation="softmax", name="scores")(x)
+    keras.Model(ids, scores).save(tmp_path / "text.keras")
+    rng = np.random.default_rng(0)
+    (tmp_path / "calib").mkdir()
+    np.save(tmp_path / "calib" / "ids.npy", rng.integers(0, 50, (100, 12)).astype(np.int32))
+    (tmp_path / "calib" / "calibration.toml").write_text("")
+    result = run_cli(
+        "-q", "build", "text.keras", *[a for t in TARGETS for a in ("-t", t)], "-c", "calib",
+        "--min-agreement", "off",  # untrained: near-uniform scores whose argmax any step flips
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    for target in TARGETS:
+        manifest = json.loads((tmp_path / f"bundles/text-{target}/manifest.json").read_text())
+        (tensor,) = manifest["inputs"]
+        assert (tensor["dtype"], tensor["quantization"]) == ("int32", None), target
+        assert manifest["drift"]["min_sqnr_db"] > 25.0, target
