@@ -363,7 +363,9 @@ def _float_model(
         from edgepack.convert.tf_to_onnx import tensorflow_to_onnx
 
         names, error = tensorflow_to_onnx(source, batch, settings.opset, target)
-        return target, names, {"converted_from": source.format, "float_max_rel_error": error}
+        converted: dict[str, Any] = {"converted_from": source.format, "float_max_rel_error": error}
+        _bound_mask_constants(source, target, batch, names, converted)
+        return target, names, converted
     shutil.copyfile(source.path, target)
     details: dict[str, Any] = {"source_opset": _opset(target)}
     if details["source_opset"] < MIN_QDQ_OPSET:
@@ -373,7 +375,29 @@ def _float_model(
         )
         details["upgraded_to_opset"] = MIN_QDQ_OPSET
         details["float_max_rel_error"] = max(errors.values())
-    return target, {s.name: s.name for s in source.inputs}, details
+    names = {s.name: s.name for s in source.inputs}
+    _bound_mask_constants(source, target, batch, names, details)
+    return target, names, details
+
+
+def _bound_mask_constants(
+    source: SourceModel,
+    target: Path,
+    batch: dict[str, np.ndarray],
+    names: dict[str, str],
+    details: dict[str, Any],
+) -> None:
+    """Bound attention-mask constants (:mod:`edgepack.convert.mask_constants`) and check the
+    float model still matches its source; recorded as ``details["mask_constants"]``."""
+    from edgepack.convert.mask_constants import bound_mask_constants
+
+    feeds = {onnx: batch[name] for onnx, name in names.items()}
+    done = bound_mask_constants(target, feeds)
+    if done is None:
+        return
+    converted = _run_file(target, feeds)
+    errors = check_float_match(source.run(batch), converted, FLOAT_TOLERANCE, "mask bound")
+    details["mask_constants"] = dict(done, float_max_rel_error=max(errors.values()))
 
 
 def _opset(path: Path) -> int:

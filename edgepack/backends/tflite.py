@@ -396,12 +396,17 @@ def _fixed_shape_function(
 
 
 def _representative(view: TFView, calibration: CalibrationData, settings: TFLiteSettings) -> Any:
-    names = [s.name for s in view.model.inputs]
+    # Keyed by signature input name: a list would be matched to the converted graph's inputs
+    # by position, and the converter orders a two-input signature by name (ids fed as masks).
+    keys = {signature_name(s.name, i): s.name for i, s in enumerate(view.model.inputs)}
 
     def generate() -> Any:
         for sample in calibration.samples():
             tf_sample = view.tf_sample(sample)
-            yield [np.repeat(tf_sample[name], settings.batch_size, axis=0) for name in names]
+            yield {
+                key: np.repeat(tf_sample[name], settings.batch_size, axis=0)
+                for key, name in keys.items()
+            }
 
     return generate
 
@@ -477,13 +482,18 @@ def _aeq_samples(
     signatures = interpreter.get_signature_list()
     signature = next(iter(signatures))
     inputs = signatures[signature]["inputs"]
-    by_position = [s.name for s in view.model.inputs]
+    keys = {signature_name(s.name, i): s.name for i, s in enumerate(view.model.inputs)}
+    if set(keys) != set(inputs):
+        raise ConversionError(f"the float model's signature inputs {inputs} are not {sorted(keys)}")
     samples = []
     for sample in calibration.samples():
         tf_sample = view.tf_sample(sample)
-        arrays = [np.repeat(tf_sample[n], settings.batch_size, axis=0) for n in by_position]
-        named = dict(zip(by_position, arrays, strict=True))
-        samples.append({name: named.get(name, arrays[i]) for i, name in enumerate(inputs)})
+        samples.append(
+            {
+                key: np.repeat(tf_sample[name], settings.batch_size, axis=0)
+                for key, name in keys.items()
+            }
+        )
     return signature, samples
 
 

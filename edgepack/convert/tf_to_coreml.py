@@ -33,6 +33,7 @@ def tensorflow_to_coreml(
     ``classLabel`` and ``<output>_probs``, a {label: probability} dictionary.
     """
     ct = import_coremltools()
+    _register_cast_to_bool()
 
     tf = import_tensorflow()
     names = [signature_name(s.name, i) for i, s in enumerate(source.inputs)]
@@ -71,6 +72,35 @@ def tensorflow_to_coreml(
     if class_labels is not None:
         names = [CLASS_LABEL, f"{names[0]}_probs"]
     return _named_outputs(model, names)
+
+
+_CAST_TO_BOOL: list[Any] = []
+
+
+def _register_cast_to_bool() -> None:
+    """coremltools' TF ``Cast`` refuses bool as a destination ("Provided destination type bool
+    not supported"), the cast a Keras attention mask goes through (MultiHeadAttention's
+    ``attention_mask``): register a ``Cast`` that makes it ``not_equal(x, 0)`` and leaves
+    every other cast to coremltools' own translation. Done once per process."""
+    if _CAST_TO_BOOL:
+        return
+    from coremltools.converters.mil import Builder as mb  # noqa: N813 (coremltools idiom)
+    from coremltools.converters.mil.frontend.tensorflow import ops
+    from coremltools.converters.mil.frontend.tensorflow.tf_op_registry import register_tf_op
+    from coremltools.converters.mil.mil import types
+
+    coremltools_cast = ops.Cast
+
+    def Cast(context: Any, node: Any) -> None:  # noqa: N802 (the TF op's name)
+        if node.attr["DstT"] != types.bool:
+            coremltools_cast(context, node)
+            return
+        x = context[node.inputs[0]]
+        zero = 0.0 if types.is_float(x.dtype) else 0
+        context.add(node.name, mb.not_equal(x=x, y=zero, name=node.name))
+
+    register_tf_op(Cast, override=True)
+    _CAST_TO_BOOL.append(Cast)
 
 
 CLASS_LABEL = "classLabel"

@@ -25,6 +25,7 @@ from edgepack.frontends.base import SourceModel, TensorSpec
 from edgepack.options import resolve_build_options
 from edgepack.profiles import load_profile
 from tests.conftest import assert_valid_manifest
+from tests.integration.models import token_classifier_onnx, token_set
 from tests.unit.test_channels import validate_drift_report
 
 
@@ -315,18 +316,35 @@ class TestBackendContract:
         )
         assert isinstance(options.settings, backend.settings_type)
 
-    def test_rejects_non_float_inputs_before_building(self, built: dict) -> None:
+    def test_rejects_string_inputs_before_building(self, built: dict) -> None:
         backend = BACKENDS[built["name"]]
         source = SourceModel(
-            Path("ids.keras"),
-            "keras",
-            [TensorSpec("ids", (None, 4), "int64")],
+            Path("text.onnx"),
+            "onnx",
+            [TensorSpec("ids", (None, 4), "int64"), TensorSpec("words", (None,), "object")],
             [TensorSpec("y", (None, 2), "float32")],
             runner=lambda f: {},
         )
-        settings = backend.settings_type()
-        with pytest.raises(UnsupportedError):
-            backend.check_support(source, settings)
+        with pytest.raises(UnsupportedError, match=r"not these: words \(object\)"):
+            backend.check_support(source, backend.settings_type())
+
+    def test_integer_inputs_pass_through(self, built: dict, tmp_path: Path) -> None:
+        """Token ids and an attention mask (int64) are fed as they are and never quantized;
+        the bundle agrees with the float model."""
+        model = token_classifier_onnx(tmp_path / "tokens.onnx")
+        token_set(tmp_path / "calib", 100)
+        (result,) = api.build(
+            model, [built["name"]], tmp_path / "calib", out=tmp_path / "out", cwd=tmp_path,
+            environ={}, min_agreement="off", max_drop="off",
+        )  # fmt: skip
+        manifest = result.manifest
+        assert_valid_manifest(manifest)
+        dtypes = {t["source_name"]: t["dtype"] for t in manifest["inputs"]}
+        assert set(dtypes) == {"input_ids", "attention_mask"}
+        assert set(dtypes.values()) <= {"int64", "int32"}
+        assert all(t["quantization"] is None for t in manifest["inputs"])
+        assert manifest["preprocessing"] is None
+        assert manifest["drift"]["min_sqnr_db"] > 20.0
 
     def test_failed_build_leaves_no_bundle(
         self, built: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
