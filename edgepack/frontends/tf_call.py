@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from edgepack.frontends.base import SourceModel, TensorSpec
+from edgepack.frontends.trace_rewrites import quantizable_forms
 
 
 def keras_arguments(model: Any, args: Sequence[Any]) -> Any:
@@ -25,7 +25,7 @@ def tf_callable(source: SourceModel) -> Callable[..., dict[str, Any]]:
         model = source.native
 
         def call_keras(*args: Any) -> dict[str, Any]:
-            with erf_gelu(model):
+            with quantizable_forms(model):
                 result = model(keras_arguments(model, args), training=False)
             values = result if isinstance(result, list | tuple) else [result]
             return dict(zip(output_names, values, strict=True))
@@ -51,36 +51,3 @@ def tf_input_dtype(tf: Any, spec: TensorSpec) -> Any:
     """The dtype a traced signature gives a source input: float32 for float inputs (the
     converters quantize them), the input's own integer or bool dtype otherwise."""
     return tf.float32 if spec.is_float else tf.as_dtype(spec.dtype)
-
-
-@contextmanager
-def erf_gelu(model: Any) -> Iterator[None]:
-    """While a Keras model is traced for a converter, its exact GELU activations compute
-    ``0.5 * x * (1 + erf(x / sqrt(2)))``, equal to Keras' ``0.5 * x * erfc(-x / sqrt(2))``
-    to float32 rounding. The erf form is the one the converters know: the TFLite converter
-    fuses it into its GELU op (which has int8 kernels), ONNX has Erf but no Erfc, Core ML has
-    erf; the erfc form left NEG in float in TFLite and an ``Erfc`` node ONNX cannot load."""
-    import keras
-
-    swapped = []
-    for layer in _layers(model):
-        if getattr(layer, "activation", None) is keras.activations.gelu:
-            swapped.append(layer)
-            layer.activation = _gelu_erf_form
-    try:
-        yield
-    finally:
-        for layer in swapped:
-            layer.activation = keras.activations.gelu
-
-
-def _gelu_erf_form(x: Any) -> Any:
-    import keras
-
-    return 0.5 * x * (1.0 + keras.ops.erf(x * 0.7071067811865476))
-
-
-def _layers(model: Any) -> Iterator[Any]:
-    for layer in getattr(model, "layers", []):
-        yield layer
-        yield from _layers(layer)
