@@ -22,6 +22,7 @@ quantization.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -34,6 +35,7 @@ import numpy as np
 
 from edgepack._native import captured_output, import_tensorflow, last_native_lines
 from edgepack.convert.compare import check_float_match
+from edgepack.convert.mask_constants import bound_mask_constants
 from edgepack.convert.tf_view import TFView
 from edgepack.errors import ConversionError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel, TensorSpec
@@ -41,6 +43,8 @@ from edgepack.frontends.base import Feeds, Outputs, SourceModel, TensorSpec
 # The file onnx2tf would download (utils/common_functions.py: download_test_image_data).
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 FLOAT_TOLERANCE = 1e-3
+
+log = logging.getLogger("edgepack")
 NCHW_TO_NHWC = (0, 2, 3, 1)
 NHWC_TO_NCHW = (0, 3, 1, 2)
 
@@ -59,6 +63,9 @@ def onnx_to_tensorflow(
     copy = work / "model.onnx"
     shutil.copyfile(source.path, copy)  # onnx2tf rewrites its input file
     _valid_node_names(copy)
+    bounded = bound_mask_constants(copy, {s.name: calibration_batch[s.name] for s in source.inputs})
+    if bounded:
+        log.debug("attention-mask constants bounded to %s: %s", bounded["bound"], bounded)
     _write_offline_sample(work, calibration_batch)
     keep_nhwc = [s.name for s in source.inputs if layouts.get(s.name) == "NHWC"]
     shapes = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -370,3 +371,117 @@ def token_set(folder: Path, count: int, vocab: int = 50, length: int = 12, seed:
     np.savez(folder / "tokens.npz", input_ids=ids, attention_mask=mask)
     (folder / "calibration.toml").write_text("")
     return folder
+
+
+def keras_text_transformer(folder: Path, seed: int = 0) -> Path:
+    """A two-block Keras text classifier (token and position Embedding, MultiHeadAttention
+    with the padding mask, LayerNormalization, GELU feed-forward, masked average pooling),
+    trained for a few seconds on synthetic tokens: the class is which of four keywords comes
+    first, so it needs attention and positions. Writes ``calib`` (200) and ``eval`` (300)
+    sets of int32 ``input_ids`` / ``attention_mask`` with labels beside ``text.keras``."""
+    import keras
+    from keras import layers, ops
+
+    vocab, length, classes, width = 64, 16, 4, 32
+    keras.utils.set_random_seed(seed)
+
+    def tokens(count: int, data_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(data_seed)
+        lengths = rng.integers(6, length + 1, count)
+        mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.int32)
+        ids = rng.integers(classes + 1, vocab, (count, length))
+        labels = rng.integers(0, classes, count)
+        for row in range(count):
+            first = rng.integers(0, lengths[row] - 1)
+            ids[row, first] = labels[row] + 1
+            ids[row, rng.integers(first + 1, lengths[row])] = rng.integers(1, classes + 1)
+        return (ids * mask).astype(np.int32), mask, labels
+
+    ids = keras.Input((length,), dtype="int32", name="input_ids")
+    mask = keras.Input((length,), dtype="int32", name="attention_mask")
+    positions = ops.cumsum(ops.ones_like(ids), axis=1) - 1
+    x = layers.Embedding(vocab, width, name="tokens")(ids)
+    x = x + layers.Embedding(length, width, name="positions")(positions)
+    attend = ops.expand_dims(ops.cast(mask, "bool"), 1)
+    for block in range(2):
+        attended = layers.MultiHeadAttention(4, width // 4, name=f"attention_{block}")(
+            x, x, attention_mask=attend
+        )
+        x = layers.LayerNormalization(name=f"norm_a{block}")(x + attended)
+        hidden = layers.Dense(64, activation="gelu", name=f"ff1_{block}")(x)
+        x = layers.LayerNormalization(name=f"norm_f{block}")(
+            x + layers.Dense(width, name=f"ff2_{block}")(hidden)
+        )
+    pooled = layers.GlobalAveragePooling1D(name="pool")(x, mask=ops.cast(mask, "bool"))
+    scores = layers.Dense(classes, activation="softmax", name="scores")(pooled)
+    model = keras.Model([ids, mask], scores)
+    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy")
+    train_ids, train_mask, train_labels = tokens(3000, seed)
+    model.fit([train_ids, train_mask], train_labels, epochs=8, batch_size=64, verbose=0)
+    model.save(folder / "text.keras")
+    for name, count, data_seed in (("calib", 200, seed + 2), ("eval", 300, seed + 1)):
+        part_ids, part_mask, part_labels = tokens(count, data_seed)
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        np.savez(
+            folder / name / "tokens.npz",
+            input_ids=part_ids,
+            attention_mask=part_mask,
+            labels=part_labels,
+        )
+        (folder / name / "calibration.toml").write_text("")
+    return folder / "text.keras"
+
+
+def attention_onnx(path: Path, fill: float = -3.4e38, vocab: int = 50, length: int = 12) -> Path:
+    """One masked self-attention head as transformer exports write it: ``Where(mask, scores,
+    fill)`` before Softmax (``fill``: PyTorch's finfo.min; -10000 for older BERT exports),
+    then mean pooling, Gemm and Softmax over 4 classes. Inputs ``input_ids`` and
+    ``attention_mask``, int64 [N, L]."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    width = 16
+    rng = np.random.default_rng(13)
+
+    def weight(name: str, *shape: int, scale: float = 1.0) -> Any:
+        return numpy_helper.from_array((rng.normal(size=shape) * scale).astype(np.float32), name)
+
+    initializers = [
+        weight("E", vocab, width),
+        *(weight(n, width, width, scale=width**-0.5) for n in ("Wq", "Wk", "Wv")),
+        weight("W", width, 4, scale=2.0),
+        numpy_helper.from_array(np.zeros(4, np.float32), "b"),
+        numpy_helper.from_array(np.array(width**-0.5, np.float32), "scale"),
+        numpy_helper.from_array(np.array(fill, np.float32), "fill"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["E", "input_ids"], ["tokens"]),
+        *(helper.make_node("MatMul", ["tokens", w], [w.lower()]) for w in ("Wq", "Wk", "Wv")),
+        helper.make_node("Transpose", ["wk"], ["keys"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["wq", "keys"], ["dots"]),
+        helper.make_node("Mul", ["dots", "scale"], ["scores"]),
+        helper.make_node("Unsqueeze", ["attention_mask", "axis1"], ["mask3"]),
+        helper.make_node("Cast", ["mask3"], ["keep"], to=TensorProto.BOOL),
+        helper.make_node("Where", ["keep", "scores", "fill"], ["masked"]),
+        helper.make_node("Softmax", ["masked"], ["weights"], axis=-1),
+        helper.make_node("MatMul", ["weights", "wv"], ["context"]),
+        helper.make_node("ReduceMean", ["context"], ["pooled"], axes=[1], keepdims=0),
+        helper.make_node("Gemm", ["pooled", "W", "b"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "attention",
+        [
+            helper.make_tensor_value_info(name, TensorProto.INT64, ["N", length])
+            for name in ("input_ids", "attention_mask")
+        ],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 4])],
+        initializer=initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
