@@ -36,6 +36,7 @@ import numpy as np
 from edgepack._native import captured_output, import_tensorflow, last_native_lines
 from edgepack.convert.compare import check_float_match
 from edgepack.convert.mask_constants import bound_mask_constants
+from edgepack.convert.onnx_gelu import rewrite_gelu
 from edgepack.convert.tf_view import TFView
 from edgepack.errors import ConversionError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel, TensorSpec
@@ -66,6 +67,8 @@ def onnx_to_tensorflow(
     bounded = bound_mask_constants(copy, {s.name: calibration_batch[s.name] for s in source.inputs})
     if bounded:
         log.debug("attention-mask constants bounded to %s: %s", bounded["bound"], bounded)
+    if rewrite_gelu(copy):
+        log.debug("exact GELU written in the erf form the TFLite converter fuses")
     _write_offline_sample(work, calibration_batch)
     keep_nhwc = [s.name for s in source.inputs if layouts.get(s.name) == "NHWC"]
     shapes = [

@@ -485,3 +485,77 @@ def attention_onnx(path: Path, fill: float = -3.4e38, vocab: int = 50, length: i
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def torch_text_transformer(folder: Path, seed: int = 0) -> Path:
+    """The same task as :func:`keras_text_transformer` with PyTorch's
+    ``nn.TransformerEncoder`` (two GELU layers, ``src_key_padding_mask``) and masked mean
+    pooling, trained for a few seconds on the CPU and exported to ONNX (opset 17, the
+    TorchScript exporter); int64 ``calib`` (200) and ``eval`` (300) sets with labels."""
+    import torch
+    from torch import nn
+
+    vocab, length, classes, width = 64, 16, 4, 32
+    torch.manual_seed(seed)
+
+    def tokens(count: int, data_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(data_seed)
+        lengths = rng.integers(6, length + 1, count)
+        mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.int64)
+        ids = rng.integers(classes + 1, vocab, (count, length))
+        labels = rng.integers(0, classes, count)
+        for row in range(count):
+            first = rng.integers(0, lengths[row] - 1)
+            ids[row, first] = labels[row] + 1
+            ids[row, rng.integers(first + 1, lengths[row])] = rng.integers(1, classes + 1)
+        return (ids * mask).astype(np.int64), mask, labels
+
+    class TextClassifier(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tokens = nn.Embedding(vocab, width)
+            self.positions = nn.Embedding(length, width)
+            layer = nn.TransformerEncoderLayer(
+                width, 4, 64, dropout=0.0, activation="gelu", batch_first=True
+            )
+            self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            self.head = nn.Linear(width, classes)
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            x = self.tokens(input_ids) + self.positions.weight[None, : input_ids.shape[1]]
+            x = self.encoder(x, src_key_padding_mask=attention_mask == 0)
+            kept = attention_mask.unsqueeze(-1).to(x.dtype)
+            pooled = (x * kept).sum(1) / kept.sum(1).clamp(min=1.0)
+            return torch.softmax(self.head(pooled), -1)
+
+    model = TextClassifier()
+    optimizer = torch.optim.Adam(model.parameters(), 2e-3)
+    ids, mask, labels = tokens(3000, seed)
+    for epoch in range(20):
+        order = np.random.default_rng(epoch).permutation(len(ids))
+        for start in range(0, len(ids), 64):
+            rows = order[start : start + 64]
+            probs = model(torch.tensor(ids[rows]), torch.tensor(mask[rows]))
+            loss = nn.functional.nll_loss(torch.log(probs + 1e-9), torch.tensor(labels[rows]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    target = folder / "text.onnx"
+    example = (torch.tensor(ids[:2]), torch.tensor(mask[:2]))
+    dynamic = {name: {0: "N"} for name in ("input_ids", "attention_mask", "probs")}
+    torch.onnx.export(
+        model, example, str(target), input_names=["input_ids", "attention_mask"],
+        output_names=["probs"], dynamic_axes=dynamic, opset_version=17, dynamo=False,
+    )  # fmt: skip
+    for name, count, data_seed in (("calib", 200, seed + 2), ("eval", 300, seed + 1)):
+        part_ids, part_mask, part_labels = tokens(count, data_seed)
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        np.savez(
+            folder / name / "tokens.npz",
+            input_ids=part_ids,
+            attention_mask=part_mask,
+            labels=part_labels,
+        )
+        (folder / name / "calibration.toml").write_text("")
+    return target
