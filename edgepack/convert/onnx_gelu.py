@@ -30,6 +30,8 @@ def rewrite_gelu(path: Path) -> int:
     for node in graph.node:
         for name in node.input:
             readers.setdefault(name, []).append(node)
+    for value in graph.output:  # a graph output is read by the app: keep it
+        readers.setdefault(value.name, []).append(value)
     rewritten = 0
     for erf in [n for n in graph.node if n.op_type == "Erf"]:
         match = _match(erf, producers, readers, constants)
@@ -82,7 +84,7 @@ def _scales_by_root_half(node: Any, constants: dict[str, float]) -> bool:
 
 def _only_reader(tensor: str, readers: dict[str, list[Any]], op_type: str) -> Any:
     found = readers.get(tensor, [])
-    return found[0] if len(found) == 1 and found[0].op_type == op_type else None
+    return found[0] if len(found) == 1 and getattr(found[0], "op_type", None) == op_type else None
 
 
 def _other_is(node: Any, tensor: str, value: float, constants: dict[str, float]) -> bool:
