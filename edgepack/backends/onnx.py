@@ -76,6 +76,8 @@ SEARCHED_METHODS: tuple[tuple[str, float | None], ...] = (
     ("minmax", None),
 )
 ACTIVATION_DTYPES = ("int8", "uint8")
+MODES = ("static", "dynamic")
+INTEGER_OPS = ("MatMulInteger", "ConvInteger")
 MIN_QDQ_OPSET = 13
 FLOAT_TOLERANCE = 1e-3
 CHECK_SAMPLES = 8
@@ -93,8 +95,13 @@ class ONNXSettings:
     # 7-bit weights, for x86 CPUs without VNNI whose u8 x s8 kernels sum pairs of products in
     # 16 bits (VPMADDUBSW) and can saturate; see firmware-notes/cpu-onnx.md
     reduce_range: bool = False
+    # static: activations calibrated into QDQ; dynamic: onnxruntime's quantize_dynamic, int8
+    # weights of MatMul/Gemm (and Conv) with activation ranges computed at run time
+    mode: str = "static"
 
     def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.activation_dtype not in ACTIVATION_DTYPES:
             raise ValueError(f"activation_dtype must be one of {ACTIVATION_DTYPES}")
         if self.calibration_method not in CALIBRATION_METHODS:
@@ -138,7 +145,11 @@ class ONNXBackend:
             prepared, details["preprocessing"] = _pre_process(float_model, folder)
             model_file = workdir / self.model_file_name
             kept_float = _nodes_kept_float(prepared, plan, source)
-            _quantize(prepared, model_file, _Reader(calibration, names), settings, plan, kept_float)
+            if settings.mode == "dynamic":
+                _quantize_dynamic(prepared, model_file, settings, kept_float)
+            else:
+                reader = _Reader(calibration, names)
+                _quantize(prepared, model_file, reader, settings, plan, kept_float)
             details["float_size_bytes"] = float_model.stat().st_size
         details.update(_graph_details(model_file))
         if plan:
@@ -154,19 +165,30 @@ class ONNXBackend:
         method = settings.calibration_method
         if method == "percentile":
             method = f"percentile ({settings.percentile})"
+        if settings.mode == "dynamic":
+            method = "none: activation ranges computed at run time (dynamic quantization)"
         return BuiltModel(model_file, inputs, outputs, versions, method, details)
 
     def precisions(self, settings: ONNXSettings) -> tuple[str, ...]:
         """16-bit activations (int8 weights) for chosen tensors, through onnxruntime's
         ``TensorQuantOverrides`` (the model then uses opset 21, whose QuantizeLinear has
-        int16); then float, the nodes around a tensor left out (``nodes_to_exclude``)."""
-        return ("int16", "float")
+        int16); then float, the nodes around a tensor left out (``nodes_to_exclude``).
+        Dynamic quantization has no activation types to widen: float only."""
+        return ("float",) if settings.mode == "dynamic" else ("int16", "float")
 
     def calibration_candidates(self, settings: ONNXSettings) -> tuple[Candidate, ...]:
         """The profile's own choice, then onnxruntime's calibration methods (percentile at
         two levels, entropy, min-max), each with per-channel and per-tensor weights."""
         own = _choice(settings)
         choices = [own]
+        if settings.mode == "dynamic":  # nothing is calibrated: only the weights' scales
+            return tuple(
+                Candidate(f"dynamic, {'per-channel' if per else 'per-tensor'} weights", change)
+                for per, change in (
+                    (settings.per_channel, {}),
+                    (not settings.per_channel, {"per_channel": not settings.per_channel}),
+                )
+            )
         for method, percentile in SEARCHED_METHODS:
             for per_channel in (settings.per_channel, not settings.per_channel):
                 choice = {"calibration_method": method, "per_channel": per_channel}
@@ -243,7 +265,8 @@ class ONNXBackend:
         """onnxruntime's QDQ debugging approach: the float model the bundle was quantized from
         (made again the same way) and the QDQ model, both with every node output added as a
         graph output; each float tensor is paired with the value the QDQ model's consumers see
-        (after its QuantizeLinear/DequantizeLinear pair)."""
+        (after its QuantizeLinear/DequantizeLinear pair). A dynamically quantized model has no
+        such pairs: its tensors are paired with the float model's of the same name."""
         import onnx
         from onnxruntime.quantization.qdq_loss_debug import (
             collect_activations,
@@ -267,7 +290,14 @@ class ONNXBackend:
                     )
             order, shapes = _node_order_and_shapes(prepared)
             twin = onnx.load(str(prepared)).graph
-        matched = create_activation_matching(activations["qdq"], activations["float"])
+        if settings.mode == "dynamic":  # no QDQ pairs: the same tensor names in both models
+            matched = {
+                name: {"float": values, "post_qdq": activations["qdq"][name]}
+                for name, values in activations["float"].items()
+                if name in activations["qdq"]
+            }
+        else:
+            matched = create_activation_matching(activations["qdq"], activations["float"])
         pairs = [
             TensorPair(
                 name,
@@ -283,9 +313,9 @@ class ONNXBackend:
             "onnxruntime QDQ debugging: every float tensor of the float model against the same "
             "tensor after its QuantizeLinear/DequantizeLinear pair in the bundle's model",
             path="unoptimized",
-            keep_float=partial(
-                _outputs_keeping_float, onnx.load(str(model_file)), twin, inputs, feeds
-            ),
+            keep_float=None  # its layers' shares would need the float twin's MatMuls swapped in
+            if settings.mode == "dynamic"
+            else partial(_outputs_keeping_float, onnx.load(str(model_file)), twin, inputs, feeds),
         )
 
 
@@ -784,6 +814,30 @@ def _quantize(
     _check_loadable(target)
 
 
+def _quantize_dynamic(
+    model: Path, target: Path, settings: ONNXSettings, kept_float: Sequence[str] = ()
+) -> None:
+    """onnxruntime's ``quantize_dynamic``: int8 weights, activations quantized per tensor at
+    run time by DynamicQuantizeLinear (the documented first choice for transformers on CPUs)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    try:
+        with captured_output():
+            quantize_dynamic(
+                str(model),
+                str(target),
+                per_channel=settings.per_channel,
+                reduce_range=settings.reduce_range,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(kept_float),
+                extra_options={"MatMulConstBOnly": True},
+            )
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:300]
+        raise ConversionError(f"onnxruntime could not quantize the model: {text}") from None
+    _check_loadable(target)
+
+
 def _extra_options(settings: ONNXSettings, plan: PrecisionPlan | None) -> dict[str, Any]:
     """quantize_static's extra options: the percentile, and the plan's int16 tensors as
     tensor overrides (onnxruntime then writes the model at opset 21)."""
@@ -908,7 +962,10 @@ def _precision_counts(graph: Any, floats: set[str], dequantized: set[str]) -> di
     wide = {onnx.TensorProto.INT16, onnx.TensorProto.UINT16}
     counts = {"int8": 0, "int16": 0, "float": 0}
     for node in graph.node:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        if node.op_type in INTEGER_OPS:  # dynamic quantization's integer kernels
+            counts["int8"] += 1
+            continue
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"):
             continue
         activations = [n for n in node.input if n in floats and widths.get(n) not in constants]
         if not activations:

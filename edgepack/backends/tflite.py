@@ -47,12 +47,21 @@ from edgepack.frontends.base import Feeds, Outputs, SourceModel
 from edgepack.frontends.tf_call import signature_name, tf_callable, tf_input_dtype
 from edgepack.tune import Candidate, PrecisionPlan
 
-IO_DTYPES = ("int8", "uint8")
+IO_DTYPES = ("int8", "uint8", "float32")
+MODES = ("static", "dynamic")
 SUPPORTED_SOURCES = ("keras", "savedmodel", "onnx")
 CALIBRATION_METHODS = ("minmax",)
 _FLOAT_TYPES = (np.float32, np.float16, np.float64)
 # Conversions the converter puts around a float op; the op itself is what to report.
 _BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
+# ops with dynamic-range ("hybrid") kernels: float activations, int8 weights
+_HYBRID_OPS = (
+    "FULLY_CONNECTED",
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "BATCH_MATMUL",
+    "EMBEDDING_LOOKUP",
+)
 
 PATHS = (
     ExecutionPath(
@@ -88,8 +97,22 @@ class TFLiteSettings:
     batch_size: int = 1
     calibration_method: str = "minmax"
     per_channel: bool = True  # per-channel weight scales (false: one scale per weight tensor)
+    # static: full integer from calibration; dynamic: dynamic-range quantization, int8 weights
+    # with float activations quantized at run time (CPU kernels; float32 I/O)
+    mode: str = "static"
 
     def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.mode == "dynamic" and (self.io_dtype != "float32" or not self.allow_float_fallback):
+            raise ValueError(
+                "mode = 'dynamic' keeps float activations: it needs io_dtype = 'float32' and "
+                "allow_float_fallback = true"
+            )
+        if self.mode == "static" and self.io_dtype == "float32":
+            raise ValueError(
+                "io_dtype = 'float32' is for mode = 'dynamic' (full int8 has int8 I/O)"
+            )
         if self.calibration_method not in CALIBRATION_METHODS:
             raise ValueError(
                 "the TFLite converter calibrates with min/max ranges only: calibration_method "
@@ -169,7 +192,9 @@ class TFLiteBackend:
             inputs=inputs,
             outputs=outputs,
             versions=versions,
-            calibration_method=settings.calibration_method,
+            calibration_method=settings.calibration_method
+            if settings.mode == "static"
+            else "none: activation ranges computed at run time (dynamic range)",
             details=details,
         )
 
@@ -182,6 +207,10 @@ class TFLiteBackend:
         settings: TFLiteSettings,
     ) -> bytes:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter._experimental_disable_per_channel = not settings.per_channel
+        if settings.mode == "dynamic":  # no representative data: weights only, at build time
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+            return _convert(converter)
         converter.representative_dataset = _representative(view, calibration, settings)
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if settings.allow_float_fallback:
@@ -197,7 +226,7 @@ class TFLiteBackend:
         with Google's ai-edge-quantizer; then, only where the profile allows float fallback
         (ops an NPU delegate hands back to the CPU), float ops. The per-op quantizer's
         bundles have int8 inputs and outputs, so neither for uint8-I/O profiles."""
-        if settings.io_dtype != "int8":
+        if settings.io_dtype != "int8":  # uint8 I/O, or dynamic range (float I/O)
             return ()
         return ("int16", "float") if settings.allow_float_fallback else ("int16",)
 
@@ -498,15 +527,19 @@ def _aeq_samples(
 
 
 def _precision_counts(model_file: Path) -> dict[str, int]:
-    """Ops by the type of their first activation input: int8 (int8/uint8), int16, float."""
+    """Ops by the type of their first activation input: int8 (int8/uint8), int16, float. A
+    dynamic-range op (float activation, int8 weight: LiteRT's hybrid kernels quantize the
+    activation at run time and multiply in int8) counts as int8."""
     interpreter = _interpreter(model_file)
     types = {d["index"]: d["dtype"] for d in interpreter.get_tensor_details()}
     counts = {"int8": 0, "int16": 0, "float": 0}
     for op in interpreter._get_ops_details():
         if op["op_name"] in ("QUANTIZE", "DEQUANTIZE", "DELEGATE"):
             continue
-        first = next((types[i] for i in op["inputs"] if i >= 0), None)
-        if first in (np.int8, np.uint8):
+        inputs = [types[i] for i in op["inputs"] if i >= 0]
+        first = inputs[0] if inputs else None
+        hybrid = first in _FLOAT_TYPES and op["op_name"] in _HYBRID_OPS and np.int8 in inputs[1:]
+        if first in (np.int8, np.uint8) or hybrid:
             counts["int8"] += 1
         elif first == np.int16:
             counts["int16"] += 1
