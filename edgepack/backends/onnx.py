@@ -148,8 +148,12 @@ class ONNXBackend:
             if settings.mode == "dynamic":
                 _quantize_dynamic(prepared, model_file, settings, kept_float)
             else:
+                mixed = _mixed_range_outputs(prepared, calibration, names)
+                if mixed:
+                    details["mixed_range_outputs"] = mixed
+                wide = [t for found in mixed.values() for t in found["int16_tensors"]]
                 reader = _Reader(calibration, names)
-                _quantize(prepared, model_file, reader, settings, plan, kept_float)
+                _quantize(prepared, model_file, reader, settings, plan, kept_float, wide)
             details["float_size_bytes"] = float_model.stat().st_size
         details.update(_graph_details(model_file))
         if plan:
@@ -766,6 +770,7 @@ def _quantize(
     settings: ONNXSettings,
     plan: PrecisionPlan | None = None,
     kept_float: Sequence[str] = (),
+    int16_tensors: Sequence[str] = (),
 ) -> None:
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -802,7 +807,7 @@ def _quantize(
                 weight_type=QuantType.QInt8,
                 calibrate_method=method,
                 calibration_cache_path=cache,
-                extra_options=_extra_options(settings, plan),
+                extra_options=_extra_options(settings, plan, int16_tensors),
                 nodes_to_exclude=list(kept_float),
             )
     except Exception as exc:
@@ -838,16 +843,68 @@ def _quantize_dynamic(
     _check_loadable(target)
 
 
-def _extra_options(settings: ONNXSettings, plan: PrecisionPlan | None) -> dict[str, Any]:
-    """quantize_static's extra options: the percentile, and the plan's int16 tensors as
-    tensor overrides (onnxruntime then writes the model at opset 21)."""
+def _extra_options(
+    settings: ONNXSettings, plan: PrecisionPlan | None, int16_tensors: Sequence[str] = ()
+) -> dict[str, Any]:
+    """quantize_static's extra options: the percentile, and the plan's int16 tensors (and
+    ``int16_tensors``) as tensor overrides (onnxruntime then writes the model at opset 21)."""
     from onnxruntime.quantization import QuantType
 
     options: dict[str, Any] = {"CalibPercentile": float(settings.percentile)}
-    wide = plan.tensors_at("int16") if plan else []
+    wide = [*(plan.tensors_at("int16") if plan else []), *int16_tensors]
     if wide:
         options["TensorQuantOverrides"] = {t: [{"quant_type": QuantType.QInt16}] for t in wide}
     return options
+
+
+# An output whose channels' float ranges differ more than this (a detector's boxes in pixels
+# beside its 0..1 scores) leaves the narrowest channel fewer than 256 / MIXED_RANGE_RATIO int8
+# steps: its concat and the layout ops after it get 16-bit activations instead.
+MIXED_RANGE_RATIO = 16.0
+MIXED_RANGE_SAMPLES = 64
+_LAYOUT_OPS = ("Transpose", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Flatten")
+
+
+def _mixed_range_outputs(
+    model: Path, calibration: CalibrationData, names: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Graph outputs that concatenate parts of very different ranges, found on calibration
+    samples (the drift check's channel rule, :func:`edgepack.drift.channels.channel_axis`):
+    per output, its channel axis, the ratio of its channels' ranges, and the tensors to give
+    16 bits: the output, the layout ops back to the Concat that joins the parts, and the
+    Concat's inputs. Outputs with no such Concat are left to the drift check."""
+    import onnx
+
+    from edgepack.drift.channels import channel_axis, range_ratio
+
+    batch = calibration.take(MIXED_RANGE_SAMPLES)
+    outputs = _run_file(model, {onnx_name: batch[name] for onnx_name, name in names.items()})
+    graph = onnx.load(str(model), load_external_data=False).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    found = {}
+    for name, values in outputs.items():
+        axis = channel_axis(values)
+        ratio = range_ratio(values, axis) if axis is not None else None
+        if ratio is None or ratio <= MIXED_RANGE_RATIO:
+            continue
+        tensors = _back_to_concat(name, producers)
+        if tensors:
+            found[name] = {"axis": axis, "range_ratio": round(ratio, 1), "int16_tensors": tensors}
+    return found
+
+
+def _back_to_concat(output: str, producers: dict[str, Any]) -> list[str]:
+    """``output``, the tensors of the layout ops back to the Concat producing its values, and
+    that Concat's inputs; [] when something else computes them."""
+    tensors, tensor = [output], output
+    node = producers.get(tensor)
+    while node is not None and node.op_type in _LAYOUT_OPS:
+        tensor = node.input[0]
+        tensors.append(tensor)
+        node = producers.get(tensor)
+    if node is None or node.op_type != "Concat":
+        return []
+    return tensors + [name for name in node.input if name in producers]
 
 
 def _nodes_kept_float(model: Path, plan: PrecisionPlan | None, source: SourceModel) -> list[str]:

@@ -122,6 +122,11 @@ def channel_axis(reference: np.ndarray) -> int | None:
     return best[1]
 
 
+def range_ratio(reference: np.ndarray, axis: int) -> float | None:
+    """max / min of the per-index float ranges along ``axis`` (None: fewer than two vary)."""
+    return _range_ratio(_ranges(_as_float(reference), axis))
+
+
 def collapsed_channels(channels: Sequence[ChannelDrift] | None) -> list[ChannelDrift]:
     """The channels (or slices) that collapsed, in their order."""
     return [channel for channel in channels or () if channel.collapsed]
