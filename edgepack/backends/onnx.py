@@ -857,10 +857,6 @@ def _extra_options(
     return options
 
 
-# An output whose channels' float ranges differ more than this (a detector's boxes in pixels
-# beside its 0..1 scores) leaves the narrowest channel fewer than 256 / MIXED_RANGE_RATIO int8
-# steps: its concat and the layout ops after it get 16-bit activations instead.
-MIXED_RANGE_RATIO = 16.0
 MIXED_RANGE_SAMPLES = 64
 _LAYOUT_OPS = ("Transpose", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Flatten")
 
@@ -869,24 +865,20 @@ def _mixed_range_outputs(
     model: Path, calibration: CalibrationData, names: dict[str, str]
 ) -> dict[str, dict[str, Any]]:
     """Graph outputs that concatenate parts of very different ranges, found on calibration
-    samples (the drift check's channel rule, :func:`edgepack.drift.channels.channel_axis`):
-    per output, its channel axis, the ratio of its channels' ranges, and the tensors to give
-    16 bits: the output, the layout ops back to the Concat that joins the parts, and the
-    Concat's inputs. Outputs with no such Concat are left to the drift check."""
+    samples (:func:`edgepack.drift.channels.mixed_range_outputs`): per output, its channel
+    axis, the ratio of its channels' ranges, and the tensors to give 16-bit activations: the
+    output, the layout ops back to the Concat that joins the parts, and the Concat's inputs.
+    Outputs with no such Concat are left to the drift check."""
     import onnx
 
-    from edgepack.drift.channels import channel_axis, range_ratio
+    from edgepack.drift.channels import mixed_range_outputs
 
     batch = calibration.take(MIXED_RANGE_SAMPLES)
     outputs = _run_file(model, {onnx_name: batch[name] for onnx_name, name in names.items()})
     graph = onnx.load(str(model), load_external_data=False).graph
     producers = {out: node for node in graph.node for out in node.output}
     found = {}
-    for name, values in outputs.items():
-        axis = channel_axis(values)
-        ratio = range_ratio(values, axis) if axis is not None else None
-        if ratio is None or ratio <= MIXED_RANGE_RATIO:
-            continue
+    for name, (axis, ratio) in mixed_range_outputs(outputs).items():
         tensors = _back_to_concat(name, producers)
         if tensors:
             found[name] = {"axis": axis, "range_ratio": round(ratio, 1), "int16_tensors": tensors}

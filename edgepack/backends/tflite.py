@@ -158,10 +158,15 @@ class TFLiteBackend:
             self.precisions(settings),
         )
         tf = import_tensorflow()
+        mixed: dict[str, dict[str, Any]] = {}
         with tempfile.TemporaryDirectory(prefix="edgepack-tflite-") as scratch:
             view, converter = _converter(tf, source, calibration, settings, Path(scratch))
-            if plan is not None:  # even an empty plan: the per-op quantizer's own int8
-                flatbuffer = _quantize_per_op(converter, view, calibration, settings, plan)
+            if "int16" in self.precisions(settings) and settings.mode == "static":
+                mixed = _mixed_range_outputs(source, calibration, view)
+            if plan is not None or mixed:  # even an empty plan: the per-op quantizer's int8
+                flatbuffer = _quantize_per_op(
+                    converter, view, calibration, settings, plan or PrecisionPlan(), mixed
+                )
             else:
                 flatbuffer = self._quantize(tf, converter, view, calibration, settings)
         model_file = workdir / self.model_file_name
@@ -182,7 +187,9 @@ class TFLiteBackend:
             versions["onnx2tf"] = metadata.version("onnx2tf")
         details: dict[str, Any] = {"ops": _op_counts(model_file), "float_ops": float_ops}
         details["precision_counts"] = _precision_counts(model_file)
-        if plan is not None:
+        if mixed:
+            details["mixed_range_outputs"] = mixed
+        if plan is not None or mixed:
             versions["ai-edge-quantizer"] = metadata.version("ai-edge-quantizer")
             details["quantizer"] = "ai-edge-quantizer (per-op recipe)"
         if plan:
@@ -446,12 +453,14 @@ def _quantize_per_op(
     calibration: CalibrationData,
     settings: TFLiteSettings,
     plan: PrecisionPlan,
+    mixed: dict[str, dict[str, Any]] | None = None,
 ) -> bytes:
     """A float TFLite model from ``converter``, quantized by ai-edge-quantizer: every op
     static int8 (weights per-channel or per-tensor as the profile says), the ops that produce
     the plan's int16 tensors and the ops that read them with 16-bit activations, so that the
     widened tensor is int16 from its producer to its consumers; the ops around the plan's
-    float tensors are left unquantized the same way."""
+    float tensors are left unquantized the same way. ``mixed`` (signature output key ->
+    record) names outputs whose concat gets 16 bits: the record gains the tensors chosen."""
     from ai_edge_quantizer import qtyping, quantizer
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
@@ -463,7 +472,11 @@ def _quantize_per_op(
             if settings.per_channel
             else qtyping.QuantGranularity.TENSORWISE
         )
-        widened = _ops_around(float_file, set(plan.tensors_at("int16")))
+        wide = set(plan.tensors_at("int16"))
+        for key, record in (mixed or {}).items():
+            record["int16_tensors"] = _concat_chain(float_file, key)
+            wide.update(record["int16_tensors"])
+        widened = _ops_around(float_file, wide)
         floated = _ops_around(float_file, set(plan.tensors_at("float")))
         try:
             with captured_output():
@@ -487,6 +500,43 @@ def _quantize_per_op(
                 f"ai-edge-quantizer could not quantize the model: {text}"
             ) from None
         return bytes(result.quantized_model)
+
+
+_LAYOUT_OPS = ("RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS")
+MIXED_RANGE_SAMPLES = 64
+
+
+def _mixed_range_outputs(
+    source: SourceModel, calibration: CalibrationData, view: TFView
+) -> dict[str, dict[str, Any]]:
+    """Signature output keys of the outputs whose channels' float ranges differ more than
+    int8 can hold (:func:`edgepack.drift.channels.mixed_range_outputs`, on calibration
+    samples run through the source model), with the source name, axis and ratio."""
+    from edgepack.drift.channels import mixed_range_outputs
+
+    found = mixed_range_outputs(source.run(calibration.take(MIXED_RANGE_SAMPLES)))
+    return {
+        key: {"output": name, "axis": found[name][0], "range_ratio": round(found[name][1], 1)}
+        for key, name in view.output_names.items()
+        if name in found
+    }
+
+
+def _concat_chain(model_file: Path, output_key: str) -> list[str]:
+    """Tensor names from the signature output ``output_key`` back through layout ops to the
+    CONCATENATION joining its parts, and that op's inputs; [] when no concat produces it."""
+    interpreter = _interpreter(model_file)
+    names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
+    producers = {out: op for op in interpreter._get_ops_details() for out in op["outputs"]}
+    index = interpreter._get_full_signature_list()["serving_default"]["outputs"][output_key]
+    chain = [index]
+    op = producers.get(index)
+    while op is not None and op["op_name"] in _LAYOUT_OPS:
+        chain.append(op["inputs"][0])
+        op = producers.get(op["inputs"][0])
+    if op is None or op["op_name"] != "CONCATENATION":
+        return []
+    return [names[i] for i in chain + [i for i in op["inputs"] if i in producers]]
 
 
 def _ops_around(model_file: Path, tensors: set[str]) -> set[str]:

@@ -122,9 +122,24 @@ def channel_axis(reference: np.ndarray) -> int | None:
     return best[1]
 
 
-def range_ratio(reference: np.ndarray, axis: int) -> float | None:
-    """max / min of the per-index float ranges along ``axis`` (None: fewer than two vary)."""
-    return _range_ratio(_ranges(_as_float(reference), axis))
+MIXED_RANGE_RATIO = 16.0
+
+
+def mixed_range_outputs(
+    outputs: Mapping[str, np.ndarray], ratio: float = MIXED_RANGE_RATIO
+) -> dict[str, tuple[int, float]]:
+    """Outputs whose channels' float ranges differ more than ``ratio`` (a detector's boxes in
+    pixels beside its 0..1 scores): with one int8 scale, the narrowest channel gets fewer than
+    256 / ``ratio`` steps. Per output name, its channel axis and range ratio."""
+    found = {}
+    for name, values in outputs.items():
+        axis = channel_axis(values)
+        if axis is None:
+            continue
+        measured = _range_ratio(_ranges(_as_float(values), axis))
+        if measured is not None and measured > ratio:
+            found[name] = (axis, measured)
+    return found
 
 
 def collapsed_channels(channels: Sequence[ChannelDrift] | None) -> list[ChannelDrift]:

@@ -1,8 +1,8 @@
 """YOLO-style detector outputs in both layouts, built in code and quantized for real: with one
 int8 scale for the whole tensor the class scores lose their resolution beside pixel boxes, and
 the check must fail on it, naming the score rows (collapse found on the right axis) and the
-lost detections (recall). The onnx target gives such an output's concat 16 bits and keeps
-them."""
+lost detections (recall). Where the target has 16-bit activations, such an output's concat
+gets them and the scores are kept."""
 
 from __future__ import annotations
 
@@ -19,19 +19,31 @@ from tests.unit.test_channels import validate_drift_report
 AXIS = {"channels_first": 1, "channels_last": 2}
 
 
-@pytest.mark.parametrize("target", ["tflite"])
+UINT8_PROFILE = """\
+[profile]
+name = "tflite-uint8"
+extends = "tflite"
+description = "uint8 I/O: no 16-bit activations (ai-edge-quantizer writes int8 I/O)"
+
+[settings]
+io_dtype = "uint8"
+"""
+
+
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
 def test_a_detector_whose_scores_collapse_fails(
-    run_cli: Callable[..., CliResult], tmp_path: Path, layout: str, target: str
+    run_cli: Callable[..., CliResult], tmp_path: Path, layout: str
 ) -> None:
+    """Where the target has no wider type for the concat (uint8 I/O), the scores collapse."""
     savedmodel_yolo_head(tmp_path / "yolo", layout)
     write_gray_images(tmp_path / "calib", 60, (8, 8))
+    (tmp_path / "tflite-uint8.toml").write_text(UINT8_PROFILE)
     result = run_cli(
-        "build", "yolo", "-t", target, "-c", "calib", "-n", "40",
+        "build", "yolo", "-t", "tflite-uint8.toml", "-c", "calib", "-n", "40",
         "--min-agreement", "off", "--max-drop", "off",
     )  # fmt: skip
     assert result.exit_code == 1, result.stderr  # drift exceeded, bundle written
-    drift = json.loads((tmp_path / "bundles" / f"yolo-{target}" / "drift.json").read_text())
+    drift = json.loads((tmp_path / "bundles" / "yolo-tflite-uint8" / "drift.json").read_text())
     validate_drift_report(drift)
     (output,) = drift["outputs"]
     found = output["detections"]
@@ -47,27 +59,33 @@ def test_a_detector_whose_scores_collapse_fails(
     assert "detection recall of 'output0'" in result.stdout
 
 
+@pytest.mark.parametrize("target", ["onnx", "tflite"])
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
-def test_onnx_keeps_the_scores_of_a_mixed_range_output(
-    run_cli: Callable[..., CliResult], tmp_path: Path, layout: str
+def test_the_scores_of_a_mixed_range_output_are_kept(
+    run_cli: Callable[..., CliResult], tmp_path: Path, layout: str, target: str
 ) -> None:
-    """Boxes (0..640) and scores (0..1) in one tensor: the onnx backend finds the range ratio
-    on calibration samples (226 here) and gives the output, its layout ops and the concat's
-    inputs int16 activations. Recall of the float detections was 0.0-0.9 with int8 (the
-    test above, on onnx too); the transformer issue's goal is >= 95%."""
+    """Boxes (0..640) and scores (0..1) in one tensor: the backend finds the range ratio on
+    calibration samples (226 here) and gives the output, its layout ops and the concat's
+    inputs 16-bit activations (onnx: QDQ tensor overrides; tflite: ai-edge-quantizer's 16x8
+    ops, the output int16). With one int8 scale, recall of the float detections was below 90%
+    (the test above); the detector issue's goal is >= 95% (measured: onnx 97.5%, tflite
+    95.7%)."""
     savedmodel_yolo_head(tmp_path / "yolo", layout)
     write_gray_images(tmp_path / "calib", 60, (8, 8))
     result = run_cli(
-        "-q", "build", "yolo", "-t", "onnx", "-c", "calib", "-n", "40",
+        "-q", "build", "yolo", "-t", target, "-c", "calib", "-n", "40",
         "--min-agreement", "off", "--max-drop", "off",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    bundle = tmp_path / "bundles" / "yolo-onnx"
+    bundle = tmp_path / "bundles" / f"yolo-{target}"
     manifest = json.loads((bundle / "manifest.json").read_text())
-    mixed = manifest["model"]["mixed_range_outputs"]["output0"]
+    mixed = next(iter(manifest["model"]["mixed_range_outputs"].values()))
     assert mixed["axis"] == AXIS[layout]
     assert mixed["range_ratio"] > 16
-    assert "output0" in mixed["int16_tensors"]
+    assert len(mixed["int16_tensors"]) >= 3  # the output, the layout ops, the concat inputs
+    if target == "tflite":
+        assert manifest["outputs"][0]["dtype"] == "int16"
+        assert manifest["model"]["float_ops"] == []
     drift = json.loads((bundle / "drift.json").read_text())
     for path in drift["paths"]:
         assert path["verdict"] == "pass", path
