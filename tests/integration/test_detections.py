@@ -59,7 +59,7 @@ def test_a_detector_whose_scores_collapse_fails(
     assert "detection recall of 'output0'" in result.stdout
 
 
-@pytest.mark.parametrize("target", ["onnx", "tflite"])
+@pytest.mark.parametrize("target", ["onnx", "tflite", "coreml"])
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
 def test_the_scores_of_a_mixed_range_output_are_kept(
     run_cli: Callable[..., CliResult], tmp_path: Path, layout: str, target: str
@@ -67,9 +67,9 @@ def test_the_scores_of_a_mixed_range_output_are_kept(
     """Boxes (0..640) and scores (0..1) in one tensor: the backend finds the range ratio on
     calibration samples (226 here) and gives the output, its layout ops and the concat's
     inputs 16-bit activations (onnx: QDQ tensor overrides; tflite: ai-edge-quantizer's 16x8
-    ops, the output int16). With one int8 scale, recall of the float detections was below 90%
-    (the test above); the detector issue's goal is >= 95% (measured: onnx 97.5%, tflite
-    95.7%)."""
+    ops, the output int16; coreml computes activations in fp16 and needs none). With one int8
+    scale, recall of the float detections was below 90% (the test above); the detector
+    issue's goal is >= 95% (measured: onnx 97.5%, tflite 95.7%, coreml 99.4%)."""
     savedmodel_yolo_head(tmp_path / "yolo", layout)
     write_gray_images(tmp_path / "calib", 60, (8, 8))
     result = run_cli(
@@ -79,10 +79,11 @@ def test_the_scores_of_a_mixed_range_output_are_kept(
     assert result.exit_code == 0, result.stderr
     bundle = tmp_path / "bundles" / f"yolo-{target}"
     manifest = json.loads((bundle / "manifest.json").read_text())
-    mixed = next(iter(manifest["model"]["mixed_range_outputs"].values()))
-    assert mixed["axis"] == AXIS[layout]
-    assert mixed["range_ratio"] > 16
-    assert len(mixed["int16_tensors"]) >= 3  # the output, the layout ops, the concat inputs
+    if target != "coreml":
+        mixed = next(iter(manifest["model"]["mixed_range_outputs"].values()))
+        assert mixed["axis"] == AXIS[layout]
+        assert mixed["range_ratio"] > 16
+        assert len(mixed["int16_tensors"]) >= 3  # the output, the layout ops, concat inputs
     if target == "tflite":
         assert manifest["outputs"][0]["dtype"] == "int16"
         assert manifest["model"]["float_ops"] == []
