@@ -137,7 +137,7 @@ class CoreMLBackend:
         versions.update({k: v for k, v in source.versions.items() if k == "tensorflow"})
         if source.format == "onnx":
             versions["onnx2tf"] = metadata.version("onnx2tf")
-        details = _details(mlmodel, settings)
+        details = {**_details(mlmodel, settings), **view.details()}
         if plan:
             details["precision"] = dict(plan.layers)
         return BuiltModel(model_file, inputs, outputs, versions, _method(settings), details)

@@ -185,7 +185,11 @@ class TFLiteBackend:
         }
         if source.format == "onnx":
             versions["onnx2tf"] = metadata.version("onnx2tf")
-        details: dict[str, Any] = {"ops": _op_counts(model_file), "float_ops": float_ops}
+        details: dict[str, Any] = {
+            "ops": _op_counts(model_file),
+            "float_ops": float_ops,
+            **view.details(),
+        }
         details["precision_counts"] = _precision_counts(model_file)
         if mixed:
             details["mixed_range_outputs"] = mixed

@@ -22,11 +22,13 @@ quantization.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
 import shutil
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -69,17 +71,62 @@ def onnx_to_tensorflow(
         log.debug("attention-mask constants bounded to %s: %s", bounded["bound"], bounded)
     if rewrite_gelu(copy):
         log.debug("exact GELU written in the erf form the TFLite converter fuses")
+    prepared = work / "prepared.onnx"
+    shutil.copyfile(copy, prepared)
     _write_offline_sample(work, calibration_batch)
-    keep_nhwc = [s.name for s in source.inputs if layouts.get(s.name) == "NHWC"]
     shapes = [
         f"{s.name}:{','.join(str(d) for d in (batch_size, *calibration_batch[s.name].shape[1:]))}"
         for s in source.inputs
     ]
-    _run_onnx2tf(copy, work / "saved_model", keep_nhwc, shapes)
-    with captured_output():
-        loaded = tf.saved_model.load(str(work / "saved_model"))
-    model = _savedmodel_source(tf, loaded, source.path)
-    return _match(source, model, calibration_batch, batch_size)
+    tried: list[dict[str, str]] = []
+    started = time.monotonic()
+    for name, options in _attempts(source, layouts):
+        if tried and time.monotonic() - started > RECOVERY_SECONDS:
+            break
+        output = work / f"saved_model_{len(tried)}"
+        shutil.copyfile(prepared, copy)  # onnx2tf rewrites its input file: each gets a copy
+        try:
+            _run_onnx2tf(copy, output, {"overwrite_input_shape": shapes, **options})
+            with captured_output():
+                loaded = tf.saved_model.load(str(output))
+            view = _match(
+                source, _savedmodel_source(tf, loaded, source.path), calibration_batch, batch_size
+            )
+        except ConversionError as exc:
+            tried.append({"name": name, "failure": str(exc)})
+            continue
+        except Exception as exc:  # the converted model fails to run: another attempt may not
+            text = " ".join(str(exc).split())[:200]
+            tried.append({"name": name, "failure": f"the converted model does not run: {text}"})
+            continue
+        if tried:
+            log.info("onnx2tf converted the model with %s (after: %s)", name, _named(tried))
+        return dataclasses.replace(view, conversion={"worked": name, "tried": tried})
+    first = tried[0]["failure"]
+    others = f"; also tried: {_named(tried[1:])}" if len(tried) > 1 else ""
+    raise ConversionError(f"{first}{others}")
+
+
+# onnx2tf's documented alternatives for the failures seen on real exports, in this order; the
+# first that converts and matches the ONNX model on calibration samples is kept.
+RECOVERY_SECONDS = 900.0
+
+
+def _attempts(
+    source: SourceModel, layouts: Mapping[str, str | None]
+) -> list[tuple[str, dict[str, Any]]]:
+    names = [s.name for s in source.inputs]
+    keep_nhwc = [s.name for s in source.inputs if layouts.get(s.name) == "NHWC"]
+    return [
+        ("the contract's layouts", {"keep_nwc_or_nhwc_or_ndhwc_input_names": keep_nhwc or None}),
+        ("input shapes kept as they are (-kat)", {"keep_shape_absolutely_input_names": names}),
+        ("inputs kept channels-last (-kt)", {"keep_nwc_or_nhwc_or_ndhwc_input_names": names}),
+        ("strict mode off (-dsm)", {"disable_strict_mode": True}),
+    ]
+
+
+def _named(tried: list[dict[str, str]]) -> str:
+    return ", ".join(f"{t['name']} ({t['failure'][:120]})" for t in tried)
 
 
 def _valid_node_names(path: Path) -> None:
@@ -133,7 +180,7 @@ def _inside(folder: Path) -> Iterator[None]:
         os.environ["PATH"] = previous_path
 
 
-def _run_onnx2tf(model: Path, output: Path, keep_nhwc: list[str], shapes: list[str]) -> None:
+def _run_onnx2tf(model: Path, output: Path, options: Mapping[str, Any]) -> None:
     import onnx2tf
 
     failure: BaseException | None = None
@@ -143,10 +190,9 @@ def _run_onnx2tf(model: Path, output: Path, keep_nhwc: list[str], shapes: list[s
                 input_onnx_file_path=str(model),
                 output_folder_path=str(output),
                 output_signaturedefs=True,
-                keep_nwc_or_nhwc_or_ndhwc_input_names=keep_nhwc or None,
-                overwrite_input_shape=shapes,
                 non_verbose=True,
                 verbosity="error",
+                **options,
             )
     except (Exception, SystemExit) as exc:  # onnx2tf exits the process on errors
         failure = exc

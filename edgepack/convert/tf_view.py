@@ -29,6 +29,15 @@ class TFView:
     input_perms: dict[str, tuple[int, ...] | None]  # by source name: source -> TF layout
     output_perms: dict[str, tuple[int, ...] | None]  # by source name: TF -> source layout
     max_relative_error: float = 0.0  # of the converted float model on calibration samples
+    # how onnx2tf was run: {"worked": name, "tried": [{"name", "failure"}]} (ONNX sources)
+    conversion: dict[str, object] | None = None
+
+    def details(self) -> dict[str, object]:
+        """What the manifest records of the conversion (ONNX sources): onnx2tf's attempts and
+        the float model's largest relative error against the ONNX model."""
+        if self.conversion is None:
+            return {}
+        return {"onnx2tf": {**self.conversion, "float_max_rel_error": self.max_relative_error}}
 
     def tf_sample(self, sample: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Source-named, source-layout arrays -> TF-named, TF-layout arrays."""

@@ -11,7 +11,9 @@ Which axis holds the channels (:func:`channel_axis`); axis 0 is the batch:
 
 * candidate axes: every non-batch axis of a rank 2 or 3 output (``(N, C)``, ``(N, C, anchors)``,
   ``(N, anchors, C)``); axis 1 and the last axis of a rank 4+ output (image-like NCHW / NHWC
-  maps, whose other axes are heights and widths); only axes of width 2 to :data:`MAX_CHANNELS`;
+  maps, whose other axes are heights and widths), none when one of those two has width 1 and
+  the other is wider than :data:`MAP_WIDTH` (a one-channel map such as a text detector's
+  probabilities: that axis is spatial); only axes of width 2 to :data:`MAX_CHANNELS`;
 * the *range ratio* of a candidate is max / min of the per-index float ranges (max - min over
   all other axes), among the indices whose range is > 0 (at least two of them, else no ratio);
 * the channel axis is the candidate with the largest range ratio (the first one on a tie), and
@@ -36,6 +38,7 @@ from edgepack.drift.metrics import sqnr_db
 
 RANGE_RATIO = 10.0  # channels whose float ranges differ more than this are measured apart
 MAX_CHANNELS = 4096  # wider axes are feature vectors or anchors, not heterogeneous channels
+MAP_WIDTH = 16  # a one-channel rank-4 output wider than this is an image-like map
 
 
 @dataclass(frozen=True)
@@ -148,8 +151,17 @@ def collapsed_channels(channels: Sequence[ChannelDrift] | None) -> list[ChannelD
 
 
 def _candidate_axes(ref: np.ndarray) -> list[int]:
+    if ref.ndim >= 4 and _one_channel_map(ref.shape):
+        return []  # a text detector's probability map: its other axes are spatial
     axes = range(1, ref.ndim) if ref.ndim <= 3 else sorted({1, ref.ndim - 1})
     return [axis for axis in axes if 2 <= ref.shape[axis] <= MAX_CHANNELS]
+
+
+def _one_channel_map(shape: tuple[int, ...]) -> bool:
+    """``(N, 1, H, W)`` or ``(N, H, W, 1)`` with the other end wider than
+    :data:`MAP_WIDTH`: one channel over an image, not channels (``(N, 1, W, C)`` with a few
+    channels, an NHWC tensor of height 1, stays a candidate)."""
+    return (shape[1] == 1 and shape[-1] > MAP_WIDTH) or (shape[-1] == 1 and shape[1] > MAP_WIDTH)
 
 
 def _range_ratio(ranges: np.ndarray) -> float | None:
