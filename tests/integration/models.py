@@ -559,3 +559,63 @@ def torch_text_transformer(folder: Path, seed: int = 0) -> Path:
         )
         (folder / name / "calibration.toml").write_text("")
     return target
+
+
+def audio_conv1d_onnx(folder: Path, length: int = 4096, count: int = 48) -> Path:
+    """An audio classifier as vendors export them: ``x`` [1, L, 1] (samples, channel last)
+    transposed to [1, 1, L], a constant-Q-like front end (two strided Conv1D banks with fixed
+    kernels, power, log), a Conv1D, mean over time, Gemm, Softmax. onnx2tf reads the 3-D input
+    as channels-first by default and writes a model that cannot run. Writes ``calib`` (``count``
+    tones as one .npy) beside ``audio.onnx``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+
+    def array(name: str, *shape: int, scale: float = 1.0) -> Any:
+        return numpy_helper.from_array((rng.normal(size=shape) * scale).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["samples"], perm=[0, 2, 1]),
+        helper.make_node("Conv", ["samples", "real"], ["re"], strides=[64]),
+        helper.make_node("Conv", ["samples", "imag"], ["im"], strides=[64]),
+        helper.make_node("Mul", ["re", "re"], ["re2"]),
+        helper.make_node("Mul", ["im", "im"], ["im2"]),
+        helper.make_node("Add", ["re2", "im2"], ["power"]),
+        helper.make_node("Add", ["power", "eps"], ["floored"]),
+        helper.make_node("Log", ["floored"], ["bands"]),
+        helper.make_node("Conv", ["bands", "W1", "b1"], ["c1"], pads=[1, 1], kernel_shape=[3]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("ReduceMean", ["r1"], ["pooled"], axes=[2], keepdims=0),
+        helper.make_node("Gemm", ["pooled", "W2", "b2"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+    ]
+    initializers = [
+        array("real", 16, 1, 256, scale=0.05),
+        array("imag", 16, 1, 256, scale=0.05),
+        numpy_helper.from_array(np.array(1e-6, np.float32), "eps"),
+        array("W1", 8, 16, 3, scale=0.3),
+        numpy_helper.from_array(np.zeros(8, np.float32), "b1"),
+        array("W2", 8, 5),
+        numpy_helper.from_array(np.zeros(5, np.float32), "b2"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "audio",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, length, 1])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 5])],
+        initializer=initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(folder / "audio.onnx"))
+    seconds = np.arange(length) / 16000
+    tones = [
+        np.sin(2 * np.pi * f * seconds + rng.uniform(0, 6)) * rng.uniform(0.1, 1)
+        for f in rng.uniform(100, 3000, count)
+    ]
+    (folder / "calib").mkdir(parents=True, exist_ok=True)
+    np.save(folder / "calib" / "audio.npy", np.stack(tones).astype(np.float32)[..., None])
+    (folder / "calib" / "calibration.toml").write_text("")
+    return folder / "audio.onnx"

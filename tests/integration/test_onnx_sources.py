@@ -15,7 +15,7 @@ from PIL import Image
 
 from edgepack.errors import EXIT_CONVERSION, EXIT_INPUT
 from tests.conftest import CliResult, assert_one_line_error, assert_valid_manifest, folder_is_empty
-from tests.integration.models import conv_onnx
+from tests.integration.models import audio_conv1d_onnx, conv_onnx
 
 Run = Callable[..., CliResult]
 
@@ -257,3 +257,26 @@ def test_onnx_x86_profile_quantizes_activations_to_uint8(run_cli: Run, tmp_path:
         if node.op_type == "QuantizeLinear" and len(node.input) > 2
     }
     assert activation_zero_points == {"uint8"}
+
+
+def test_onnx2tf_alternatives_recover_a_conversion(run_cli: Run, tmp_path: Path) -> None:
+    """onnx2tf reads the audio CNN's [1, 4096, 1] input as channels-first and writes a model
+    that cannot run ("Computed output size would be negative"): that stopped tflite and
+    coreml with an internal error. Keeping the input shape as it is (-kat) converts it."""
+    audio_conv1d_onnx(tmp_path)
+    (tmp_path / "tflite-cpu.toml").write_text(  # the converter leaves LOG float here
+        '[profile]\nname = "tflite-cpu"\nextends = "tflite"\ndescription = "CPU fallback"\n'
+        "[settings]\nallow_float_fallback = true\n"
+    )
+    result = run_cli(
+        "-q", "build", "audio.onnx", "-t", "tflite-cpu.toml", "-t", "coreml", "-c", "calib",
+        "--min-agreement", "off", "--max-drop", "off", "--min-sqnr", "off",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    for target in ("tflite-cpu", "coreml"):
+        record = manifest(tmp_path, f"audio-{target}")["model"]["onnx2tf"]
+        assert record["worked"] == "input shapes kept as they are (-kat)"
+        (failed,) = record["tried"]
+        assert failed["name"] == "the contract's layouts"
+        assert "Computed output size would be negative" in failed["failure"]
+        assert record["float_max_rel_error"] < 1e-3
