@@ -73,6 +73,15 @@ class ConversionError(EdgepackError):
     kind = "conversion error"
 
 
+class UnloadableModelError(ConversionError):
+    """A quantizer wrote a model its own runtime cannot load; ``node`` is the node the
+    runtime's error names, when it names one (a backend may quantize again without it)."""
+
+    def __init__(self, message: str, node: str | None = None) -> None:
+        super().__init__(message)
+        self.node = node
+
+
 class UnsupportedError(ConversionError):
     """The backend does not support this model (an op, a dtype, a source format)."""
 

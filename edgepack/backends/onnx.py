@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from importlib import metadata
@@ -48,7 +49,7 @@ from edgepack.backends.base import (
 )
 from edgepack.convert.compare import check_float_match
 from edgepack.drift.layers import TensorPair
-from edgepack.errors import ConversionError
+from edgepack.errors import ConversionError, UnloadableModelError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel, fixed_batch, run_in_batches
 from edgepack.tune import Candidate, PrecisionPlan
 
@@ -145,15 +146,25 @@ class ONNXBackend:
             prepared, details["preprocessing"] = _pre_process(float_model, folder)
             model_file = workdir / self.model_file_name
             kept_float = _nodes_kept_float(prepared, plan, source)
-            if settings.mode == "dynamic":
-                _quantize_dynamic(prepared, model_file, settings, kept_float)
-            else:
-                mixed = _mixed_range_outputs(prepared, calibration, names)
-                if mixed:
-                    details["mixed_range_outputs"] = mixed
-                wide = [t for found in mixed.values() for t in found["int16_tensors"]]
-                reader = _Reader(calibration, names)
-                _quantize(prepared, model_file, reader, settings, plan, kept_float, wide)
+            mixed = (
+                {}
+                if settings.mode == "dynamic"
+                else _mixed_range_outputs(prepared, calibration, names)
+            )
+            if mixed:
+                details["mixed_range_outputs"] = mixed
+            wide = [t for found in mixed.values() for t in found["int16_tensors"]]
+
+            def quantize(excluded: Sequence[str]) -> None:
+                if settings.mode == "dynamic":
+                    _quantize_dynamic(prepared, model_file, settings, excluded)
+                else:
+                    reader = _Reader(calibration, names)
+                    _quantize(prepared, model_file, reader, settings, plan, excluded, wide)
+
+            refused = _quantize_until_loadable(quantize, prepared, kept_float)
+            if refused:
+                details["float_after_load_failure"] = refused
             details["float_size_bytes"] = float_model.stat().st_size
         details.update(_graph_details(model_file))
         if plan:
@@ -955,14 +966,52 @@ def _entropy_ranges(model: Path, reader: Any, cache: Path) -> Path:
     return cache
 
 
+LOAD_RETRIES = 3
+_NAMED_NODE = re.compile(r"[Nn]ode \(([^)]+)\)|node with name '([^']+)'|node name: ?(\S+)")
+
+
 def _check_loadable(path: Path) -> None:
     try:
         _session(path)
     except Exception as exc:
-        text = " ".join(str(exc).split())[:300]
-        raise ConversionError(
-            f"onnxruntime wrote a quantized model it cannot load: {text}"
+        text = " ".join(str(exc).split())
+        found = _NAMED_NODE.search(text)
+        node = next((g for g in found.groups() if g), None) if found else None
+        raise UnloadableModelError(
+            f"onnxruntime wrote a quantized model it cannot load: {text[:300]}", node
         ) from None
+
+
+def _quantize_until_loadable(
+    quantize: Callable[[Sequence[str]], None], model: Path, kept_float: Sequence[str]
+) -> list[str]:
+    """Run ``quantize`` (with the nodes to leave float); when onnxruntime cannot load what
+    it wrote and its error names a node of ``model``, quantize again with that node float, at
+    most :data:`LOAD_RETRIES` times. Returns the nodes left float that way."""
+    import onnx
+
+    nodes = {node.name for node in onnx.load(str(model), load_external_data=False).graph.node}
+    refused: list[str] = []
+    while True:
+        try:
+            quantize([*kept_float, *refused])
+            return refused
+        except UnloadableModelError as exc:
+            node = _float_node(exc.node, nodes)
+            if node is None or node in refused or len(refused) == LOAD_RETRIES:
+                raise
+            log.info(
+                "onnxruntime cannot load the quantized %s; quantizing again with it float", node
+            )
+            refused.append(node)
+
+
+def _float_node(named: str | None, nodes: set[str]) -> str | None:
+    """The float model's node behind a node name from the quantized model (a Q/DQ node is
+    named after its tensor, ``<tensor>_QuantizeLinear``: not a node to leave float)."""
+    if named is None:
+        return None
+    return named if named in nodes else None
 
 
 def _graph_details(path: Path) -> dict[str, Any]:
