@@ -7,6 +7,23 @@ from typing import Any
 
 import numpy as np
 
+UINT8_TFLITE_PROFILE = """\
+[profile]
+name = "tflite-uint8"
+extends = "tflite"
+description = "uint8 I/O: no 16-bit activations (ai-edge-quantizer writes int8 I/O)"
+
+[settings]
+io_dtype = "uint8"
+"""
+
+
+def uint8_tflite_profile(folder: Path) -> str:
+    """A TFLite profile with no 16-bit path, where a mixed-range output keeps one int8 scale
+    and its small channels collapse (what the collapse checks are tested on); its file name."""
+    (folder / "tflite-uint8.toml").write_text(UINT8_TFLITE_PROFILE)
+    return "tflite-uint8.toml"
+
 
 def savedmodel_with_cumsum(path: Path) -> Path:
     """A SavedModel classifier on 6x6 grey images with a CUMSUM, which has no int8 kernel."""

@@ -12,20 +12,22 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CliResult, write_gray_images
-from tests.integration.models import savedmodel_detector_head
+from tests.integration.models import savedmodel_detector_head, uint8_tflite_profile
 from tests.unit.test_channels import validate_drift_report
 
 
 @pytest.fixture
 def detector_bundle(run_cli: Callable[..., CliResult], tmp_path: Path) -> Path:
+    """A detector whose scores collapse: built on a profile with no 16-bit path (where one
+    exists, the mixed-range output gets it and the scores survive)."""
     savedmodel_detector_head(tmp_path / "detector")
     write_gray_images(tmp_path / "calib", 60, (6, 6))
     result = run_cli(
-        "-q", "build", "detector", "-t", "tflite", "-c", "calib", "-n", "40",
-        "--min-agreement", "off", "--max-drop", "off", "--allow-collapse",
+        "-q", "build", "detector", "-t", uint8_tflite_profile(tmp_path), "-c", "calib",
+        "-n", "40", "--min-agreement", "off", "--max-drop", "off", "--allow-collapse",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    return tmp_path / "bundles" / "detector-tflite"
+    return tmp_path / "bundles" / "detector-tflite-uint8"
 
 
 def test_check_fails_on_collapsed_scores(

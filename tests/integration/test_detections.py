@@ -13,21 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CliResult, write_gray_images
-from tests.integration.models import savedmodel_yolo_head
+from tests.integration.models import savedmodel_yolo_head, uint8_tflite_profile
 from tests.unit.test_channels import validate_drift_report
 
 AXIS = {"channels_first": 1, "channels_last": 2}
-
-
-UINT8_PROFILE = """\
-[profile]
-name = "tflite-uint8"
-extends = "tflite"
-description = "uint8 I/O: no 16-bit activations (ai-edge-quantizer writes int8 I/O)"
-
-[settings]
-io_dtype = "uint8"
-"""
 
 
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
@@ -37,9 +26,8 @@ def test_a_detector_whose_scores_collapse_fails(
     """Where the target has no wider type for the concat (uint8 I/O), the scores collapse."""
     savedmodel_yolo_head(tmp_path / "yolo", layout)
     write_gray_images(tmp_path / "calib", 60, (8, 8))
-    (tmp_path / "tflite-uint8.toml").write_text(UINT8_PROFILE)
     result = run_cli(
-        "build", "yolo", "-t", "tflite-uint8.toml", "-c", "calib", "-n", "40",
+        "build", "yolo", "-t", uint8_tflite_profile(tmp_path), "-c", "calib", "-n", "40",
         "--min-agreement", "off", "--max-drop", "off",
     )  # fmt: skip
     assert result.exit_code == 1, result.stderr  # drift exceeded, bundle written
