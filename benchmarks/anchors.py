@@ -360,12 +360,13 @@ def measure(
     folds: int = 1,
     targets: tuple[str, ...] = (),
     min_sqnr: float | None = None,
+    tune: bool = True,
 ) -> list[dict]:
     targets = targets or DEFAULT_TARGETS
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="edgepack-anchors-") as scratch:
         for name, model in models(names, Path(scratch)).items():
-            rows += measure_model(name, model, num_calib, folds, targets, min_sqnr)
+            rows += measure_model(name, model, num_calib, folds, targets, min_sqnr, tune)
     return rows
 
 
@@ -376,6 +377,7 @@ def measure_model(
     folds: int,
     targets: tuple[str, ...],
     min_sqnr: float | None,
+    tune: bool = True,
 ) -> list[dict]:
     rows: list[dict] = []
     source, calib, feeds, calibrated = data(model, num_calib)
@@ -402,10 +404,10 @@ def measure_model(
             rows.append(failed_row(name, target, label, calibrated, exc))
         print_row(rows[-1])
     for target in targets:
-        for tune in (False, True):
-            pipeline = "edgepack --tune" if tune else "edgepack default"
+        for tuned in (False, True) if tune else (False,):
+            pipeline = "edgepack --tune" if tuned else "edgepack default"
             try:
-                run = edgepack_run(model, target, num_calib, tune, folds, min_sqnr)
+                run = edgepack_run(model, target, num_calib, tuned, folds, min_sqnr)
             except Exception as exc:
                 rows.append(failed_row(name, target, pipeline, calibrated, exc))
                 print_row(rows[-1])
@@ -465,13 +467,18 @@ def main() -> None:
         help="the budget edgepack's builds (and --tune) must hold [default: the profile's, "
         "15 dB]; agreement and accuracy drop are off (too few samples to resolve 1%%)",
     )
+    parser.add_argument(
+        "--no-tune", dest="tune", action="store_false", help="edgepack's defaults only"
+    )
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/anchors.json")
     args = parser.parse_args()
     print(
         f"{'model':<18} {'target':<14} {'pipeline':<29} {'agree':>7} {'min SQNR':>11} "
         f"{'int8':>5} {'size':>5} {'build':>9}"
     )
-    rows = measure(args.models, args.num_calib, args.folds, tuple(args.targets), args.min_sqnr)
+    rows = measure(
+        args.models, args.num_calib, args.folds, tuple(args.targets), args.min_sqnr, args.tune
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     summary = {
         "num_calib": args.num_calib, "folds": args.folds, "targets": args.targets,
