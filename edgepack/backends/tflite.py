@@ -162,7 +162,7 @@ class TFLiteBackend:
         with tempfile.TemporaryDirectory(prefix="edgepack-tflite-") as scratch:
             view, converter = _converter(tf, source, calibration, settings, Path(scratch))
             if "int16" in self.precisions(settings) and settings.mode == "static":
-                mixed = _mixed_range_outputs(source, calibration, view)
+                mixed = _mixed_range_outputs(source, calibration, view, converter, Path(scratch))
             if plan is not None or mixed:  # even an empty plan: the per-op quantizer's int8
                 flatbuffer = _quantize_per_op(
                     converter, view, calibration, settings, plan or PrecisionPlan(), mixed
@@ -464,7 +464,7 @@ def _quantize_per_op(
     the plan's int16 tensors and the ops that read them with 16-bit activations, so that the
     widened tensor is int16 from its producer to its consumers; the ops around the plan's
     float tensors are left unquantized the same way. ``mixed`` (signature output key ->
-    record) names outputs whose concat gets 16 bits: the record gains the tensors chosen."""
+    record) names outputs whose concat gets 16 bits (its ``int16_tensors``)."""
     from ai_edge_quantizer import qtyping, quantizer
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
@@ -477,8 +477,7 @@ def _quantize_per_op(
             else qtyping.QuantGranularity.TENSORWISE
         )
         wide = set(plan.tensors_at("int16"))
-        for key, record in (mixed or {}).items():
-            record["int16_tensors"] = _concat_chain(float_file, key)
+        for record in (mixed or {}).values():
             wide.update(record["int16_tensors"])
         widened = _ops_around(float_file, wide)
         floated = _ops_around(float_file, set(plan.tensors_at("float")))
@@ -511,19 +510,37 @@ MIXED_RANGE_SAMPLES = 64
 
 
 def _mixed_range_outputs(
-    source: SourceModel, calibration: CalibrationData, view: TFView
+    source: SourceModel,
+    calibration: CalibrationData,
+    view: TFView,
+    converter: Any,
+    scratch: Path,
 ) -> dict[str, dict[str, Any]]:
     """Signature output keys of the outputs whose channels' float ranges differ more than
     int8 can hold (:func:`edgepack.drift.channels.mixed_range_outputs`, on calibration
-    samples run through the source model), with the source name, axis and ratio."""
+    samples run through the source model) and that a CONCATENATION joins, with the source
+    name, axis, ratio and the tensors to widen; none when no such output (then the
+    converter's own full-int8 path is kept)."""
     from edgepack.drift.channels import mixed_range_outputs
 
     found = mixed_range_outputs(source.run(calibration.take(MIXED_RANGE_SAMPLES)))
-    return {
-        key: {"output": name, "axis": found[name][0], "range_ratio": round(found[name][1], 1)}
-        for key, name in view.output_names.items()
-        if name in found
-    }
+    keys = {key: name for key, name in view.output_names.items() if name in found}
+    if not keys:
+        return {}
+    float_file = scratch / "float-for-outputs.tflite"
+    float_file.write_bytes(_convert(converter))
+    records = {}
+    for key, name in keys.items():
+        tensors = _concat_chain(float_file, key)
+        if tensors:
+            axis, ratio = found[name]
+            records[key] = {
+                "output": name,
+                "axis": axis,
+                "range_ratio": round(ratio, 1),
+                "int16_tensors": tensors,
+            }
+    return records
 
 
 def _concat_chain(model_file: Path, output_key: str) -> list[str]:

@@ -133,10 +133,11 @@ def mixed_range_outputs(
 ) -> dict[str, tuple[int, float]]:
     """Outputs whose channels' float ranges differ more than ``ratio`` (a detector's boxes in
     pixels beside its 0..1 scores): with one int8 scale, the narrowest channel gets fewer than
-    256 / ``ratio`` steps. Per output name, its channel axis and range ratio."""
+    256 / ``ratio`` steps. Probability outputs are not (rare classes have small ranges by
+    nature). Per output name, its channel axis and range ratio."""
     found = {}
     for name, values in outputs.items():
-        axis = channel_axis(values)
+        axis = None if _is_probability(_as_float(values)) else channel_axis(values)
         if axis is None:
             continue
         measured = _range_ratio(_ranges(_as_float(values), axis))

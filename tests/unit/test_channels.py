@@ -209,3 +209,16 @@ def test_a_profile_drift_table_with_slices_fits_the_manifest_schema() -> None:
     jsonschema.validate(table, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**table, "slices": {"det": {"boxes": 4}}}, schema)
+
+
+def test_mixed_range_outputs_are_detector_tensors_not_probabilities() -> None:
+    from edgepack.drift.channels import mixed_range_outputs
+
+    reference, _ = detector()
+    rng = np.random.default_rng(4)
+    logits = rng.standard_normal((40, 3)) * np.array([8.0, 0.1, 0.1])
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)  # rare classes: tiny ranges
+    found = mixed_range_outputs({"detections": reference, "probs": probs})
+    assert set(found) == {"detections"}
+    axis, ratio = found["detections"]
+    assert ratio > 16 and axis == reference.ndim - 1
