@@ -94,6 +94,8 @@ def onnx_to_tensorflow(
             )
         except ConversionError as exc:
             tried.append({"name": name, "failure": str(exc)})
+            if UNSUPPORTED_OP.search(str(exc)):
+                break  # an op onnx2tf has no conversion for: no layout option changes that
             continue
         except Exception as exc:  # the converted model fails to run: another attempt may not
             text = " ".join(str(exc).split())[:200]
@@ -110,6 +112,7 @@ def onnx_to_tensorflow(
 # onnx2tf's documented alternatives for the failures seen on real exports, in this order; the
 # first that converts and matches the ONNX model on calibration samples is kept.
 RECOVERY_SECONDS = 900.0
+UNSUPPORTED_OP = re.compile(r"op \S+ (\(\S+\) )?is not (convertible|supported by onnx2tf)")
 
 
 def _attempts(
