@@ -146,7 +146,6 @@ class ONNXBackend:
             prepared, details["preprocessing"] = _pre_process(float_model, folder)
             model_file = workdir / self.model_file_name
             kept_float = _nodes_kept_float(prepared, plan, source)
-            kept_float += _masked_softmax_nodes(prepared, details.get("mask_constants"))
             mixed = (
                 {}
                 if settings.mode == "dynamic"
@@ -909,24 +908,6 @@ def _back_to_concat(output: str, producers: dict[str, Any]) -> list[str]:
     if node is None or node.op_type != "Concat":
         return []
     return tensors + [name for name in node.input if name in producers]
-
-
-def _masked_softmax_nodes(model: Path, bounded: Mapping[str, Any] | None) -> list[str]:
-    """The nodes writing the masked attention logits and the Softmax nodes reading them: left
-    float on this CPU target. Even bounded, the mask's fill stretches the logits' range (210
-    on all-MiniLM-L6-v2), and one int8 step of it changes every attention weight."""
-    if not bounded:
-        return []
-    import onnx
-
-    logits = set(bounded["softmax_inputs"])
-    graph = onnx.load(str(model), load_external_data=False).graph
-    return sorted(
-        node.name
-        for node in graph.node
-        if node.name
-        and (logits & set(node.output) or (node.op_type == "Softmax" and logits & set(node.input)))
-    )
 
 
 def _nodes_kept_float(model: Path, plan: PrecisionPlan | None, source: SourceModel) -> list[str]:
