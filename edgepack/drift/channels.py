@@ -39,6 +39,7 @@ from edgepack.drift.metrics import sqnr_db
 RANGE_RATIO = 10.0  # channels whose float ranges differ more than this are measured apart
 MAX_CHANNELS = 4096  # wider axes are feature vectors or anchors, not heterogeneous channels
 MAP_WIDTH = 16  # a one-channel rank-4 output wider than this is an image-like map
+DEAD_CHANNEL = 1e-4  # channels whose float range is below this share of the widest: not judged
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,10 @@ def channel_drift(
     found = channel_axis(ref)
     if found is None:
         return None
-    return [_measure(f"channel {c}", ref, out, found, c, c + 1) for c in range(ref.shape[found])]
+    floor = DEAD_CHANNEL * float(_ranges(ref, found).max())
+    return [
+        _measure(f"channel {c}", ref, out, found, c, c + 1, floor) for c in range(ref.shape[found])
+    ]
 
 
 def channel_axis(reference: np.ndarray) -> int | None:
@@ -179,15 +183,23 @@ def _ranges(ref: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _measure(
-    name: str, ref: np.ndarray, out: np.ndarray, axis: int, start: int, stop: int
+    name: str,
+    ref: np.ndarray,
+    out: np.ndarray,
+    axis: int,
+    start: int,
+    stop: int,
+    floor: float = 0.0,
 ) -> ChannelDrift:
+    """A slice's metrics; it can collapse only when its float range exceeds ``floor`` (a
+    channel that stays within a 10,000th of the widest one's range carries nothing to keep)."""
     index = (slice(None),) * axis + (slice(start, stop),)
     part_ref = ref[index]
     part_out = out[index]
     float_range = float(np.ptp(part_ref)) if part_ref.size else 0.0
     sqnr = sqnr_db(part_ref, part_out)
     reason = None
-    if float_range > 0:
+    if float_range > floor:
         if np.ptp(part_out) == 0:
             reason = f"quantized values constant ({float(part_out.flat[0]):g})"
         elif sqnr < 0:

@@ -222,3 +222,15 @@ def test_mixed_range_outputs_are_detector_tensors_not_probabilities() -> None:
     assert set(found) == {"detections"}
     axis, ratio = found["detections"]
     assert ratio > 16 and axis == reference.ndim - 1
+
+
+def test_a_dead_channel_of_an_embedding_is_not_a_collapse() -> None:
+    """An embedding dimension that barely moves (range 1e-9 beside others of 0.1) gets a
+    hugely negative SQNR from any rounding: it carries nothing, so it cannot collapse."""
+    rng = np.random.default_rng(5)
+    embedding = rng.normal(size=(40, 16)) * np.linspace(0.01, 0.3, 16)
+    embedding[:, 3] = 1e-9 * rng.normal(size=40)
+    quantized = embedding + 1e-4 * rng.normal(size=embedding.shape)
+    channels = channel_drift(embedding, quantized)
+    assert channels is not None
+    assert channels[3].sqnr_db < -50 and not channels[3].collapsed
