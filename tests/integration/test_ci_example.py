@@ -17,7 +17,14 @@ from tests.unit.test_channels import validate_drift_report
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "examples" / "ci" / "drift-check.sh"
-TARGETS = {"digits-tflite", "digits-onnx", "digits-onnx-x86", "digits-coreml"}
+TARGETS = {
+    "digits-tflite",
+    "digits-tflite-dynamic",
+    "digits-onnx",
+    "digits-onnx-x86",
+    "digits-onnx-dynamic",
+    "digits-coreml",
+}
 
 
 def run_script(reports: Path, **env: str) -> subprocess.CompletedProcess[str]:
