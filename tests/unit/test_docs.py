@@ -20,7 +20,7 @@ def test_quickstart_has_exactly_two_commands() -> None:
     build, tests = commands
     assert "pip install" in build and "edgepack build examples/digits/digits.keras" in build
     assert "--calib calibration/digits/calib" in build
-    assert "pip install" in tests and tests.endswith("pytest")
+    assert "pip install" in tests and tests.endswith("pytest -n auto")  # both CI cores
 
 
 def test_ci_runs_the_test_command_verbatim() -> None:
