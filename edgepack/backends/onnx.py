@@ -19,6 +19,7 @@ masks) keep their dtype and are never quantized.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
@@ -711,7 +712,8 @@ def _pre_process(model: Path, folder: Path) -> tuple[Path, str]:
     target = folder / "prepared.onnx"
     for skip_symbolic in (False, True):
         try:
-            with captured_output():
+            # its shape inference writes temporary files into the working directory
+            with captured_output(), contextlib.chdir(folder):
                 quant_pre_process(str(model), str(target), skip_symbolic_shape=skip_symbolic)
             if skip_symbolic:
                 log.debug("quantization pre-processing ran without symbolic shape inference")
