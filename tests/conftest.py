@@ -111,6 +111,19 @@ def tiny(tmp_path: Path, tiny_model_dir: Path) -> dict[str, Path]:
     return {"model": tmp_path / "tiny.keras", "calib": tmp_path / "calib"}
 
 
+# Per backend, the execution path that computes the same on every host (README: Execution
+# paths): numeric bounds are asserted there, so they hold on AVX2, AVX-512 and ARM alike.
+PORTABLE_PATH = {"onnx": "unoptimized", "tflite": "reference", "coreml": "emulator"}
+
+
+def portable_figures(manifest: dict) -> dict:
+    """The drift figures (``top1_agreement``, ``min_sqnr_db``, ``verdict``) of a manifest's
+    host-independent execution path."""
+    wanted = PORTABLE_PATH[manifest["target"]["backend"]]
+    (found,) = [p for p in manifest["drift"]["paths"] if p["name"] == wanted]
+    return found
+
+
 def assert_one_line_error(result: CliResult, code: int, *needles: str) -> None:
     """A user error run with ``-q``: the exit code, exactly one line on stderr, no traceback."""
     assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
