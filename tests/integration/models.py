@@ -342,7 +342,6 @@ def token_classifier_onnx(path: Path, vocab: int = 50, length: int = 12) -> Path
     embeddings, then Gemm and Softmax over 4 classes. (Not a ReduceSum divided by the mask's
     sum: LiteRT's int8 DIV stops when the divisor quantizes to its zero point, and its reference
     kernels' int8 SUM returned -1 for every value here.)"""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(11)
@@ -361,21 +360,7 @@ def token_classifier_onnx(path: Path, vocab: int = 50, length: int = 12) -> Path
         helper.make_node("Gemm", ["mean", "W", "b"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "tokens",
-        [
-            helper.make_tensor_value_info(name, TensorProto.INT64, ["N", length])
-            for name in ("input_ids", "attention_mask")
-        ],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 4])],
-        initializer=initializers,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return _save_token_model(path, "tokens", nodes, initializers, length)
 
 
 def token_set(folder: Path, count: int, vocab: int = 50, length: int = 12, seed: int = 0) -> Path:
@@ -402,18 +387,6 @@ def keras_text_transformer(folder: Path, seed: int = 0) -> Path:
     vocab, length, classes, width = 64, 16, 4, 32
     keras.utils.set_random_seed(seed)
 
-    def tokens(count: int, data_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rng = np.random.default_rng(data_seed)
-        lengths = rng.integers(6, length + 1, count)
-        mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.int32)
-        ids = rng.integers(classes + 1, vocab, (count, length))
-        labels = rng.integers(0, classes, count)
-        for row in range(count):
-            first = rng.integers(0, lengths[row] - 1)
-            ids[row, first] = labels[row] + 1
-            ids[row, rng.integers(first + 1, lengths[row])] = rng.integers(1, classes + 1)
-        return (ids * mask).astype(np.int32), mask, labels
-
     ids = keras.Input((length,), dtype="int32", name="input_ids")
     mask = keras.Input((length,), dtype="int32", name="attention_mask")
     positions = ops.cumsum(ops.ones_like(ids), axis=1) - 1
@@ -433,19 +406,10 @@ def keras_text_transformer(folder: Path, seed: int = 0) -> Path:
     scores = layers.Dense(classes, activation="softmax", name="scores")(pooled)
     model = keras.Model([ids, mask], scores)
     model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy")
-    train_ids, train_mask, train_labels = tokens(3000, seed)
+    train_ids, train_mask, train_labels = keyword_tokens(3000, seed, np.int32)
     model.fit([train_ids, train_mask], train_labels, epochs=8, batch_size=64, verbose=0)
     model.save(folder / "text.keras")
-    for name, count, data_seed in (("calib", 200, seed + 2), ("eval", 300, seed + 1)):
-        part_ids, part_mask, part_labels = tokens(count, data_seed)
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        np.savez(
-            folder / name / "tokens.npz",
-            input_ids=part_ids,
-            attention_mask=part_mask,
-            labels=part_labels,
-        )
-        (folder / name / "calibration.toml").write_text("")
+    _write_keyword_sets(folder, seed, np.int32)
     return folder / "text.keras"
 
 
@@ -454,7 +418,6 @@ def attention_onnx(path: Path, fill: float = -3.4e38, vocab: int = 50, length: i
     fill)`` before Softmax (``fill``: PyTorch's finfo.min; -10000 for older BERT exports),
     then mean pooling, Gemm and Softmax over 4 classes. Inputs ``input_ids`` and
     ``attention_mask``, int64 [N, L]."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     width = 16
@@ -487,21 +450,7 @@ def attention_onnx(path: Path, fill: float = -3.4e38, vocab: int = 50, length: i
         helper.make_node("Gemm", ["pooled", "W", "b"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "attention",
-        [
-            helper.make_tensor_value_info(name, TensorProto.INT64, ["N", length])
-            for name in ("input_ids", "attention_mask")
-        ],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 4])],
-        initializer=initializers,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return _save_token_model(path, "attention", nodes, initializers, length)
 
 
 def torch_text_transformer(folder: Path, seed: int = 0) -> Path:
@@ -514,18 +463,6 @@ def torch_text_transformer(folder: Path, seed: int = 0) -> Path:
 
     vocab, length, classes, width = 64, 16, 4, 32
     torch.manual_seed(seed)
-
-    def tokens(count: int, data_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rng = np.random.default_rng(data_seed)
-        lengths = rng.integers(6, length + 1, count)
-        mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.int64)
-        ids = rng.integers(classes + 1, vocab, (count, length))
-        labels = rng.integers(0, classes, count)
-        for row in range(count):
-            first = rng.integers(0, lengths[row] - 1)
-            ids[row, first] = labels[row] + 1
-            ids[row, rng.integers(first + 1, lengths[row])] = rng.integers(1, classes + 1)
-        return (ids * mask).astype(np.int64), mask, labels
 
     class TextClassifier(nn.Module):
         def __init__(self) -> None:
@@ -547,7 +484,7 @@ def torch_text_transformer(folder: Path, seed: int = 0) -> Path:
 
     model = TextClassifier()
     optimizer = torch.optim.Adam(model.parameters(), 2e-3)
-    ids, mask, labels = tokens(3000, seed)
+    ids, mask, labels = keyword_tokens(3000, seed, np.int64)
     for epoch in range(20):
         order = np.random.default_rng(epoch).permutation(len(ids))
         for start in range(0, len(ids), 64):
@@ -565,16 +502,7 @@ def torch_text_transformer(folder: Path, seed: int = 0) -> Path:
         model, example, str(target), input_names=["input_ids", "attention_mask"],
         output_names=["probs"], dynamic_axes=dynamic, opset_version=17, dynamo=False,
     )  # fmt: skip
-    for name, count, data_seed in (("calib", 200, seed + 2), ("eval", 300, seed + 1)):
-        part_ids, part_mask, part_labels = tokens(count, data_seed)
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        np.savez(
-            folder / name / "tokens.npz",
-            input_ids=part_ids,
-            attention_mask=part_mask,
-            labels=part_labels,
-        )
-        (folder / name / "calibration.toml").write_text("")
+    _write_keyword_sets(folder, seed, np.int64)
     return target
 
 
@@ -636,3 +564,54 @@ def audio_conv1d_onnx(folder: Path, length: int = 4096, count: int = 48) -> Path
     np.save(folder / "calib" / "audio.npy", np.stack(tones).astype(np.float32)[..., None])
     (folder / "calib" / "calibration.toml").write_text("")
     return folder / "audio.onnx"
+
+
+def _save_token_model(
+    path: Path, name: str, nodes: list[Any], initializers: list[Any], length: int
+) -> Path:
+    """An opset-13 model of ``nodes`` with int64 ``input_ids`` and ``attention_mask`` [N, L]
+    in and ``probs`` [N, 4] out, checked and saved to ``path``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [
+            helper.make_tensor_value_info(input_name, TensorProto.INT64, ["N", length])
+            for input_name in ("input_ids", "attention_mask")
+        ],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 4])],
+        initializer=initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def keyword_tokens(
+    count: int, seed: int, dtype: Any, vocab: int = 64, length: int = 16, classes: int = 4
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Synthetic text for the transformers: ids, masks (padding after 6 to ``length`` tokens)
+    and labels; the label is which of ``classes`` keywords (ids 1..classes) comes first."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(6, length + 1, count)
+    mask = (np.arange(length)[None, :] < lengths[:, None]).astype(dtype)
+    ids = rng.integers(classes + 1, vocab, (count, length))
+    labels = rng.integers(0, classes, count)
+    for row in range(count):
+        first = rng.integers(0, lengths[row] - 1)
+        ids[row, first] = labels[row] + 1
+        ids[row, rng.integers(first + 1, lengths[row])] = rng.integers(1, classes + 1)
+    return (ids * mask).astype(dtype), mask, labels
+
+
+def _write_keyword_sets(folder: Path, seed: int, dtype: Any) -> None:
+    """``calib`` (200) and ``eval`` (300) token sets with labels, contracts empty."""
+    for name, count, data_seed in (("calib", 200, seed + 2), ("eval", 300, seed + 1)):
+        ids, mask, labels = keyword_tokens(count, data_seed, dtype)
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        np.savez(folder / name / "tokens.npz", input_ids=ids, attention_mask=mask, labels=labels)
+        (folder / name / "calibration.toml").write_text("")
