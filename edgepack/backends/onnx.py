@@ -245,7 +245,7 @@ class ONNXBackend:
             return {o.source_name: np.asarray(v) for o, v in zip(outputs, values, strict=True)}
 
         def run(feeds: Feeds) -> Outputs:
-            return run_in_batches(run_batch, feeds, _fixed_batch(inputs))
+            return run_in_batches(run_batch, feeds, fixed_batch(inputs))
 
         version = metadata.version("onnxruntime")
         details: dict[str, Any] = {"graph_optimization": chosen.name == "optimized"}
@@ -645,12 +645,6 @@ def _run_model(
         for info, value in zip(outputs, session.run(names, sample), strict=True):
             parts[info.source_name].append(np.asarray(value))
     return {name: np.concatenate(values) for name, values in parts.items()}
-
-
-def _fixed_batch(inputs: Sequence[TensorInfo]) -> int | None:
-    """The batch size the bundle's inputs fix (the manifest writes a free axis as -1)."""
-    sizes = {info.shape[0] for info in inputs if info.shape}
-    return sizes.pop() if len(sizes) == 1 and min(sizes) > 0 else None
 
 
 def _declared(value: Any) -> ModelIO:

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -74,8 +74,14 @@ class SourceModel:
         return self._sha256
 
 
-def fixed_batch(inputs: Sequence[TensorSpec]) -> int | None:
-    """The batch size every input fixes (its leading axis), or None when it is free."""
+class _Shaped(Protocol):
+    @property
+    def shape(self) -> tuple[int | None, ...]: ...
+
+
+def fixed_batch(inputs: Sequence[_Shaped]) -> int | None:
+    """The batch size every input fixes (its leading axis), or None when it is free (a source
+    model's ``None`` or a bundle manifest's ``-1``)."""
     sizes = {spec.shape[0] for spec in inputs if spec.shape}
     if len(sizes) != 1:
         return None

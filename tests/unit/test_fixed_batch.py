@@ -43,3 +43,10 @@ def test_fixed_batch_is_read_from_every_input() -> None:
     assert fixed_batch([spec("a", (None, 3), "float32")]) is None
     assert fixed_batch([spec("a", (1, 3), "float32"), spec("b", (None, 2), "int64")]) is None
     assert fixed_batch([spec("a", (), "float32")]) is None
+
+
+def test_a_bundle_manifest_marks_a_free_batch_with_minus_one() -> None:
+    from edgepack.backends.base import TensorInfo
+
+    assert fixed_batch([TensorInfo("x", "x", (-1, 3, 8, 8), "float32")]) is None
+    assert fixed_batch([TensorInfo("x", "x", (1, 3, 8, 8), "float32")]) == 1
