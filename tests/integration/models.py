@@ -256,7 +256,6 @@ def savedmodel_yolo_head(path: Path, layout: str, classes: int = 3, anchors: int
 def control_flow_onnx(path: Path, op: str) -> Path:
     """x[N,4] -> y: an ``If`` on the sign of x's sum choosing Relu or Neg, or a ``Loop`` adding
     x to itself three times: the control flow streaming and dynamic exports carry."""
-    import onnx
     from onnx import TensorProto, helper
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
@@ -302,16 +301,11 @@ def control_flow_onnx(path: Path, op: str) -> Path:
             helper.make_tensor("keep", TensorProto.BOOL, [], [True]),
         ]
     graph = helper.make_graph(nodes, op.lower(), [x], [y], initializer=constants)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return _save_graph(graph, path)
 
 
 def stateful_gru_onnx(path: Path) -> Path:
     """A streaming GRU step: x[1,N,4] and the previous state h[1,N,8] in, the new state out."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(5)
@@ -329,11 +323,7 @@ def stateful_gru_onnx(path: Path) -> Path:
         [helper.make_tensor_value_info("h_next", TensorProto.FLOAT, [1, "N", 8])],
         initializer=weights,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return _save_graph(graph, path)
 
 
 def token_classifier_onnx(path: Path, vocab: int = 50, length: int = 12) -> Path:
@@ -571,7 +561,6 @@ def _save_token_model(
 ) -> Path:
     """An opset-13 model of ``nodes`` with int64 ``input_ids`` and ``attention_mask`` [N, L]
     in and ``probs`` [N, 4] out, checked and saved to ``path``."""
-    import onnx
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
@@ -584,11 +573,7 @@ def _save_token_model(
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 4])],
         initializer=initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return _save_graph(graph, path)
 
 
 def keyword_tokens(
@@ -615,3 +600,15 @@ def _write_keyword_sets(folder: Path, seed: int, dtype: Any) -> None:
         (folder / name).mkdir(parents=True, exist_ok=True)
         np.savez(folder / name / "tokens.npz", input_ids=ids, attention_mask=mask, labels=labels)
         (folder / name / "calibration.toml").write_text("")
+
+
+def _save_graph(graph: Any, path: Path, opset: int = 13) -> Path:
+    """``graph`` as a checked ONNX model (IR 8, the default opset ``opset``) at ``path``."""
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
