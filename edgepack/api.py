@@ -295,7 +295,11 @@ def _build_one(job: _Job) -> BuildResult:
         report = verdict.report
         # after the build, so that a build that fails says one line
         for warning in split_warnings(
-            len(split.calibration), len(checked.refs), options, checked.kind
+            len(split.calibration),
+            len(checked.refs),
+            options,
+            checked.kind,
+            classifies=report.top1_agreement is not None,
         ):
             log.warning("%s: %s", options.profile.name, warning)
         layers = None
@@ -324,11 +328,16 @@ FEW_CALIBRATION_SAMPLES = 50  # below this, int8 ranges move with the sample dra
 
 
 def split_warnings(
-    calibrating: int, checking: int, options: BuildOptions, kind: str = "held-out samples"
+    calibrating: int,
+    checking: int,
+    options: BuildOptions,
+    kind: str = "held-out samples",
+    classifies: bool = True,
 ) -> list[str]:
     """Warnings about a build's samples too few for their job: too few to calibrate on, or
-    too few ``kind`` checked to resolve the drift budget (with the number that would:
-    :func:`edgepack.drift.metrics.samples_needed`)."""
+    too few ``kind`` checked to resolve the agreement or accuracy budget (with the number that
+    would: :func:`edgepack.drift.metrics.samples_needed`), which applies only to a model with
+    a classifier output (``classifies``)."""
     from edgepack.drift.metrics import samples_needed
 
     warnings = []
@@ -346,7 +355,7 @@ def split_warnings(
         )
         if allowance is not None and allowance > 0
     ]
-    if allowances and checking:
+    if allowances and checking and classifies:
         name, finest = min(allowances, key=lambda item: item[1])
         needed = samples_needed(finest)
         if checking < needed:

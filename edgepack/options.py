@@ -117,9 +117,9 @@ def _parse_precisions(value: Any) -> tuple[str, ...]:
 
 
 def _parse_detections(value: Any) -> dict[str, str]:
-    """``{output: layout}``: outputs measured as YOLO-style detections (``channels_first`` for
-    ``[N, 4+C, anchors]``, ``channels_last`` for ``[N, anchors, 4+C]``), or ``off`` to stop
-    the automatic recognition of an output."""
+    """``{output: layout}``: outputs measured as detections (YOLO-style ``channels_first`` for
+    ``[N, 4+C, anchors]``, ``channels_last`` for ``[N, anchors, 4+C]``; ``map`` for one-channel
+    probability maps), or ``off`` to stop the automatic recognition of an output."""
     from edgepack.drift.detections import LAYOUTS
 
     if not isinstance(value, Mapping):

@@ -10,6 +10,9 @@ and at most :data:`MAX_DETECTIONS` are kept per sample. Quantized detections are
 to float ones (:func:`detection_drift`), giving the recall and precision of the quantized model
 against the float model and the mean IoU of the matched boxes.
 
+One-channel probability maps (DBNet text detection, layout ``"map"``) are decoded into regions
+by :mod:`edgepack.drift.regions` and matched the same way.
+
 Pure NumPy; loops run over samples and kept detections, never over anchors.
 """
 
@@ -19,7 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LAYOUTS = ("channels_first", "channels_last")
+from edgepack.drift import regions
+
+ROW_LAYOUTS = ("channels_first", "channels_last")  # YOLO-style rows of box and scores
+MAP = "map"
+LAYOUTS = (*ROW_LAYOUTS, MAP)
 NMS_IOU = 0.7  # Ultralytics' default IoU threshold of non_max_suppression
 MAX_DETECTIONS = 300  # Ultralytics' default max_det
 MIN_ROWS = 5  # 4 box rows and at least one class
@@ -52,23 +59,32 @@ class DetectionDrift:
 
 
 def recognise_layout(reference: np.ndarray) -> str | None:
-    """The layout of a YOLOv8-style output when its shape and values leave no doubt, else None.
+    """The layout of a detection output when its shape and values leave no doubt, else None.
 
-    The rule: the output has rank 3; one non-batch axis (the row axis) has ``k`` entries with
+    A YOLOv8-style output has rank 3; one non-batch axis (the row axis) has ``k`` entries with
     5 <= k <= 1024 and the other non-batch axis (the anchor axis) at least ``4 * k``; along the
     row axis, every value of rows ``4:`` (class scores) lies in [0, 1] and each of rows ``0:4``
     (box ``cx, cy, w, h`` in pixels) has a float range (max - min over the batch and anchors)
     above 1. Row axis 1 is ``"channels_first"``, row axis 2 ``"channels_last"``. (The two axes
-    cannot both pass the shape test, since each would have to be 4 times the other.)
+    cannot both pass the shape test, since each would have to be 4 times the other.) A
+    one-channel probability map is ``"map"`` (:func:`edgepack.drift.regions.looks_like_map`).
     """
     ref = np.asarray(reference)
+    if regions.looks_like_map(ref):
+        return MAP
     if ref.ndim != 3 or ref.size == 0:
         return None
-    for axis, layout in zip((1, 2), LAYOUTS, strict=True):
+    for axis, layout in zip((1, 2), ROW_LAYOUTS, strict=True):
         rows, anchors = ref.shape[axis], ref.shape[3 - axis]
         if MIN_ROWS <= rows <= MAX_ROWS and anchors >= ANCHORS_PER_ROW * rows:
             return layout if _looks_like_detections(np.moveaxis(ref, axis, 0)) else None
     return None
+
+
+def rank_of(layout: str) -> int:
+    """The rank of a detection output of ``layout`` (the batch axis included)."""
+    _check_layout(layout)
+    return 4 if layout == MAP else 3
 
 
 def decode(
@@ -107,30 +123,34 @@ def detection_drift(
 
     Per sample, float detections are taken highest score first; each is matched to the unused
     quantized detection of the same class with the best IoU, if that IoU >= ``iou_threshold``.
-    Counts are totalled over the batch. Raises ValueError on a bad layout or mismatched shapes.
+    Counts are totalled over the batch. ``score_threshold`` applies to YOLO-style outputs; maps
+    keep regions by DBNet's own box score. Raises ValueError on a bad layout or mismatched
+    shapes.
     """
     _check_layout(layout)
     ref = np.asarray(reference)
     out = np.asarray(quantized)
-    if ref.shape != out.shape or ref.ndim != 3:
+    if ref.shape != out.shape or ref.ndim != rank_of(layout):
         raise ValueError(
-            f"output {name!r}: expected two [N, 4+C, A] or [N, A, 4+C] outputs of one shape, "
+            f"output {name!r}: expected two {layout} detection outputs of rank "
+            f"{rank_of(layout)} and one shape, "
             f"got float {ref.shape} and quantized {out.shape}"
         )
-    float_count = quantized_count = 0
-    ious: list[np.ndarray] = []
-    for ref_sample, out_sample in zip(ref, out, strict=True):
-        float_boxes, float_scores, float_classes = decode(ref_sample, layout, score_threshold)
-        quant_boxes, _, quant_classes = decode(out_sample, layout, score_threshold)
-        float_count += len(float_boxes)
-        quantized_count += len(quant_boxes)
-        ious.append(
-            match_detections(
-                (float_boxes, float_scores, float_classes),
-                (quant_boxes, quant_classes),
-                iou_threshold,
-            )
-        )
+    if layout == MAP:
+        score_threshold = regions.BOX_SCORE
+        samples = zip(regions.as_maps(ref), regions.as_maps(out), strict=True)
+        decoded = [(regions.decode_map(r), regions.decode_map(q)) for r, q in samples]
+    else:
+        decoded = [
+            (decode(r, layout, score_threshold), decode(q, layout, score_threshold))
+            for r, q in zip(ref, out, strict=True)
+        ]
+    float_count = sum(len(found[0]) for found, _ in decoded)
+    quantized_count = sum(len(found[0]) for _, found in decoded)
+    ious = [
+        match_detections(found, (candidates[0], candidates[2]), iou_threshold)
+        for found, candidates in decoded
+    ]
     matched_ious = np.concatenate(ious) if ious else np.zeros(0)
     matched = len(matched_ious)
     return DetectionDrift(
@@ -245,7 +265,8 @@ def _overlap(
 
 def _rows(sample: np.ndarray, layout: str) -> np.ndarray:
     """One sample as ``[4 + C, A]`` (a view)."""
-    _check_layout(layout)
+    if layout not in ROW_LAYOUTS:
+        raise ValueError(f"layout must be one of {ROW_LAYOUTS} for rows, got {layout!r}")
     if sample.ndim != 2 or sample.shape[0 if layout == "channels_first" else 1] < MIN_ROWS:
         raise ValueError(f"expected one {layout} sample of 4 box rows and classes: {sample.shape}")
     return sample if layout == "channels_first" else sample.T

@@ -16,7 +16,12 @@ from edgepack.drift.channels import (
     collapsed_channels,
     parse_slice,
 )
-from edgepack.drift.detections import DetectionDrift, detection_drift, recognise_layout
+from edgepack.drift.detections import (
+    DetectionDrift,
+    detection_drift,
+    rank_of,
+    recognise_layout,
+)
 from edgepack.errors import ConfigError
 from edgepack.options import Thresholds
 
@@ -393,10 +398,10 @@ def _check_detections(layouts: Mapping[str, str], reference: Mapping[str, np.nda
                 f"drift.detections names output {output!r}; the model's outputs are "
                 f"{list(reference)}"
             )
-        if layout != "off" and np.ndim(reference[output]) != 3:
+        if layout != "off" and np.ndim(reference[output]) != rank_of(layout):
             raise ConfigError(
-                f"drift.detections.{output}: a {layout} detection output has rank 3, this one "
-                f"has shape {list(np.shape(reference[output]))}"
+                f"drift.detections.{output}: a {layout} detection output has rank "
+                f"{rank_of(layout)}, this one has shape {list(np.shape(reference[output]))}"
             )
 
 

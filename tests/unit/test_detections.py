@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from edgepack.drift.detections import (
-    LAYOUTS,
+    ROW_LAYOUTS,
     box_iou,
     decode,
     detection_drift,
     recognise_layout,
 )
+from edgepack.drift.regions import decode_map, label_regions, looks_like_map
 
 CENTRES = [(100.0, 100.0), (300.0, 100.0), (100.0, 400.0), (300.0, 400.0)]  # 200+ px apart
 ANCHORS_OF_DETECTIONS = [2, 5, 11, 17]
@@ -41,7 +42,7 @@ def in_layout(rows: np.ndarray, layout: str) -> np.ndarray:
     return rows if layout == "channels_first" else np.ascontiguousarray(rows.transpose(0, 2, 1))
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", ROW_LAYOUTS)
 def test_identical_outputs_match_every_detection(layout: str) -> None:
     reference = in_layout(detector_output(), layout)
     assert recognise_layout(reference) == layout
@@ -56,7 +57,7 @@ def test_identical_outputs_match_every_detection(layout: str) -> None:
     )
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", ROW_LAYOUTS)
 def test_scores_quantized_to_zero_detect_nothing(layout: str) -> None:
     rows = detector_output()
     quantized = rows.copy()
@@ -67,7 +68,7 @@ def test_scores_quantized_to_zero_detect_nothing(layout: str) -> None:
     assert drift.precision is None and drift.mean_iou is None
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", ROW_LAYOUTS)
 def test_boxes_moved_further_than_their_size_are_missed(layout: str) -> None:
     rows = detector_output()
     quantized = rows.copy()
@@ -98,7 +99,7 @@ def test_a_swapped_class_is_not_matched() -> None:
     assert drift.mean_iou == 1.0
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", ROW_LAYOUTS)
 def test_nms_removes_a_duplicate_of_the_same_class_only(layout: str) -> None:
     rows = detector_output(samples=1)
     boxes, scores, classes = decode(in_layout(rows, layout)[0], layout, 0.25)
@@ -159,9 +160,83 @@ def test_bad_layouts_and_shapes_are_refused() -> None:
     rows = detector_output()
     with pytest.raises(ValueError, match="layout must be one of"):
         detection_drift("det", rows, rows, "nhwc")
-    with pytest.raises(ValueError, match="of one shape"):
+    with pytest.raises(ValueError, match="and one shape"):
         detection_drift("det", rows, rows[:2], "channels_first")
     with pytest.raises(ValueError, match="4 box rows"):
         decode(rows[0, :4], "channels_first", 0.25)  # boxes without a class row
     with pytest.raises(ValueError, match="4 box rows"):
         decode(rows, "channels_first", 0.25)  # the batch, not one sample
+
+
+def probability_map(
+    samples: int = 3, size: int = 64, lines: int = 4, seed: int = 0, channels_first: bool = True
+) -> np.ndarray:
+    """A DBNet-style map: ``lines`` text lines per sample (8 px tall, 40 px long, probability
+    0.95) on a background of 0.02, with sigmoid-like noise."""
+    rng = np.random.default_rng(seed)
+    maps = rng.uniform(0.0, 0.04, (samples, size, size))
+    for sample in range(samples):
+        for line in range(lines):
+            top = 4 + line * 14
+            maps[sample, top : top + 8, 6 + sample : 46 + sample] = 0.95
+    maps = maps.astype(np.float32)
+    return maps[:, None] if channels_first else maps[..., None]
+
+
+def test_map_regions_are_the_text_lines() -> None:
+    boxes, scores, classes = decode_map(probability_map()[0, 0])
+    assert boxes.tolist() == [[6, 4 + 14 * k, 46, 12 + 14 * k] for k in range(4)]
+    assert np.allclose(scores, 0.95) and classes.tolist() == [0, 0, 0, 0]
+
+
+def test_regions_are_8_connected_and_small_ones_dropped() -> None:
+    mask = np.zeros((12, 12), dtype=bool)
+    mask[1, 1] = mask[2, 2] = mask[3, 3] = True  # a diagonal: one region
+    mask[6:9, 6:11] = True
+    mask[8, 5] = True  # touches the block by a corner
+    labels = label_regions(mask)
+    assert len(np.unique(labels[mask])) == 2 and (labels[~mask] == -1).all()
+    probs = mask.astype(np.float64)
+    boxes, _, _ = decode_map(probs)
+    # the diagonal is 3 x 3 and kept; a lone pixel would be under MIN_SIDE
+    assert sorted(boxes.tolist()) == [[1, 1, 4, 4], [5, 6, 11, 9]]
+    lone = np.zeros((12, 12))
+    lone[5, 5] = 1.0
+    assert len(decode_map(lone)[0]) == 0
+
+
+def test_a_region_needs_its_mean_probability_over_the_box_score() -> None:
+    probs = np.zeros((20, 20))
+    probs[2:8, 2:12] = 0.5  # above the binarisation (0.3), under the box score (0.6)
+    probs[12:18, 2:12] = 0.7
+    boxes, scores, _ = decode_map(probs)
+    assert boxes.tolist() == [[2, 12, 12, 18]] and np.allclose(scores, [0.7])
+
+
+@pytest.mark.parametrize("channels_first", [True, False])
+def test_maps_are_recognised_and_matched(channels_first: bool) -> None:
+    reference = probability_map(channels_first=channels_first)
+    assert recognise_layout(reference) == "map"
+    same = detection_drift("map", reference, reference.copy(), "map")
+    assert (same.float_detections, same.matched, same.recall, same.mean_iou) == (12, 12, 1.0, 1.0)
+    assert same.score_threshold == 0.6
+    faded = reference.copy()
+    faded[1] = 0.2  # one sample's lines fall under the binarisation: 4 of 12 lost
+    assert detection_drift("map", reference, faded, "map").recall == pytest.approx(8 / 12)
+    joined = reference.copy()
+    if channels_first:
+        joined[:, 0, 4:60, 6:48] = 0.95  # the four lines merge into one block
+    else:
+        joined[:, 4:60, 6:48, 0] = 0.95
+    merged = detection_drift("map", reference, joined, "map")
+    assert (merged.quantized_detections, merged.matched) == (3, 0)
+
+
+def test_images_and_multi_channel_maps_are_not_maps() -> None:
+    rng = np.random.default_rng(2)
+    assert not looks_like_map(rng.random((2, 1, 64, 64)))  # an image in [0, 1]: not saturated
+    assert not looks_like_map(np.repeat(probability_map(), 3, axis=1))  # three channels
+    assert not looks_like_map(probability_map(size=12))  # smaller than 16 px
+    assert not looks_like_map(probability_map() * 3)  # not probabilities
+    with pytest.raises(ValueError, match="rank 4"):
+        detection_drift("m", probability_map()[:, 0], probability_map()[:, 0], "map")

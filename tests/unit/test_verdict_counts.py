@@ -166,3 +166,17 @@ def test_build_warns_about_a_split_too_small(
         assert warning.startswith(start), warning
     if held_out < 381:
         assert all("about 381 would" in w for w in warnings if "held-out" in w)
+
+
+def test_no_sample_budget_warning_without_a_classifier_output() -> None:
+    """A detector's map or an embedding has no top-1: the agreement and accuracy budgets do
+    not apply, so too few samples to resolve them is not worth a warning."""
+    from pathlib import Path
+
+    from edgepack.api import split_warnings
+    from edgepack.options import BuildOptions
+    from edgepack.profiles import load_profile
+
+    options = BuildOptions(load_profile("onnx"), None, Path("."))
+    assert len(split_warnings(200, 12, options)) == 1
+    assert split_warnings(200, 12, options, classifies=False) == []
