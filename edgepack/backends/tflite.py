@@ -47,7 +47,7 @@ from edgepack.frontends.base import Feeds, Outputs, SourceModel
 from edgepack.frontends.tf_call import signature_name, tf_callable, tf_input_dtype
 from edgepack.tune import Candidate, PrecisionPlan
 
-IO_DTYPES = ("int8", "uint8", "float32")
+IO_DTYPES = ("int8", "uint8", "int16", "float32")  # int16: 16x8 (int16 activations)
 MODES = ("static", "dynamic")
 SUPPORTED_SOURCES = ("keras", "savedmodel", "onnx")
 CALIBRATION_METHODS = ("minmax",)
@@ -223,7 +223,11 @@ class TFLiteBackend:
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
             return _convert(converter)
         converter.representative_dataset = _representative(view, calibration, settings)
-        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            if settings.io_dtype == "int16"
+            else tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+        ]
         if settings.allow_float_fallback:
             ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
         converter.target_spec.supported_ops = ops
@@ -236,8 +240,9 @@ class TFLiteBackend:
         """16-bit activations with int8 weights (LiteRT's 16x8 builtin kernels), built per op
         with Google's ai-edge-quantizer; then, only where the profile allows float fallback
         (ops an NPU delegate hands back to the CPU), float ops. The per-op quantizer's
-        bundles have int8 inputs and outputs, so neither for uint8-I/O profiles."""
-        if settings.io_dtype != "int8":  # uint8 I/O, or dynamic range (float I/O)
+        bundles have int8 inputs and outputs, so neither for uint8-I/O profiles, nor for 16x8
+        profiles (int16 I/O), whose every activation is 16-bit already."""
+        if settings.io_dtype != "int8":  # uint8 or int16 I/O, or dynamic range (float I/O)
             return ()
         return ("int16", "float") if settings.allow_float_fallback else ("int16",)
 
@@ -343,7 +348,9 @@ def _converter(
     scratch: Path,
 ) -> tuple[TFView, Any]:
     """The TF view of ``source`` exported with fixed input shapes, and a converter on it."""
-    view = tf_view(source, calibration, settings.batch_size, scratch)
+    # 16x8: the converter cannot quantize the HARD_SWISH op it fuses (see onnx_forms)
+    hardswish = "scaled" if settings.io_dtype == "int16" else None
+    view = tf_view(source, calibration, settings.batch_size, scratch, hardswish)
     export_dir = scratch / "fixed_shape"
     shapes = {
         name: tuple(array.shape[1:]) for name, array in view.tf_sample(calibration.first()).items()

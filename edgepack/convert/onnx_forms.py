@@ -46,7 +46,9 @@ def rewrite_gelu(path: Path) -> int:
         x, old_nodes, output = match
         prefix = f"{erf.name or erf.output[0]}/gelu"
         _replace(graph, old_nodes, _erf_form(prefix, x, output))
-        graph.initializer.extend(_erf_form_constants(prefix))
+        graph.initializer.extend(
+            _float_constants(prefix, half_c=0.5, scale_c=1.0 / SQRT2, one_c=1.0)
+        )
         rewritten += 1
     if rewritten:
         _drop_unread_constants(graph)
@@ -114,37 +116,46 @@ def _erf_form(prefix: str, x: str, output: str) -> list[Any]:
     ]
 
 
-def _erf_form_constants(prefix: str) -> list[Any]:
-    from onnx import numpy_helper
-
-    return [
-        numpy_helper.from_array(np.array(value, np.float32), f"{prefix}/{name}")
-        for name, value in (("half_c", 0.5), ("scale_c", 1.0 / SQRT2), ("one_c", 1.0))
-    ]
+HARDSWISH_FORMS = ("gate", "scaled")
 
 
-def rewrite_hardswish(path: Path) -> int:
+def rewrite_hardswish(path: Path, form: str = "gate") -> int:
     """Rewrite every decomposed HardSwish ``Div(Mul(x, Clip(Add(x, 3), 0, 6)), 6)`` (or its
-    ``Mul(..., 1/6)`` variant) of the ONNX file at ``path`` in place as
-    ``Mul(x, HardSigmoid(x, 1/6, 0.5))``; returns how many."""
-    import onnx
-    from onnx import helper
+    ``Mul(..., 1/6)`` variant) of the ONNX file at ``path`` in place; returns how many.
 
+    ``form`` ``"gate"``: ``Mul(x, HardSigmoid(x, 1/6, 0.5))``, for onnxruntime's QDQ (no tensor
+    holds the wide product). ``"scaled"``: ``Mul(Mul(x, 1/6), Clip(Add(x, 3), 0, 6))``, also for
+    ``HardSwish`` nodes, for TFLite's 16x8 mode: the converter fuses the other orders into its
+    HARD_SWISH op, which it cannot quantize to 16x8 ("not yet supported for op: 'HARD_SWISH'"),
+    and leaves this one as ADD (with ReLU6), MUL and MUL.
+    """
+    import onnx
+
+    if form not in HARDSWISH_FORMS:
+        raise ValueError(f"form must be one of {HARDSWISH_FORMS}, got {form!r}")
     model = onnx.load(str(path))
     graph = model.graph
     index = _GraphIndex(graph)
     rewritten = 0
-    for scale in [n for n in graph.node if n.op_type in ("Div", "Mul")]:
-        match = _match_hardswish(scale, index)
+    for node in list(graph.node):
+        if node.op_type == "HardSwish" and form == "scaled":
+            match: tuple[str, list[Any]] | None = (node.input[0], [node])
+        elif node.op_type in ("Div", "Mul"):
+            match = _match_hardswish(node, index)
+        else:
+            continue
         if match is None:
             continue
         x, old_nodes = match
-        prefix = f"{scale.name or scale.output[0]}/hardswish"
-        gate = helper.make_node(
-            "HardSigmoid", [x], [f"{prefix}/gate"], name=f"{prefix}/gate", alpha=1 / 6, beta=0.5
-        )
-        product = helper.make_node("Mul", [x, f"{prefix}/gate"], [scale.output[0]], name=prefix)
-        _replace(graph, old_nodes, [gate, product])
+        prefix = f"{node.name or node.output[0]}/hardswish"
+        if form == "gate":
+            new_nodes = _gated(prefix, x, node.output[0])
+        else:
+            new_nodes = _scaled(prefix, x, node.output[0])
+            graph.initializer.extend(
+                _float_constants(prefix, sixth=1 / 6, three=3.0, zero=0.0, six=6.0)
+            )
+        _replace(graph, old_nodes, new_nodes)
         rewritten += 1
     if rewritten:
         _drop_unread_constants(graph)
@@ -152,12 +163,50 @@ def rewrite_hardswish(path: Path) -> int:
     return rewritten
 
 
+def _gated(prefix: str, x: str, output: str) -> list[Any]:
+    from onnx import helper
+
+    return [
+        helper.make_node(
+            "HardSigmoid", [x], [f"{prefix}/gate"], name=f"{prefix}/gate", alpha=1 / 6, beta=0.5
+        ),
+        helper.make_node("Mul", [x, f"{prefix}/gate"], [output], name=prefix),
+    ]
+
+
+def _scaled(prefix: str, x: str, output: str) -> list[Any]:
+    from onnx import helper
+
+    return [
+        helper.make_node("Mul", [x, f"{prefix}/sixth"], [f"{prefix}/x6"], name=f"{prefix}/x6"),
+        helper.make_node(
+            "Add", [x, f"{prefix}/three"], [f"{prefix}/shifted"], name=f"{prefix}/add"
+        ),
+        helper.make_node(
+            "Clip",
+            [f"{prefix}/shifted", f"{prefix}/zero", f"{prefix}/six"],
+            [f"{prefix}/relu6"],
+            name=f"{prefix}/relu6",
+        ),
+        helper.make_node("Mul", [f"{prefix}/x6", f"{prefix}/relu6"], [output], name=prefix),
+    ]
+
+
+def _float_constants(prefix: str, **values: float) -> list[Any]:
+    from onnx import numpy_helper
+
+    return [
+        numpy_helper.from_array(np.array(value, np.float32), f"{prefix}/{name}")
+        for name, value in values.items()
+    ]
+
+
 def rewrite_hard_sigmoid(path: Path) -> int:
     """Rewrite every ``HardSigmoid(x, a, b)`` of the ONNX file at ``path`` in place as
     ``Mul(Clip(Add(Mul(x, 6a), 6b), 0, 6), 1/6)`` (the first Mul left out when ``6a`` is 1);
     returns how many."""
     import onnx
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     model = onnx.load(str(path))
     graph = model.graph
@@ -183,10 +232,7 @@ def rewrite_hard_sigmoid(path: Path) -> int:
         for offset, new in enumerate(new_nodes):
             new.name = f"{prefix}/{offset}"
         _replace(graph, [node], new_nodes)
-        graph.initializer.extend(
-            numpy_helper.from_array(np.array(value, np.float32), f"{prefix}/{name}")
-            for name, value in constants.items()
-        )
+        graph.initializer.extend(_float_constants(prefix, **constants))
         rewritten += 1
     if rewritten:
         _drop_unread_constants(graph)

@@ -38,7 +38,7 @@ import numpy as np
 from edgepack._native import captured_output, import_tensorflow, last_native_lines
 from edgepack.convert.compare import check_float_match
 from edgepack.convert.mask_constants import bound_mask_constants
-from edgepack.convert.onnx_forms import rewrite_gelu, rewrite_hard_sigmoid
+from edgepack.convert.onnx_forms import rewrite_gelu, rewrite_hard_sigmoid, rewrite_hardswish
 from edgepack.convert.tf_view import TFView
 from edgepack.errors import ConversionError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel, TensorSpec
@@ -58,8 +58,10 @@ def onnx_to_tensorflow(
     layouts: Mapping[str, str | None],
     batch_size: int,
     scratch: Path,
+    hardswish: str | None = None,
 ) -> TFView:
-    """Convert ``source`` (an ONNX SourceModel) into a SavedModel in ``scratch`` and check it."""
+    """Convert ``source`` (an ONNX SourceModel) into a SavedModel in ``scratch`` and check it;
+    HardSwish rewritten in the ``hardswish`` form first (None: left as it is)."""
     tf = import_tensorflow()
     work = scratch / "onnx2tf"
     work.mkdir(parents=True, exist_ok=True)
@@ -71,6 +73,8 @@ def onnx_to_tensorflow(
         log.debug("attention-mask constants bounded to %s: %s", bounded["bound"], bounded)
     if rewrite_gelu(copy):
         log.debug("exact GELU written in the erf form the TFLite converter fuses")
+    if hardswish and rewrite_hardswish(copy, hardswish):
+        log.debug("HardSwish written in its %s form", hardswish)
     if rewrite_hard_sigmoid(copy):
         log.debug("HardSigmoid written as ReLU6 (the TFLite int8 builtins have no RELU_0_TO_1)")
     prepared = work / "prepared.onnx"

@@ -50,10 +50,15 @@ class TFView:
 
 
 def tf_view(
-    source: SourceModel, calibration: CalibrationData, batch_size: int, scratch: Path
+    source: SourceModel,
+    calibration: CalibrationData,
+    batch_size: int,
+    scratch: Path,
+    hardswish: str | None = None,
 ) -> TFView:
     """The source itself for TF-based formats; for ONNX, the SavedModel onnx2tf makes (in
-    ``scratch``), checked against the ONNX model."""
+    ``scratch``), checked against the ONNX model. ``hardswish`` names the form HardSwish is
+    written in first (:func:`edgepack.convert.onnx_forms.rewrite_hardswish`; None: as it is)."""
     if source.format != "onnx":
         same_in = {s.name: s.name for s in source.inputs}
         same_out = {s.name: s.name for s in source.outputs}
@@ -66,4 +71,6 @@ def tf_view(
         )
     from edgepack.convert.onnx_to_tf import onnx_to_tensorflow
 
-    return onnx_to_tensorflow(source, calibration.take(8), calibration.layouts, batch_size, scratch)
+    return onnx_to_tensorflow(
+        source, calibration.take(8), calibration.layouts, batch_size, scratch, hardswish
+    )

@@ -10,6 +10,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgepack.errors import EdgepackError, InputError
+
 Feeds = Mapping[str, np.ndarray]
 Outputs = dict[str, np.ndarray]
 
@@ -64,8 +66,19 @@ class SourceModel:
 
     def run(self, feeds: Feeds) -> Outputs:
         """Outputs for a batch of any size, fed in slices of the model's batch size where
-        its batch axis is fixed."""
-        return run_in_batches(self.runner, feeds, fixed_batch(self.inputs))
+        its batch axis is fixed. A model that cannot run on the samples (an input size its
+        graph does not take, say) raises :class:`~edgepack.errors.InputError`."""
+        try:
+            return run_in_batches(self.runner, feeds, fixed_batch(self.inputs))
+        except EdgepackError:
+            raise
+        except Exception as exc:
+            shapes = ", ".join(f"{name} {list(np.shape(v))}" for name, v in feeds.items())
+            text = " ".join(str(exc).split())[:200]
+            raise InputError(
+                f"{self.path.name} does not run on the samples ({shapes}): {text} (check the "
+                "set's size and layout against the model's inputs)"
+            ) from None
 
     @property
     def sha256(self) -> str:

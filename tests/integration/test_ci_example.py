@@ -20,9 +20,11 @@ SCRIPT = REPO / "examples" / "ci" / "drift-check.sh"
 TARGETS = {
     "digits-tflite",
     "digits-tflite-dynamic",
+    "digits-tflite-w8a16",
     "digits-onnx",
     "digits-onnx-x86",
     "digits-onnx-dynamic",
+    "digits-onnx-w8a16",
     "digits-coreml",
 }
 

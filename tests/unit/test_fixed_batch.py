@@ -50,3 +50,21 @@ def test_a_bundle_manifest_marks_a_free_batch_with_minus_one() -> None:
 
     assert fixed_batch([TensorInfo("x", "x", (-1, 3, 8, 8), "float32")]) is None
     assert fixed_batch([TensorInfo("x", "x", (1, 3, 8, 8), "float32")]) == 1
+
+
+def test_a_model_that_does_not_run_on_the_samples_is_an_input_error(tmp_path) -> None:
+    """ONNX Runtime's broadcast failure on a size the graph does not take (a DBNet fed 18 x 18
+    pages) is the user's input, not an internal error: exit 3, naming the shapes."""
+    from edgepack.errors import EXIT_INPUT, InputError
+    from edgepack.frontends.base import SourceModel
+
+    def runner(feeds):
+        raise RuntimeError("Attempting to broadcast an axis by a dimension other than 1. 3 by 4")
+
+    spec = TensorSpec("x", (None, 3, None, None), "float32")
+    model = SourceModel(tmp_path / "det.onnx", "onnx", [spec], [spec], runner)
+    with pytest.raises(
+        InputError, match=r"det.onnx does not run on the samples \(x \[2, 3, 18, 18\]\)"
+    ) as caught:
+        model.run({"x": np.zeros((2, 3, 18, 18), np.float32)})
+    assert caught.value.exit_code == EXIT_INPUT and "3 by 4" in str(caught.value)
