@@ -215,6 +215,9 @@ def build(
     bound = samples.bind(source.inputs)
     for _, backend, options in plans:
         backend.check_support(source, options.settings)
+    # one sample through the float model before any conversion: a size or layout its graph
+    # cannot take is the set's problem, said as such, not a converter's failure later
+    source.run(bound.load(samples.samples[:1]))
     evaluations: dict[Path | None, Any] = {
         options.eval_dir: _evaluation_set(options.eval_dir, samples, source)
         for _, _, options in plans

@@ -90,6 +90,31 @@ def test_calibration_shape_mismatch(run_cli: Run, tmp_path: Path) -> None:
     assert folder_is_empty(tmp_path / "out")
 
 
+def test_a_size_the_graph_cannot_take(run_cli: Run, tmp_path: Path) -> None:
+    """Dynamic height and width in the signature, a fixed 8 x 8 constant inside: 6 x 6 images
+    make onnxruntime fail to broadcast. That is the set's size, said in one line (exit 3)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    offset = numpy_helper.from_array(np.ones((1, 8, 8, 1), np.float32), "offset")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["image", "offset"], ["y"])],
+        "fixed_inside",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", "H", "W", 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "H", "W", 1])],
+        [offset],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "fixed.onnx"))
+    write_gray_images(tmp_path / "small", 10, (6, 6))
+    result = build(run_cli, "fixed.onnx", "small")
+    assert_one_line_error(result, EXIT_INPUT, "fixed.onnx does not run on the samples (image [")
+    assert "check the set's size" in result.stderr
+    assert folder_is_empty(tmp_path / "out")
+
+
 def test_calibration_input_name_not_in_model(run_cli: Run, tmp_path: Path) -> None:
     write_gray_images(tmp_path / "named", 10, (8, 8), input_name="pixels")
     assert_one_line_error(
