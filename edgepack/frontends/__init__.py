@@ -32,10 +32,25 @@ __all__ = [
 ]
 
 
+# Formats edgepack writes but does not read: a bundle's model is made from the float original.
+DEPLOYMENT_FORMATS = {
+    ".mlpackage": "a Core ML package",
+    ".mlmodel": "a Core ML model",
+    ".mlmodelc": "a compiled Core ML model",
+    ".tflite": "a TFLite model",
+}
+
+
 def detect_format(path: Path) -> str:
     """The source format of ``path``, or a one-line error saying what was expected."""
     if not path.exists():
         raise ModelLoadError(f"{path}: no such model file or folder")
+    deployed = DEPLOYMENT_FORMATS.get(path.suffix.lower())
+    if deployed:
+        raise ModelLoadError(
+            f"{path}: {deployed} is a deployment format edgepack writes, not a source it "
+            "reads; build from the float original (.keras, .h5, .onnx or a SavedModel folder)"
+        )
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return "savedmodel"

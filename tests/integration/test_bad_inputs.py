@@ -71,6 +71,29 @@ def test_wrong_extension(run_cli: Run, tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("pitch.mlpackage", "a Core ML package"), ("digits.tflite", "a TFLite model")],
+)
+def test_a_deployment_format_is_not_a_source(
+    run_cli: Run, tmp_path: Path, name: str, kind: str
+) -> None:
+    """A Core ML package (the crepe pitch tracker of ../shared/models ships only that) or a
+    TFLite file: said in one line, with what to build from instead."""
+    model = tmp_path / name
+    if name.endswith(".mlpackage"):
+        (model / "Data").mkdir(parents=True)
+        (model / "Manifest.json").write_text("{}")
+    else:
+        model.write_bytes(b"TFL3")
+    assert_one_line_error(
+        build(run_cli, name, DIGITS_CALIB),
+        EXIT_INPUT,
+        f"{kind} is a deployment format",
+        "float original",
+    )
+
+
 def test_folder_that_is_not_a_savedmodel(run_cli: Run, tmp_path: Path) -> None:
     (tmp_path / "folder").mkdir()
     assert_one_line_error(build(run_cli, "folder", DIGITS_CALIB), EXIT_INPUT, "not a SavedModel")
