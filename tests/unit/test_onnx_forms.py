@@ -131,3 +131,22 @@ def test_hard_sigmoid_becomes_relu6_arithmetic(tmp_path: Path, alpha: float, bet
     ops = [n.op_type for n in onnx.load(str(model)).graph.node]
     # the slope is 1 for HardSwish's own gate (alpha 1/6): no multiplication by it
     assert ops == (["Add"] if alpha == 1 / 6 else ["Mul", "Add"]) + ["Clip", "Mul"]
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_hardswish_scaled_form_for_tflite_16x8(tmp_path: Path, native: bool) -> None:
+    """``(x / 6) * relu6(x + 3)``: the order the TFLite converter leaves unfused (its fused
+    HARD_SWISH has no 16x8 kernel); ONNX's own HardSwish op is written the same way."""
+    if native:
+        nodes = [helper.make_node("HardSwish", ["x"], ["y"])]
+        model = save_graph(tmp_path / "native.onnx", nodes, opset=14)
+    else:
+        model = paddle_hardswish(tmp_path / "paddle.onnx")
+    x = np.linspace(-8, 40, 64, dtype=np.float32).reshape(8, 8)
+    before = run(model, x)
+    assert rewrite_hardswish(model, "scaled") == 1
+    onnx.checker.check_model(str(model))
+    np.testing.assert_allclose(run(model, x), before, rtol=1e-5, atol=1e-6)
+    assert [n.op_type for n in onnx.load(str(model)).graph.node] == ["Mul", "Add", "Clip", "Mul"]
+    with pytest.raises(ValueError, match="form must be one of"):
+        rewrite_hardswish(model, "fused")
