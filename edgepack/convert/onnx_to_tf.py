@@ -58,10 +58,10 @@ def onnx_to_tensorflow(
     layouts: Mapping[str, str | None],
     batch_size: int,
     scratch: Path,
-    hardswish: str | None = None,
+    unfused_hardswish: bool = False,
 ) -> TFView:
     """Convert ``source`` (an ONNX SourceModel) into a SavedModel in ``scratch`` and check it;
-    HardSwish rewritten in the ``hardswish`` form first (None: left as it is)."""
+    with ``unfused_hardswish``, HardSwish written so the TFLite converter does not fuse it."""
     tf = import_tensorflow()
     work = scratch / "onnx2tf"
     work.mkdir(parents=True, exist_ok=True)
@@ -73,8 +73,8 @@ def onnx_to_tensorflow(
         log.debug("attention-mask constants bounded to %s: %s", bounded["bound"], bounded)
     if rewrite_gelu(copy):
         log.debug("exact GELU written in the erf form the TFLite converter fuses")
-    if hardswish and rewrite_hardswish(copy, hardswish):
-        log.debug("HardSwish written in its %s form", hardswish)
+    if unfused_hardswish and rewrite_hardswish(copy):
+        log.debug("HardSwish written as (x / 6) * relu6(x + 3) (no 16x8 HARD_SWISH)")
     if rewrite_hard_sigmoid(copy):
         log.debug("HardSigmoid written as ReLU6 (the TFLite int8 builtins have no RELU_0_TO_1)")
     prepared = work / "prepared.onnx"

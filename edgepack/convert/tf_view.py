@@ -54,11 +54,11 @@ def tf_view(
     calibration: CalibrationData,
     batch_size: int,
     scratch: Path,
-    hardswish: str | None = None,
+    unfused_hardswish: bool = False,
 ) -> TFView:
     """The source itself for TF-based formats; for ONNX, the SavedModel onnx2tf makes (in
-    ``scratch``), checked against the ONNX model. ``hardswish`` names the form HardSwish is
-    written in first (:func:`edgepack.convert.onnx_forms.rewrite_hardswish`; None: as it is)."""
+    ``scratch``), checked against the ONNX model; ``unfused_hardswish`` rewrites its HardSwish
+    first (:func:`edgepack.convert.onnx_forms.rewrite_hardswish`, for TFLite's 16x8 mode)."""
     if source.format != "onnx":
         same_in = {s.name: s.name for s in source.inputs}
         same_out = {s.name: s.name for s in source.outputs}
@@ -72,5 +72,5 @@ def tf_view(
     from edgepack.convert.onnx_to_tf import onnx_to_tensorflow
 
     return onnx_to_tensorflow(
-        source, calibration.take(8), calibration.layouts, batch_size, scratch, hardswish
+        source, calibration.take(8), calibration.layouts, batch_size, scratch, unfused_hardswish
     )

@@ -97,23 +97,6 @@ def test_other_erf_uses_are_left_alone(tmp_path: Path) -> None:
     assert rewrite_gelu(torch_gelu(tmp_path / "b.onnx", extra_reader=True)) == 0
 
 
-@pytest.mark.parametrize("divide", [True, False])
-def test_hardswish_is_rewritten_so_no_tensor_holds_the_wide_product(
-    tmp_path: Path, divide: bool
-) -> None:
-    model = paddle_hardswish(tmp_path / "hardswish.onnx", divide)
-    x = np.linspace(-8, 40, 64, dtype=np.float32).reshape(8, 8)
-    before = run(model, x)
-    assert before.max() == pytest.approx(40.0)  # the product x * relu6(x + 3) reached 240
-    assert rewrite_hardswish(model) == 1
-    onnx.checker.check_model(str(model))
-    np.testing.assert_allclose(run(model, x), before, rtol=1e-5, atol=1e-6)
-    graph = onnx.load(str(model)).graph
-    assert [n.op_type for n in graph.node] == ["HardSigmoid", "Mul"]  # the constants dropped
-    gate = graph.node[0]
-    assert {a.name: round(a.f, 6) for a in gate.attribute} == {"alpha": 0.166667, "beta": 0.5}
-
-
 def test_a_hardswish_whose_product_is_read_elsewhere_is_left_alone(tmp_path: Path) -> None:
     model = paddle_hardswish(tmp_path / "kept.onnx", outputs=("y", "product"))
     assert rewrite_hardswish(model) == 0
@@ -133,20 +116,20 @@ def test_hard_sigmoid_becomes_relu6_arithmetic(tmp_path: Path, alpha: float, bet
     assert ops == (["Add"] if alpha == 1 / 6 else ["Mul", "Add"]) + ["Clip", "Mul"]
 
 
-@pytest.mark.parametrize("native", [False, True])
-def test_hardswish_scaled_form_for_tflite_16x8(tmp_path: Path, native: bool) -> None:
+@pytest.mark.parametrize(("native", "divide"), [(False, True), (False, False), (True, True)])
+def test_hardswish_scaled_form_for_tflite_16x8(tmp_path: Path, native: bool, divide: bool) -> None:
     """``(x / 6) * relu6(x + 3)``: the order the TFLite converter leaves unfused (its fused
-    HARD_SWISH has no 16x8 kernel); ONNX's own HardSwish op is written the same way."""
+    HARD_SWISH has no 16x8 kernel), from Paddle's decomposition (divided by 6 or multiplied by
+    1/6) and from ONNX's own HardSwish op."""
     if native:
         nodes = [helper.make_node("HardSwish", ["x"], ["y"])]
         model = save_graph(tmp_path / "native.onnx", nodes, opset=14)
     else:
-        model = paddle_hardswish(tmp_path / "paddle.onnx")
+        model = paddle_hardswish(tmp_path / "paddle.onnx", divide)
     x = np.linspace(-8, 40, 64, dtype=np.float32).reshape(8, 8)
     before = run(model, x)
-    assert rewrite_hardswish(model, "scaled") == 1
+    assert rewrite_hardswish(model) == 1
     onnx.checker.check_model(str(model))
     np.testing.assert_allclose(run(model, x), before, rtol=1e-5, atol=1e-6)
+    # the constants of the old form dropped with it
     assert [n.op_type for n in onnx.load(str(model)).graph.node] == ["Mul", "Add", "Clip", "Mul"]
-    with pytest.raises(ValueError, match="form must be one of"):
-        rewrite_hardswish(model, "fused")
