@@ -26,6 +26,7 @@ TARGETS = {
     "digits-onnx-dynamic",
     "digits-onnx-w8a16",
     "digits-coreml",
+    "digits-coreml-fp16",
 }
 
 

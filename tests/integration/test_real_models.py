@@ -123,9 +123,10 @@ def test_text_detector_holds_with_16_bit_activations(real_models: dict, tmp_path
     PaddleOCR does, are measured as detections. With int8 activations they are lost (measured:
     2.0 dB and 27% recall on `onnx`, 6.1 dB and 66% on `tflite`), with 16-bit activations and
     int8 weights they are kept (measured: 23.8 / 23.9 dB, 98.5% recall of 262 regions on 12
-    held-out pages), on the worst execution path of each."""
+    held-out pages), on the worst execution path of each. On Core ML its int8 weights (`coreml`,
+    w8) keep 92.4% (20.5 dB), fp16 weights (`coreml-fp16`) 100% (45.4 dB)."""
     model = real_models["ppocr_det"]
-    profiles = ["onnx", "onnx-w8a16", "tflite-w8a16"]
+    profiles = ["onnx", "onnx-w8a16", "tflite-w8a16", "coreml-fp16"]
     results = api.build(
         model.path, profiles, model.calib, out=tmp_path, max_drop="off", environ={}, cwd=tmp_path
     )  # fmt: skip
@@ -143,6 +144,9 @@ def test_text_detector_holds_with_16_bit_activations(real_models: dict, tmp_path
         assert found.recall is not None and found.recall >= 0.95, (name, found)
         assert found.mean_iou is not None and found.mean_iou > 0.8, name
         assert result.passed, result.report.failures
+        if name == "coreml-fp16":
+            assert output.sqnr_db > 40.0
+            continue
         counts = result.manifest["model"]["precision_counts"]
         assert counts["int8"] == counts["float"] == 0 and counts["int16"] > 200, name
     tflite_ops = by_profile["tflite-w8a16"].manifest["model"]["ops"]
