@@ -13,6 +13,7 @@ from edgepack.emulators.coreml.ops import (
     nn,
     quant,
     reduction,
+    scatter,
     tensor,
 )
 
@@ -24,11 +25,12 @@ KERNELS: dict[str, Kernel] = {
     **elementwise.KERNELS,
     **reduction.KERNELS,
     **tensor.KERNELS,
+    **scatter.KERNELS,
     **image.KERNELS,
     **misc.KERNELS,
     **quant.KERNELS,
 }
-VERSIONED: dict[tuple[str, int], Kernel] = dict(quant.VERSIONED)
+VERSIONED: dict[tuple[str, int], Kernel] = {**quant.VERSIONED, **scatter.VERSIONED}
 
 
 def kernel_for(op_type: str, opset: int) -> Kernel | None:

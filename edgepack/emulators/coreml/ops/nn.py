@@ -351,8 +351,32 @@ def scaled_dot_product_attention(
     return np.matmul(weights, value)
 
 
+def l2_norm(x: np.ndarray, epsilon: float = 1e-6) -> np.ndarray:
+    """``x / sqrt(sum(x ** 2) + epsilon)`` over the last three axes; leading axes are batch."""
+    square_sum = np.sum(np.square(x), axis=(-3, -2, -1), keepdims=True)
+    return x / np.sqrt(square_sum + np.float32(epsilon))
+
+
+def local_response_norm(
+    x: np.ndarray, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
+) -> np.ndarray:
+    """``x / (k + alpha / size * sum of x ** 2 over a window of channels) ** beta``; channel
+    ``c``'s window is ``[c - size // 2, c + (size - 1) // 2]``, clipped to the channels (the
+    window PyTorch's LocalResponseNorm and coremltools' tests use)."""
+    size = int(size)
+    squares = np.square(x)
+    padded = np.pad(squares, [(0, 0), (size // 2, (size - 1) // 2)] + [(0, 0)] * (x.ndim - 2))
+    cumulative = np.cumsum(padded, axis=1, dtype=np.float64)
+    cumulative = np.concatenate([np.zeros_like(cumulative[:, :1]), cumulative], axis=1)
+    window = (cumulative[:, size:] - cumulative[:, :-size]).astype(x.dtype)
+    scale = np.float32(k) + np.float32(alpha) / np.float32(size) * window
+    return x / np.power(scale, np.float32(beta))
+
+
 KERNELS: dict[str, Callable[..., Any]] = {
     "conv": conv,
+    "l2_norm": l2_norm,
+    "local_response_norm": local_response_norm,
     "conv_transpose": conv_transpose,
     "max_pool": max_pool,
     "avg_pool": avg_pool,

@@ -180,7 +180,75 @@ def band_part(x: np.ndarray, lower: int = -1, upper: int = -1) -> np.ndarray:
     return np.where(keep, x, 0)
 
 
+def crop(x: np.ndarray, crop_height: Any, crop_width: Any) -> np.ndarray:
+    """The last two axes cut by ``crop_height`` (top, bottom) and ``crop_width`` (left,
+    right)."""
+    top, bottom = (int(v) for v in np.ravel(crop_height))
+    left, right = (int(v) for v in np.ravel(crop_width))
+    return x[..., top : x.shape[-2] - bottom, left : x.shape[-1] - right]
+
+
+def reverse_sequence(
+    x: np.ndarray, lengths: Any, seq_axis: int = 0, batch_axis: int = 0
+) -> np.ndarray:
+    """For each index ``b`` of ``batch_axis``, the first ``lengths[b]`` elements along
+    ``seq_axis`` reversed (TensorFlow's reverse_sequence)."""
+    seq_axis, batch_axis = int(seq_axis) % x.ndim, int(batch_axis) % x.ndim
+    output = np.array(x, copy=True)
+    for b, length in enumerate(np.ravel(lengths).astype(int)):
+        where: list[Any] = [slice(None)] * x.ndim
+        where[batch_axis] = b
+        where[seq_axis] = slice(0, length)
+        reversed_at = seq_axis - (1 if batch_axis < seq_axis else 0)  # the batch axis is gone
+        output[tuple(where)] = np.flip(x[tuple(where)], axis=reversed_at)
+    return output
+
+
+def space_to_batch(x: np.ndarray, block_shape: Any, paddings: Any) -> np.ndarray:
+    """``[n, C, H, W]`` -> ``[n * bh * bw, C, H' / bh, W' / bw]`` after padding H and W;
+    output batch ``(i * bw + j) * n + b`` holds block offset ``(i, j)`` of image ``b``
+    (TensorFlow's space_to_batch_nd order)."""
+    bh, bw = (int(v) for v in np.ravel(block_shape))
+    (top, bottom), (left, right) = np.asarray(paddings, dtype=int).reshape(2, 2)
+    padded = np.pad(x, [(0, 0), (0, 0), (top, bottom), (left, right)])
+    n, c, h, w = padded.shape
+    blocks = padded.reshape(n, c, h // bh, bh, w // bw, bw).transpose(3, 5, 0, 1, 2, 4)
+    return blocks.reshape(bh * bw * n, c, h // bh, w // bw)
+
+
+def batch_to_space(x: np.ndarray, block_shape: Any, crops: Any) -> np.ndarray:
+    """The inverse of :func:`space_to_batch`, then ``crops`` cut from H and W."""
+    bh, bw = (int(v) for v in np.ravel(block_shape))
+    (top, bottom), (left, right) = np.asarray(crops, dtype=int).reshape(2, 2)
+    batch, c, h, w = x.shape
+    n = batch // (bh * bw)
+    images = x.reshape(bh, bw, n, c, h, w).transpose(2, 3, 4, 0, 5, 1)
+    images = images.reshape(n, c, h * bh, w * bw)
+    return images[:, :, top : h * bh - bottom, left : w * bw - right]
+
+
+def sliding_windows(x: np.ndarray, axis: int, size: int, stride: int = 1) -> np.ndarray:
+    """Every window of ``size`` along ``axis``, ``stride`` apart: the output has a new axis
+    of ``size`` after ``axis``, which has ``(d - size) // stride + 1`` windows."""
+    axis, size, stride = int(axis) % x.ndim, int(size), int(stride)
+    windows = np.lib.stride_tricks.sliding_window_view(x, size, axis=axis)
+    windows = np.take(windows, np.arange(0, windows.shape[axis], stride), axis=axis)
+    return np.ascontiguousarray(np.moveaxis(windows, -1, axis + 1))
+
+
+def flatten2d(x: np.ndarray, axis: int = 1) -> np.ndarray:
+    """``[prod(shape[:axis]), prod(shape[axis:])]`` with Python slicing of the shape, as
+    coremltools defines it: ``axis`` equal to the rank gives ``(N, 1)``."""
+    axis = int(axis)
+    return x.reshape(int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis:])))
+
+
 KERNELS: dict[str, Callable[..., Any]] = {
+    "crop": crop,
+    "reverse_sequence": reverse_sequence,
+    "space_to_batch": space_to_batch,
+    "batch_to_space": batch_to_space,
+    "sliding_windows": sliding_windows,
     "reshape": reshape,
     "transpose": lambda x, perm: np.transpose(x, [int(p) for p in np.atleast_1d(perm)]),
     "concat": concat,
@@ -198,9 +266,7 @@ KERNELS: dict[str, Callable[..., Any]] = {
     "depth_to_space": depth_to_space,
     "pixel_shuffle": pixel_shuffle,
     "band_part": band_part,
-    "flatten2d": lambda x, axis=1: x.reshape(
-        int(np.prod(x.shape[: int(axis) % x.ndim] or [1])), -1
-    ),
+    "flatten2d": flatten2d,
     "shape": lambda x: np.array(x.shape, dtype=np.int32),
     "identity": lambda x: np.array(x, copy=True),
     "reverse": lambda x, axes=None: np.flip(x, axis=axis_list(axes, x.ndim)),

@@ -1,0 +1,174 @@
+"""The Core ML emulator measured against the op tests Apple ships inside the coremltools wheel.
+
+Runs ``coremltools/converters/mil/mil/ops/tests/iOS14`` to ``iOS18`` with ``MLModel.predict``
+served by edgepack's emulator (``benchmarks/coreml_conformance_plugin.py``), as the ONNX
+reference evaluator is measured against the ONNX backend tests. Only tests that reach
+``predict`` count: the others test the builder or the converter, not a runtime; so do not the
+tests of the old ``neuralnetwork`` model type, which the emulator refuses by design. Failures are
+classified: ``no kernel`` (an op the emulator has no kernel for), ``numerics`` (values outside
+the test's tolerance), ``shapes``, ``harness`` (anything else). Prints a per-file table and
+writes JSON::
+
+    python benchmarks/coreml_conformance.py [--sample 10] [--workers 2]
+        [--files iOS17/test_activation.py ...] [--json benchmarks/results/coreml-conformance.json]
+
+``--sample`` keeps a deterministic share of every file (a hash of the test id: the same tests
+on every host), 100 for the whole set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+OPSETS = ("iOS14", "iOS15", "iOS16", "iOS17", "iOS18")
+KINDS = ("no kernel", "numerics", "shapes", "harness")
+
+
+def tests_folder() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("coremltools")
+    if spec is None or spec.origin is None:
+        raise SystemExit("coremltools is not installed")
+    return Path(spec.origin).parent / "converters" / "mil" / "mil" / "ops" / "tests"
+
+
+def test_files(chosen: list[str] | None) -> list[Path]:
+    root = tests_folder()
+    files = sorted(path for opset in OPSETS for path in (root / opset).glob("test_*.py"))
+    if chosen:
+        wanted = set(chosen)
+        files = [f for f in files if f"{f.parent.name}/{f.name}" in wanted]
+    return files
+
+
+def run(files: list[Path], sample: float, workers: int) -> dict[str, dict[str, Any]]:
+    """Every selected test's record (outcome, reached_predict, kind, message), by node id."""
+    with tempfile.TemporaryDirectory(prefix="edgepack-conformance-") as scratch:
+        out = Path(scratch) / "results.json"
+        env = {
+            **os.environ,
+            "EDGEPACK_CONFORMANCE_OUT": str(out),
+            "EDGEPACK_CONFORMANCE_SAMPLE": str(sample),
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+        }
+        command = [
+            sys.executable, "-m", "pytest", "-q", "-p", "benchmarks.coreml_conformance_plugin",
+            "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", str(tests_folder()),
+            "-W", "ignore", *(["-n", str(workers)] if workers > 1 else []),
+            *[str(f) for f in files],
+        ]  # fmt: skip
+        subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+        results: dict[str, dict[str, Any]] = {}
+        for part in Path(scratch).glob("results.json.*"):
+            results.update(json.loads(part.read_text()))
+    return results
+
+
+def file_of(nodeid: str) -> str:
+    """``iOS17/test_activation.py`` from a node id."""
+    path = nodeid.split("::", 1)[0]
+    parts = Path(path).parts
+    return "/".join(parts[-2:])
+
+
+def summarise(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per-file and overall counts of the predict-reaching tests."""
+    per_file: dict[str, Counter[str]] = defaultdict(Counter)
+    missing: Counter[str] = Counter()
+    neural_network = 0
+    for nodeid, record in results.items():
+        if not record["reached_predict"]:
+            continue
+        if record["kind"] == "neuralnetwork":  # the old model type: refused by design
+            neural_network += 1
+            continue
+        counts = per_file[file_of(nodeid)]
+        counts["tests"] += 1
+        if record["outcome"] == "passed":
+            counts["passed"] += 1
+        elif record["outcome"] == "failed":
+            counts[record["kind"]] += 1
+            if record["kind"] == "no kernel":
+                for op in record["message"].removeprefix("no kernel: ").split(", "):
+                    missing[op] += 1
+        else:
+            counts["skipped"] += 1
+    files = {
+        name: {
+            "tests": c["tests"],
+            "passed": c["passed"],
+            "skipped": c["skipped"],
+            **{kind: c[kind] for kind in KINDS},
+            "pass_rate": c["passed"] / (c["tests"] - c["skipped"])
+            if c["tests"] > c["skipped"]
+            else None,
+        }
+        for name, c in sorted(per_file.items())
+    }
+    counted = sum(f["tests"] - f["skipped"] for f in files.values())
+    passed = sum(f["passed"] for f in files.values())
+    rates = [f["pass_rate"] for f in files.values() if f["pass_rate"] is not None]
+    return {
+        "tests": len(results),
+        "neuralnetwork_tests": neural_network,
+        "predict_reaching": counted,
+        "passed": passed,
+        "pass_rate": passed / counted if counted else None,
+        "lowest_file_rate": min(rates) if rates else None,
+        "failures": {kind: sum(f[kind] for f in files.values()) for kind in KINDS},
+        "missing_kernels": dict(missing.most_common()),
+        "files": files,
+    }
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    print(f"{'file':42} {'tests':>6} {'passed':>7} {'rate':>7}  " + "  ".join(KINDS))
+    for name, f in summary["files"].items():
+        rate = "-" if f["pass_rate"] is None else f"{f['pass_rate']:.1%}"
+        kinds = "  ".join(f"{f[k]:>{len(k)}}" for k in KINDS)
+        print(f"{name:42} {f['tests']:>6} {f['passed']:>7} {rate:>7}  {kinds}")
+    rate = summary["pass_rate"]
+    print(
+        f"{'all':42} {summary['predict_reaching']:>6} {summary['passed']:>7} "
+        f"{'-' if rate is None else f'{rate:.1%}':>7}  (of {summary['tests']} tests run; "
+        f"{summary['neuralnetwork_tests']} neuralnetwork-model tests not counted)"
+    )
+    if summary["missing_kernels"]:
+        print(
+            "ops without a kernel:",
+            ", ".join(f"{k} ({v})" for k, v in summary["missing_kernels"].items()),
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sample", type=float, default=100.0, help="percent of every file")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--files", nargs="*", help="e.g. iOS17/test_activation.py")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    results = run(test_files(args.files), args.sample, args.workers)
+    summary = summarise(results)
+    summary["sample_percent"] = args.sample
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    print_table(summary)
+    print(f"{summary['seconds']} s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"summary": summary, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""pytest plugin: coremltools' own op tests, with ``MLModel.predict`` served by edgepack's emulator.
+
+coremltools ships its op tests inside the wheel (``coremltools/converters/mil/mil/ops/tests/``).
+They build a program with the MIL builder, convert it, call ``MLModel.predict`` (on macOS) and
+compare with expected values written by Apple's engineers. This plugin makes coremltools take
+its macOS branch (``_IS_MACOS`` and the macOS version read as macOS 15) and answers ``predict``
+with :class:`edgepack.emulators.coreml.CoreMLEmulator`. Loaded by
+``benchmarks/coreml_conformance.py`` (``-p benchmarks.coreml_conformance_plugin``); it records,
+per test, whether it reached ``predict`` and how it ended, into the JSON file named by the
+``EDGEPACK_CONFORMANCE_OUT`` environment variable (one file per xdist worker: the worker's id
+is appended). ``EDGEPACK_CONFORMANCE_SAMPLE`` (a percentage, default 100) keeps a deterministic
+share of each test file: the tests whose node id hashes below it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+MACOS_VERSION = (15, 0)
+_current: dict[str, str] = {}
+_reached: set[str] = set()
+_results: dict[str, dict[str, Any]] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Patch coremltools before any test module is imported (their parametrization reads
+    ``_IS_MACOS`` at import time)."""
+    import coremltools._deps as deps
+    import coremltools.models.utils as model_utils
+
+    deps._IS_MACOS = True
+    model_utils._is_macos = lambda: True
+    model_utils._macos_version = lambda: MACOS_VERSION
+    from coremltools.converters.mil import testing_utils
+
+    testing_utils._IS_MACOS = True
+    from coremltools.models import MLModel
+
+    MLModel.predict = _emulated_predict
+
+
+def _emulated_predict(self: Any, data: Any, **_: Any) -> Any:
+    """``MLModel.predict``: a dictionary of inputs, or a list of them (batch prediction)."""
+    from edgepack.emulators.coreml import CoreMLEmulator
+
+    if "nodeid" in _current:
+        _reached.add(_current["nodeid"])
+    emulator = CoreMLEmulator(self)
+    try:
+        if isinstance(data, list):
+            return [emulator.predict(item) for item in data]
+        return emulator.predict(data)
+    except RuntimeError as exc:  # the interpreter's "op ... failed: ..." at run time
+        # what Core ML's MLModel.predict raises when the program fails on its inputs
+        raise RuntimeError(f"Unable to compute the prediction using ML Program: {exc}") from exc
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    share = float(os.environ.get("EDGEPACK_CONFORMANCE_SAMPLE", "100"))
+    if share >= 100:
+        return
+    kept = [item for item in items if in_sample(item.nodeid, share)]
+    config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+    items[:] = kept
+
+
+def in_sample(nodeid: str, share: float) -> bool:
+    """The same tests for the same share on every host and run (a hash, not a random draw);
+    stratified because every file keeps about ``share`` percent of its own tests."""
+    digest = hashlib.sha256(nodeid.encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 10000 < share * 100
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _current["nodeid"] = item.nodeid
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        _results[report.nodeid] = {
+            "outcome": report.outcome,
+            "reached_predict": report.nodeid in _reached,
+            "kind": classify(report) if report.failed else None,
+            "message": _message(report) if report.failed else None,
+        }
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    target = os.environ.get("EDGEPACK_CONFORMANCE_OUT")
+    if target:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        Path(f"{target}.{worker}").write_text(json.dumps(_results, indent=1, sort_keys=True))
+
+
+UNSUPPORTED = re.compile(r"does not support op\(s\): ([\w, ]+)")
+
+
+NEURAL_NETWORK = "a 'neuralNetwork' model"
+
+
+def classify(report: pytest.TestReport) -> str:
+    """``no kernel``, ``numerics``, ``shapes`` or ``harness`` for a failed test, or
+    ``neuralnetwork`` for a test of the old model type, which the emulator refuses by design
+    (it runs ML programs only)."""
+    text = str(report.longrepr)
+    if NEURAL_NETWORK in text:
+        return "neuralnetwork"
+    if UNSUPPORTED.search(text):
+        return "no kernel"
+    if "Not equal to tolerance" in text or "Mismatched elements" in text:
+        return "numerics"
+    if "shape" in text.lower() and ("mismatch" in text.lower() or "AssertionError" in text):
+        return "shapes"
+    return "harness"
+
+
+def _message(report: pytest.TestReport) -> str:
+    text = str(report.longrepr)
+    found = UNSUPPORTED.search(text)
+    if found:
+        return f"no kernel: {found.group(1).strip()}"
+    lines = [line for line in text.splitlines() if line.startswith("E ")]
+    return " ".join(" ".join(lines[:3]).split())[:300]

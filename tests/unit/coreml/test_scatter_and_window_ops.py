@@ -1,0 +1,218 @@
+"""Kernels the Core ML emulator gained from Apple's own op tests: the scatter family in every
+mode (against TensorFlow's tensor_scatter_nd_* and a loop applying updates in order), crop,
+reverse_sequence, space_to_batch / batch_to_space and sliding_windows (against TensorFlow and
+NumPy), flatten2d's axis convention, l2_norm and local_response_norm (against PyTorch).
+FP32 programs: data movement is exact, arithmetic within float32 rounding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.unit.coreml._mil import IOS15, IOS17, mb, randn, run1
+
+MODES = ("update", "add", "sub", "mul", "div", "max", "min")
+COMBINE = {
+    "update": lambda old, new: new,
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "div": np.divide,
+    "max": np.maximum,
+    "min": np.minimum,
+}
+
+
+def _in_order(data: np.ndarray, positions: list[tuple], updates: list, mode: str) -> np.ndarray:
+    """The reference: updates applied one at a time, in index order."""
+    out = data.copy()
+    for where, value in zip(positions, updates, strict=True):
+        out[where] = COMBINE[mode](out[where], value)
+    return out
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_scatter_with_a_repeated_index(mode: str, axis: int) -> None:
+    data = randn(3, 4, 5, seed=1) + 3.0  # away from 0 for div
+    size = data.shape[axis]
+    indices = np.array([size - 1, 0, size - 1], dtype=np.int32)  # the last index twice
+    shape = list(data.shape)
+    shape[axis] = len(indices)
+    updates = randn(*shape, seed=2) + 3.0
+    out = run1(
+        lambda d, u: mb.scatter(data=d, indices=indices, updates=u, axis=axis, mode=mode),
+        [data, updates],
+        expect_ops=["scatter"],
+    )
+    moved = np.moveaxis(updates, axis, 0)
+    positions = [(slice(None),) * (axis % 3) + (int(i),) for i in indices]
+    expected = _in_order(data, positions, list(moved), mode)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+
+
+def test_scatter_ios15_reads_negative_indices_from_the_end() -> None:
+    data = np.zeros((4, 2), np.float32)
+    updates = np.ones((2, 2), np.float32)
+    indices = np.array([-1, 0], dtype=np.int32)
+    out = run1(
+        lambda d, u: mb.scatter(data=d, indices=indices, updates=u, mode="add"),
+        [data, updates],
+        target=IOS15,
+    )
+    np.testing.assert_array_equal(out, [[1, 1], [0, 0], [0, 0], [1, 1]])
+
+
+@pytest.mark.parametrize("mode", ["update", "add", "max"])
+def test_scatter_along_axis_against_tensorflow(mode: str) -> None:
+    import tensorflow as tf
+
+    data = randn(3, 4, seed=3)
+    indices = np.array([[0, 2, 2, 1], [1, 1, 0, 0]], dtype=np.int32)  # no repeats per column
+    updates = randn(2, 4, seed=4)
+    out = run1(
+        lambda d, u: mb.scatter_along_axis(data=d, indices=indices, updates=u, axis=0, mode=mode),
+        [data, updates],
+        expect_ops=["scatter_along_axis"],
+    )
+    coords = np.stack([indices, np.broadcast_to(np.arange(4), indices.shape)], -1)
+    scatter = {
+        "update": tf.tensor_scatter_nd_update,
+        "add": tf.tensor_scatter_nd_add,
+        "max": tf.tensor_scatter_nd_max,
+    }[mode]
+    np.testing.assert_allclose(out, scatter(data, coords, updates).numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["add", "sub", "min"])
+def test_scatter_nd_slices_against_tensorflow(mode: str) -> None:
+    import tensorflow as tf
+
+    data = randn(4, 3, 2, seed=5)
+    indices = np.array([[1, 2], [3, 0], [1, 2]], dtype=np.int32)  # (1, 2) twice: accumulates
+    updates = randn(3, 2, seed=6)
+    out = run1(
+        lambda d, u: mb.scatter_nd(data=d, indices=indices, updates=u, mode=mode),
+        [data, updates],
+        expect_ops=["scatter_nd"],
+    )
+    scatter = {
+        "add": tf.tensor_scatter_nd_add,
+        "sub": tf.tensor_scatter_nd_sub,
+        "min": tf.tensor_scatter_nd_min,
+    }[mode]
+    np.testing.assert_allclose(out, scatter(data, indices, updates).numpy(), rtol=1e-6)
+
+
+def test_ios17_unvalidated_out_of_bounds_updates_are_dropped() -> None:
+    """Undefined in Core ML; the emulator keeps ``data`` there, so such a program cannot
+    look right by accident."""
+    data = np.zeros((2, 3), np.float32)
+    updates = np.ones((2, 3), np.float32)
+    indices = np.array([1, 0], dtype=np.int32)
+
+    def body(d: object, u: object, i: object) -> object:
+        return mb.scatter(data=d, indices=i, updates=u, mode="add", validate_indices=False)
+
+    fine = run1(body, [data, updates, indices], target=IOS17)
+    np.testing.assert_array_equal(fine, np.ones((2, 3)))
+    dropped = run1(body, [data, updates, np.array([5, 0], np.int32)], target=IOS17)
+    np.testing.assert_array_equal(dropped, [[1, 1, 1], [0, 0, 0]])
+    with pytest.raises(RuntimeError, match="out of bounds"):
+        run1(
+            lambda d, u, i: mb.scatter(data=d, indices=i, updates=u, validate_indices=True),
+            [data, updates, np.array([-1, 0], np.int32)],
+            target=IOS17,
+        )
+
+
+def test_crop() -> None:
+    x = randn(2, 3, 7, 9, seed=7)
+    out = run1(lambda x: mb.crop(x=x, crop_height=[1, 2], crop_width=[3, 0]), [x])
+    np.testing.assert_array_equal(out, x[..., 1:5, 3:9])
+
+
+@pytest.mark.parametrize(("seq_axis", "batch_axis"), [(1, 0), (0, 1), (2, 0)])
+def test_reverse_sequence_against_tensorflow(seq_axis: int, batch_axis: int) -> None:
+    import tensorflow as tf
+
+    x = randn(3, 4, 5, seed=8)
+    lengths = np.array([1, 3, 0, 4, 2][: x.shape[batch_axis]], dtype=np.int32)
+    lengths = np.minimum(lengths, x.shape[seq_axis]).astype(np.int32)
+    out = run1(
+        lambda x: mb.reverse_sequence(
+            x=x, lengths=lengths, seq_axis=seq_axis, batch_axis=batch_axis
+        ),
+        [x],
+        expect_ops=["reverse_sequence"],
+    )
+    expected = tf.reverse_sequence(x, lengths, seq_axis=seq_axis, batch_axis=batch_axis)
+    np.testing.assert_array_equal(out, expected.numpy())
+
+
+def test_space_to_batch_and_back_against_tensorflow() -> None:
+    import tensorflow as tf
+
+    x = randn(2, 3, 5, 6, seed=9)
+    block, paddings = [2, 3], [[1, 0], [0, 0]]
+    out = run1(
+        lambda x: mb.space_to_batch(x=x, block_shape=block, paddings=paddings),
+        [x],
+        expect_ops=["space_to_batch"],
+    )
+    nhwc = tf.space_to_batch_nd(np.transpose(x, (0, 2, 3, 1)), block, paddings).numpy()
+    np.testing.assert_array_equal(out, np.transpose(nhwc, (0, 3, 1, 2)))
+    back = run1(
+        lambda y: mb.batch_to_space(x=y, block_shape=block, crops=paddings),
+        [out],
+        expect_ops=["batch_to_space"],
+    )
+    np.testing.assert_array_equal(back, x)
+
+
+@pytest.mark.parametrize(("axis", "size", "stride"), [(1, 3, 1), (1, 2, 2), (-1, 4, 3)])
+def test_sliding_windows(axis: int, size: int, stride: int) -> None:
+    x = randn(2, 7, 9, seed=10)
+    out = run1(
+        lambda x: mb.sliding_windows(x=x, axis=axis, size=size, stride=stride),
+        [x],
+        expect_ops=["sliding_windows"],
+    )
+    a = axis % 3
+    starts = range(0, x.shape[a] - size + 1, stride)
+    windows = [np.take(x, range(s, s + size), axis=a) for s in starts]
+    np.testing.assert_array_equal(out, np.stack(windows, axis=a))
+
+
+@pytest.mark.parametrize(
+    ("shape", "axis", "expected"),
+    [((3,), -1, (1, 3)), ((3,), 1, (3, 1)), ((4, 3), -1, (4, 3)), ((5, 5, 2), 1, (5, 10))],
+)
+def test_flatten2d_takes_the_axis_as_python_slicing_does(
+    shape: tuple, axis: int, expected: tuple
+) -> None:
+    x = randn(*shape, seed=11)
+    out = run1(lambda x: mb.flatten2d(x=x, axis=axis), [x], expect_ops=["flatten2d"])
+    assert out.shape == expected
+    np.testing.assert_array_equal(out.ravel(), x.ravel())
+
+
+def test_l2_norm_over_the_last_three_axes() -> None:
+    x = randn(2, 3, 4, 5, 6, seed=12)
+    out = run1(lambda x: mb.l2_norm(x=x, epsilon=1e-6), [x], expect_ops=["l2_norm"])
+    flat = x.reshape(6, -1).astype(np.float64)
+    expected = flat / np.sqrt((flat**2).sum(axis=1, keepdims=True) + 1e-6)
+    np.testing.assert_allclose(out, expected.reshape(x.shape), rtol=1e-5)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+def test_local_response_norm_against_pytorch(size: int) -> None:
+    torch = pytest.importorskip("torch")
+    x = randn(2, 6, 4, 5, seed=13, scale=3.0)
+    out = run1(
+        lambda x: mb.local_response_norm(x=x, size=size, alpha=0.3, beta=0.6, k=1.5),
+        [x],
+        expect_ops=["local_response_norm"],
+    )
+    lrn = torch.nn.LocalResponseNorm(size=size, alpha=0.3, beta=0.6, k=1.5)
+    np.testing.assert_allclose(out, lrn(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-6)
