@@ -61,6 +61,10 @@ def run(files: list[Path], sample: float, workers: int) -> dict[str, dict[str, A
             "EDGEPACK_CONFORMANCE_OUT": str(out),
             "EDGEPACK_CONFORMANCE_SAMPLE": str(sample),
             "TF_CPP_MIN_LOG_LEVEL": "3",
+            # coremltools' own switches: ML programs only (the emulator runs no other model
+            # type), in fp32 as well as fp16
+            "PYMIL_TEST_TARGETS": "mlprogram",
+            "INCLUDE_MIL_FP32_UNIT_TESTS": "1",
         }
         command = [
             sys.executable, "-m", "pytest", "-q", "-p", "benchmarks.coreml_conformance_plugin",

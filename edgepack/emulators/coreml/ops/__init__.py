@@ -10,6 +10,7 @@ from edgepack.emulators.coreml.ops import (
     elementwise,
     image,
     misc,
+    nms,
     nn,
     quant,
     reduction,
@@ -26,11 +27,16 @@ KERNELS: dict[str, Kernel] = {
     **reduction.KERNELS,
     **tensor.KERNELS,
     **scatter.KERNELS,
+    **nms.KERNELS,
     **image.KERNELS,
     **misc.KERNELS,
     **quant.KERNELS,
 }
-VERSIONED: dict[tuple[str, int], Kernel] = {**quant.VERSIONED, **scatter.VERSIONED}
+VERSIONED: dict[tuple[str, int], Kernel] = {
+    **quant.VERSIONED,
+    **scatter.VERSIONED,
+    **nms.VERSIONED,
+}
 
 
 def kernel_for(op_type: str, opset: int) -> Kernel | None:
