@@ -216,3 +216,31 @@ def test_local_response_norm_against_pytorch(size: int) -> None:
     )
     lrn = torch.nn.LocalResponseNorm(size=size, alpha=0.3, beta=0.6, k=1.5)
     np.testing.assert_allclose(out, lrn(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("pad_value", [0.0, 7.5])
+def test_crop_resize_against_tensorflow_crop_and_resize(pad_value: float) -> None:
+    """ALIGN_CORNERS with normalized boxes is TensorFlow's crop_and_resize (its
+    ``extrapolation_value`` is Core ML's ``pad_value``), boxes reaching outside included."""
+    import tensorflow as tf
+
+    from tests.unit.coreml._mil import IOS17
+
+    x = randn(2, 3, 6, 7, seed=14)
+    boxes = np.array([[0.1, 0.2, 0.8, 0.9], [0.5, -0.2, 1.3, 0.6], [0.9, 0.7, 0.2, 0.1]])
+    box_indices = np.array([0, 1, 1], dtype=np.int32)
+    out = run1(
+        lambda x: mb.crop_resize(
+            x=x, boxes=boxes.astype(np.float32), box_indices=box_indices, target_height=4,
+            target_width=5, normalized_coordinates=True, sampling_mode="ALIGN_CORNERS",
+            pad_value=pad_value,
+        ),
+        [x],
+        target=IOS17,
+        expect_ops=["crop_resize"],
+    )  # fmt: skip
+    expected = tf.image.crop_and_resize(
+        np.transpose(x, (0, 2, 3, 1)), boxes, box_indices, (4, 5),
+        extrapolation_value=pad_value,
+    ).numpy()  # fmt: skip
+    np.testing.assert_allclose(out, np.transpose(expected, (0, 3, 1, 2)), rtol=1e-5, atol=1e-5)

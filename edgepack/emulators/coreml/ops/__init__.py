@@ -33,6 +33,7 @@ KERNELS: dict[str, Kernel] = {
     **quant.KERNELS,
 }
 VERSIONED: dict[tuple[str, int], Kernel] = {
+    **image.VERSIONED,
     **quant.VERSIONED,
     **scatter.VERSIONED,
     **nms.VERSIONED,
