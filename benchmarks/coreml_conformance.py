@@ -74,7 +74,10 @@ def run(files: list[Path], sample: float, workers: int) -> dict[str, dict[str, A
         ]  # fmt: skip
         subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
         results: dict[str, dict[str, Any]] = {}
-        for part in Path(scratch).glob("results.json.*"):
+        # with xdist the controller writes its own copy, without the workers' predict calls:
+        # the workers' records (results.json.gw*) come last and win
+        parts = sorted(Path(scratch).glob("results.json.*"), key=lambda p: p.suffix != ".main")
+        for part in parts:
             results.update(json.loads(part.read_text()))
     return results
 

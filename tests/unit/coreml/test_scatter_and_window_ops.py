@@ -244,3 +244,57 @@ def test_crop_resize_against_tensorflow_crop_and_resize(pad_value: float) -> Non
         extrapolation_value=pad_value,
     ).numpy()  # fmt: skip
     np.testing.assert_allclose(out, np.transpose(expected, (0, 3, 1, 2)), rtol=1e-5, atol=1e-5)
+
+
+def test_slice_update_replaces_what_slice_by_index_takes() -> None:
+    from tests.unit.coreml._mil import IOS18
+
+    x = randn(4, 6, 5, seed=15)
+    update = randn(2, 3, seed=16)
+    out = run1(
+        lambda x, u: mb.slice_update(
+            x=x, update=u, begin=np.array([1, 0, 2], np.int32), end=np.array([3, 6, 3], np.int32),
+            stride=np.array([1, 2, 1], np.int32), squeeze_mask=[False, False, True],
+        ),
+        [x, update],
+        target=IOS18,
+        expect_ops=["slice_update"],
+    )  # fmt: skip
+    expected = x.copy()
+    expected[1:3, 0:6:2, 2] = update
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_reshape_like_and_fill_like() -> None:
+    from tests.unit.coreml._mil import IOS16
+
+    x = randn(2, 12, seed=17)
+    a, b = randn(2, 3, 9, seed=18), randn(5, 4, seed=19)
+    out = run1(
+        lambda x, a, b: mb.reshape_like(
+            x=x, ref_tensors=(a, b), begins=(0, 1), ends=(2, 2), end_masks=(False, True)
+        ),
+        [x, a, b],
+        target=IOS16,
+        expect_ops=["reshape_like"],
+    )
+    np.testing.assert_array_equal(out, x.reshape(2, 3, 4))
+    filled = run1(
+        lambda b: mb.fill_like(ref_tensor=b, value=2.5), [b], target=IOS16, expect_ops=["fill_like"]
+    )
+    np.testing.assert_array_equal(filled, np.full((5, 4), 2.5, np.float32))
+
+
+def test_pixel_unshuffle_against_pytorch() -> None:
+    torch = pytest.importorskip("torch")
+    from tests.unit.coreml._mil import IOS16
+
+    x = randn(2, 3, 8, 6, seed=20)
+    out = run1(
+        lambda x: mb.pixel_unshuffle(x=x, downscale_factor=np.uint32(2)),
+        [x],
+        target=IOS16,
+        expect_ops=["pixel_unshuffle"],
+    )
+    expected = torch.nn.functional.pixel_unshuffle(torch.from_numpy(x), 2).numpy()
+    np.testing.assert_array_equal(out, expected)

@@ -52,7 +52,37 @@ def slice_by_index(
     end_mask: Any = None,
     squeeze_mask: Any = None,
 ) -> np.ndarray:
-    rank = x.ndim
+    return x[_slice_index(x.ndim, begin, end, stride, begin_mask, end_mask, squeeze_mask)]
+
+
+def slice_update(
+    x: np.ndarray,
+    update: np.ndarray,
+    begin: Any,
+    end: Any,
+    stride: Any = None,
+    begin_mask: Any = None,
+    end_mask: Any = None,
+    squeeze_mask: Any = None,
+) -> np.ndarray:
+    """``x`` with the slice :func:`slice_by_index` would take replaced by ``update``."""
+    output = np.array(x, copy=True)
+    where = _slice_index(x.ndim, begin, end, stride, begin_mask, end_mask, squeeze_mask)
+    output[where] = np.asarray(update).reshape(output[where].shape)
+    return output
+
+
+def _slice_index(
+    rank: int,
+    begin: Any,
+    end: Any,
+    stride: Any,
+    begin_mask: Any,
+    end_mask: Any,
+    squeeze_mask: Any,
+) -> tuple[Any, ...]:
+    """The NumPy index of MIL's slice arguments (masks neglect begin or end; a squeezed axis
+    is the single index ``begin``)."""
     begin_ = np.atleast_1d(begin).astype(int)
     end_ = np.atleast_1d(end).astype(int)
     stride_ = np.ones(rank, int) if stride is None else np.atleast_1d(stride).astype(int)
@@ -67,7 +97,31 @@ def slice_by_index(
         start = None if begin_mask_[axis] else int(begin_[axis])
         stop = None if end_mask_[axis] else int(end_[axis])
         index.append(slice(start, stop, int(stride_[axis])))
-    return x[tuple(index)]
+    return tuple(index)
+
+
+def reshape_like(
+    x: np.ndarray,
+    ref_tensors: tuple[np.ndarray, ...],
+    begins: tuple[int, ...],
+    ends: tuple[int, ...],
+    end_masks: tuple[bool, ...],
+) -> np.ndarray:
+    """``x`` reshaped to the concatenation of ``ref_tensors[i].shape[begins[i]:ends[i]]``
+    (to the end where ``end_masks[i]``)."""
+    shape: list[int] = []
+    for ref, start, stop, to_end in zip(ref_tensors, begins, ends, end_masks, strict=True):
+        dims = np.shape(ref)
+        shape.extend(dims[int(start) :] if bool(to_end) else dims[int(start) : int(stop)])
+    return np.reshape(x, shape)
+
+
+def pixel_unshuffle(x: np.ndarray, downscale_factor: int) -> np.ndarray:
+    """The inverse of ``pixel_shuffle``: ``[n, c, h * r, w * r]`` -> ``[n, c * r * r, h, w]``."""
+    n, c, h, w = x.shape
+    r = int(downscale_factor)
+    y = x.reshape(n, c, h // r, r, w // r, r).transpose(0, 1, 3, 5, 2, 4)
+    return y.reshape(n, c * r * r, h // r, w // r)
 
 
 def slice_by_size(x: np.ndarray, begin: Any, size: Any) -> np.ndarray:
@@ -254,6 +308,10 @@ KERNELS: dict[str, Callable[..., Any]] = {
     "concat": concat,
     "split": split,
     "slice_by_index": slice_by_index,
+    "slice_update": slice_update,
+    "reshape_like": reshape_like,
+    "pixel_unshuffle": pixel_unshuffle,
+    "fill_like": lambda ref_tensor, value=0.0: np.full(np.shape(ref_tensor), value),
     "slice_by_size": slice_by_size,
     "pad": pad,
     "squeeze": squeeze,
