@@ -57,7 +57,7 @@ def run(files: list[Path], sample: float, workers: int) -> dict[str, dict[str, A
     with tempfile.TemporaryDirectory(prefix="edgepack-conformance-") as scratch:
         out = Path(scratch) / "results.json"
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")},
             "EDGEPACK_CONFORMANCE_OUT": str(out),
             "EDGEPACK_CONFORMANCE_SAMPLE": str(sample),
             "TF_CPP_MIN_LOG_LEVEL": "3",
