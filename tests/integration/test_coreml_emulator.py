@@ -145,8 +145,17 @@ def test_unsupported_ops_are_all_named_before_running() -> None:
 
     @mb.program(input_specs=[mb.TensorSpec(shape=(1, 4, 6, 6))], opset_version=ct.target.iOS17)
     def program(x):  # type: ignore[no-untyped-def]
-        y = mb.local_response_norm(x=x, size=3)
-        return mb.l2_norm(x=y)
+        noise = mb.random_uniform(shape=np.array([1, 4, 6, 6], np.int32))
+        grid = np.zeros((1, 6, 6, 2), np.float32)
+        return mb.resample(
+            x=mb.add(x=x, y=noise),
+            coordinates=grid,
+            sampling_mode="bilinear",
+            padding_mode="zeros",
+            padding_value=0.0,
+            coordinates_mode="normalized_minus_one_to_one",
+            align_corners=True,
+        )
 
     mlmodel = ct.convert(
         program,
@@ -154,7 +163,7 @@ def test_unsupported_ops_are_all_named_before_running() -> None:
         compute_precision=ct.precision.FLOAT32,
         minimum_deployment_target=ct.target.iOS17,
     )
-    with pytest.raises(UnsupportedError, match="l2_norm, local_response_norm"):
+    with pytest.raises(UnsupportedError, match="random_uniform, resample"):
         CoreMLEmulator(mlmodel)
 
 
