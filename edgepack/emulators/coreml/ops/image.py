@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -146,24 +147,6 @@ def crop_resize(
     )  # fmt: skip
 
 
-def crop_resize_ios16(
-    x: np.ndarray,
-    roi: np.ndarray,
-    target_height: int = 1,
-    target_width: int = 1,
-    normalized_coordinates: bool = False,
-    spatial_scale: float = 1.0,
-    box_coordinate_mode: str = "CORNERS_HEIGHT_FIRST",
-    sampling_mode: str = "DEFAULT",
-    pad_value: float = 0.0,
-) -> np.ndarray:
-    """iOS16: :func:`crop_resize` with ``pad_value`` (default 0) outside the image."""
-    return crop_resize(
-        x, roi, target_height, target_width, normalized_coordinates, spatial_scale,
-        box_coordinate_mode, sampling_mode, pad_value,
-    )  # fmt: skip
-
-
 def crop_resize_ios17(
     x: np.ndarray,
     boxes: np.ndarray,
@@ -282,6 +265,7 @@ KERNELS: dict[str, Callable[..., Any]] = {
     "resize": resize,
 }
 VERSIONED: dict[tuple[str, int], Callable[..., Any]] = {
-    ("crop_resize", 16): crop_resize_ios16,
+    # iOS16 adds pad_value (default 0) for samples outside the image; iOS15 clamps to its edge
+    ("crop_resize", 16): functools.partial(crop_resize, pad_value=0.0),
     ("crop_resize", 17): crop_resize_ios17,
 }
