@@ -13,6 +13,7 @@ from edgepack.emulators.coreml.ops import (
     nms,
     nn,
     quant,
+    recurrent,
     reduction,
     scatter,
     tensor,
@@ -31,6 +32,7 @@ KERNELS: dict[str, Kernel] = {
     **image.KERNELS,
     **misc.KERNELS,
     **quant.KERNELS,
+    **recurrent.KERNELS,
 }
 VERSIONED: dict[tuple[str, int], Kernel] = {
     **image.VERSIONED,
