@@ -116,7 +116,7 @@ def gru(
     w_out = w_hh[hidden : 2 * hidden].T
     b = np.zeros(3 * hidden, np.float32) if bias is None else np.asarray(bias, np.float32)
     b_reset, b_out, b_update = b[:hidden], b[hidden : 2 * hidden], b[2 * hidden :]
-    h = np.asarray(initial_h, np.float32)
+    h: np.ndarray = np.asarray(initial_h, np.float32)
     states = []
     for t in _steps(len(x), direction == "reverse"):
         step = projected[t]
