@@ -1,9 +1,9 @@
 """Compile a MIL function into a list of NumPy steps, then run it.
 
 Compilation resolves every ``const`` (weights come from the blob file through coremltools'
-milproto loader), folds every op whose inputs are all constant (so ``constexpr_*`` weight
-decompression happens once, at load), and checks that every remaining op has a kernel: all
-unsupported op types are reported together before anything runs.
+milproto loader), folds every op whose inputs are all constant but the random number ops (so
+``constexpr_*`` weight decompression happens once, at load), and checks that every remaining op
+has a kernel: all unsupported op types are reported together before anything runs.
 
 Precision: each tensor keeps the dtype the program declares for it. An op on fp16 tensors is
 computed in fp32 from the fp16 values and its result rounded to fp16 (round half to even, inf
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from edgepack.emulators.coreml.ops import Kernel, kernel_for
+from edgepack.emulators.coreml.ops.random import NONDETERMINISTIC
 from edgepack.emulators.coreml.plans import PLANNERS
 from edgepack.errors import UnsupportedError
 
@@ -154,7 +155,7 @@ class CompiledFunction:
         step = Step(op.op_type, op.name, kernel, args, outputs, _generic_call(kernel, args))
         if unsupported:
             return
-        if not _all_constant(args.values()):
+        if not _all_constant(args.values()) or op.op_type in NONDETERMINISTIC:
             self.steps.append(self._specialised(op, step))
             return
         for (name, _), value in zip(outputs, _execute(step, {}), strict=True):

@@ -8,11 +8,13 @@ from typing import Any
 from edgepack.emulators.coreml.ops import (
     activation,
     elementwise,
+    grid,
     image,
     misc,
     nms,
     nn,
     quant,
+    random,
     recurrent,
     reduction,
     scatter,
@@ -30,9 +32,11 @@ KERNELS: dict[str, Kernel] = {
     **scatter.KERNELS,
     **nms.KERNELS,
     **image.KERNELS,
+    **grid.KERNELS,
     **misc.KERNELS,
     **quant.KERNELS,
     **recurrent.KERNELS,
+    **random.KERNELS,
 }
 VERSIONED: dict[tuple[str, int], Kernel] = {
     **image.VERSIONED,
