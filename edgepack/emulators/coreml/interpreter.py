@@ -97,6 +97,64 @@ class Port:
     shape: tuple[Any, ...]
 
 
+@dataclass(frozen=True)
+class Block:
+    """A nested block of ``cond`` or ``while_loop``: names its inputs are bound to, its steps,
+    and its outputs."""
+
+    inputs: tuple[str, ...]
+    steps: tuple[Step, ...]
+    outputs: tuple[Ref, ...]
+
+    def run(self, env: dict[str, Any], values: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+        env.update(zip(self.inputs, values, strict=True))
+        for step in self.steps:
+            for (name, _), value in zip(step.outputs, _execute(step, env), strict=True):
+                env[name] = value
+        return tuple(_resolve(ref, env) for ref in self.outputs)
+
+
+# A loop that has not ended after this many iterations is taken for one that never ends.
+MAX_LOOP_ITERATIONS = 10_000_000
+
+
+def _truth(value: Any) -> bool:
+    array = np.asarray(value)
+    if array.size != 1:
+        raise ValueError(f"a condition must be a single boolean, not shape {array.shape}")
+    return bool(array.reshape(()))
+
+
+def _cond(args: Mapping[str, Any], blocks: tuple[Block, ...]) -> Callable[[Any], Any]:
+    """``cond``: the true block (``blocks[0]``) or the false one, by ``pred``."""
+    pred = args["pred"]
+
+    def run(env: Any) -> tuple[Any, ...]:
+        return blocks[0 if _truth(_resolve(pred, env)) else 1].run(env)
+
+    return run
+
+
+def _while_loop(args: Mapping[str, Any], blocks: tuple[Block, ...]) -> Callable[[Any], Any]:
+    """``while_loop``: the body block runs on the loop variables while the condition block
+    gives true; the result is the last loop variables."""
+    loop_vars = args["loop_vars"]
+    condition, body = blocks
+
+    def run(env: Any) -> tuple[Any, ...]:
+        values = tuple(_resolve(ref, env) for ref in loop_vars)
+        for _ in range(MAX_LOOP_ITERATIONS):
+            if not _truth(condition.run(env, values)[0]):
+                return values
+            values = body.run(env, values)
+        raise RuntimeError(f"the loop did not end after {MAX_LOOP_ITERATIONS} iterations")
+
+    return run
+
+
+_CONTROL_FLOW = {"cond": _cond, "while_loop": _while_loop}
+
+
 def opset_number(opset: str) -> int:
     """``CoreML5`` .. ``CoreML8`` -> 15 .. 18 (iOS version of the opset)."""
     match = re.search(r"(\d+)$", str(opset))
@@ -121,7 +179,7 @@ class CompiledFunction:
         self.steps: list[Step] = []
         unsupported: set[str] = set()
         for op in function.operations:
-            self._compile(op, unsupported)
+            self._compile(op, unsupported, self.steps)
         if unsupported:
             raise UnsupportedError(
                 f"the Core ML emulator does not support op(s): {', '.join(sorted(unsupported))}"
@@ -133,13 +191,14 @@ class CompiledFunction:
         except Exception:
             return object
 
-    def _compile(self, op: Any, unsupported: set[str]) -> None:
+    def _compile(self, op: Any, unsupported: set[str], steps: list[Step]) -> None:
+        """Append ``op``'s step to ``steps``, or fold it into a constant."""
         if op.op_type == "const":
             for var in op.outputs:
                 self.constants[var.name] = _python_value(var.val)
             return
         if any(getattr(op, "blocks", None) or []):
-            unsupported.add(op.op_type)
+            self._compile_control_flow(op, unsupported, steps)
             return
         kernel = kernel_for(op.op_type, self.opset)
         if kernel is None:
@@ -156,10 +215,35 @@ class CompiledFunction:
         if unsupported:
             return
         if not _all_constant(args.values()) or op.op_type in NONDETERMINISTIC:
-            self.steps.append(self._specialised(op, step))
+            steps.append(self._specialised(op, step))
             return
         for (name, _), value in zip(outputs, _execute(step, {}), strict=True):
             self.constants[name] = value  # constant folding, constexpr_* included
+
+    def _compile_control_flow(self, op: Any, unsupported: set[str], steps: list[Step]) -> None:
+        """``cond`` and ``while_loop``: their blocks compiled to steps of their own, which run
+        in the function's environment (block inputs and outputs are bound there by name; SSA
+        names are unique, and inner ops read outer values directly)."""
+        if op.op_type not in _CONTROL_FLOW:
+            unsupported.add(op.op_type)
+            return
+        blocks = []
+        for block in op.blocks:
+            block_steps: list[Step] = []
+            for inner in block.operations:
+                self._compile(inner, unsupported, block_steps)
+            inputs = tuple(var.name for var in block.inputs)
+            blocks.append(Block(inputs, tuple(block_steps), tuple(map(self._ref, block.outputs))))
+        args: dict[str, Ref | tuple[Ref, ...]] = {
+            key: tuple(map(self._ref, value))
+            if isinstance(value, list | tuple)
+            else self._ref(value)
+            for key, value in op.inputs.items()
+            if key in ("pred", "loop_vars")
+        }
+        run = _CONTROL_FLOW[op.op_type](args, tuple(blocks))
+        outputs = tuple((var.name, self._dtype(var)) for var in op.outputs)
+        steps.append(Step(op.op_type, op.name, run, args, outputs, run))
 
     def _specialised(self, op: Any, step: Step) -> Step:
         """The step with a load-time plan where one applies, and fp16 rounding skipped for
