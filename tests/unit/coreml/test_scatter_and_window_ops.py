@@ -246,6 +246,35 @@ def test_crop_resize_against_tensorflow_crop_and_resize(pad_value: float) -> Non
     np.testing.assert_allclose(out, np.transpose(expected, (0, 3, 1, 2)), rtol=1e-5, atol=1e-5)
 
 
+def test_crop_resize_on_apples_boxes_gives_tensorflows_7_9_not_the_literal_7_899() -> None:
+    """coremltools' iOS16/iOS17 ``TestCropResize`` expects 7.899 for the second box's top-right
+    sample; it reads rows 1 and 2 at column 0.9: ``(5.9 + 9.9) / 2 = 7.9``, as TensorFlow
+    computes. The conformance driver lists those tests as ``apple literal``."""
+    import tensorflow as tf
+
+    from tests.unit.coreml._mil import IOS17
+
+    x = np.arange(1, 17, dtype=np.float32).reshape(1, 1, 4, 4)
+    boxes = np.array([[0.1, 0.3, 1.3, 1.0], [0.5, 1.8, 1.0, 0.3], [0.0, 0.4, 0.6, 0.7]], np.float32)
+    out = run1(
+        lambda x: mb.crop_resize(
+            x=x, boxes=boxes, box_indices=np.zeros(3, np.int32), target_height=2, target_width=2,
+            normalized_coordinates=True, sampling_mode="ALIGN_CORNERS", pad_value=10.0,
+        ),
+        [x],
+        target=IOS17,
+        expect_ops=["crop_resize"],
+    )  # fmt: skip
+    expected = tf.image.crop_and_resize(
+        x.transpose(0, 2, 3, 1), boxes, np.zeros(3, np.int32), (2, 2), extrapolation_value=10.0
+    ).numpy()
+    np.testing.assert_allclose(out, expected.transpose(0, 3, 1, 2), rtol=1e-6)
+    assert abs(float(out[1, 0, 0, 1]) - 7.9) < 1e-5
+    apples = [3.1, 5.2, 10.0, 10.0, 10.0, 7.899, 10.0, 13.9, 2.2, 3.1, 9.4, 10.3]
+    misses = ~np.isclose(out.ravel(), apples, rtol=1e-5, atol=1e-4)
+    assert list(np.flatnonzero(misses)) == [5]
+
+
 def test_slice_update_replaces_what_slice_by_index_takes() -> None:
     from tests.unit.coreml._mil import IOS18
 
