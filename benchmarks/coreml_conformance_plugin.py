@@ -57,9 +57,16 @@ def pytest_configure(config: pytest.Config) -> None:
     from coremltools.models import MLModel
 
     MLModel.predict = _emulated_predict
+    MLModel.make_state = _emulated_make_state
 
 
-def _emulated_predict(self: Any, data: Any, **_: Any) -> Any:
+def _emulated_make_state(self: Any) -> Any:
+    from edgepack.emulators.coreml import CoreMLEmulator
+
+    return CoreMLEmulator(self).make_state()
+
+
+def _emulated_predict(self: Any, data: Any, state: Any = None, **_: Any) -> Any:
     """``MLModel.predict``: a dictionary of inputs, or a list of them (batch prediction)."""
     from edgepack.emulators.coreml import CoreMLEmulator
 
@@ -68,8 +75,8 @@ def _emulated_predict(self: Any, data: Any, **_: Any) -> Any:
     emulator = CoreMLEmulator(self)
     try:
         if isinstance(data, list):
-            return [emulator.predict(item) for item in data]
-        return emulator.predict(data)
+            return [emulator.predict(item, state=state) for item in data]
+        return emulator.predict(data, state=state)
     except RuntimeError as exc:  # the interpreter's "op ... failed: ..." at run time
         # what Core ML's MLModel.predict raises when the program fails on its inputs
         raise RuntimeError(f"Unable to compute the prediction using ML Program: {exc}") from exc

@@ -42,9 +42,10 @@ import numpy as np
 from edgepack._native import import_coremltools
 from edgepack.emulators.coreml.interpreter import CompiledFunction, opset_number
 from edgepack.emulators.coreml.ops import supported_ops
+from edgepack.emulators.coreml.ops.states import StateBuffer
 from edgepack.errors import ModelLoadError, UnsupportedError
 
-__all__ = ["CoreMLEmulator", "supported_ops"]
+__all__ = ["CoreMLEmulator", "EmulatorState", "supported_ops"]
 
 
 class CoreMLEmulator:
@@ -83,21 +84,57 @@ class CoreMLEmulator:
         """The names :meth:`capture` can return, in execution order."""
         return [name for step in self._function.steps for name, _ in step.outputs]
 
-    def predict(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """Outputs by name, like ``MLModel.predict`` (PIL images for image inputs)."""
-        outputs, _ = self._function.run(self._feeds(inputs))
+    @property
+    def state_names(self) -> list[str]:
+        """The program's state inputs (iOS18 stateful models); empty for most models."""
+        return [port.name for port in self._function.states]
+
+    def make_state(self) -> EmulatorState:
+        """Fresh state for a stateful program, every buffer zero (like
+        ``MLModel.make_state``); predictions given it read and update it."""
+        return EmulatorState(
+            {
+                port.name: StateBuffer(np.zeros(port.shape, dtype=_held_dtype(port.dtype)))
+                for port in self._function.states
+            }
+        )
+
+    def predict(
+        self, inputs: Mapping[str, Any], state: EmulatorState | None = None
+    ) -> dict[str, Any]:
+        """Outputs by name, like ``MLModel.predict`` (PIL images for image inputs); a
+        stateful program needs ``state`` (from :meth:`make_state`)."""
+        outputs, _ = self._function.run(self._feeds(inputs), states=self._buffers(state))
         return outputs
 
     def capture(
-        self, inputs: Mapping[str, Any], names: Iterable[str] | None = None
+        self,
+        inputs: Mapping[str, Any],
+        names: Iterable[str] | None = None,
+        state: EmulatorState | None = None,
     ) -> dict[str, np.ndarray]:
         """Intermediate tensors by op output name (every one when ``names`` is None)."""
         wanted = set(names) if names is not None else set()
-        _, captured = self._function.run(self._feeds(inputs), capture=wanted)
+        _, captured = self._function.run(
+            self._feeds(inputs), capture=wanted, states=self._buffers(state)
+        )
         missing = wanted - set(captured)
         if missing:
             raise KeyError(f"no op output named {sorted(missing)} in the program")
         return captured
+
+    def _buffers(self, state: EmulatorState | None) -> dict[str, StateBuffer] | None:
+        if not self._function.states:
+            return None
+        if state is None:
+            raise ValueError(
+                f"the model is stateful ({', '.join(self.state_names)}): "
+                "pass state=emulator.make_state()"
+            )
+        missing = [name for name in self.state_names if name not in state.buffers]
+        if missing:
+            raise ValueError(f"the state lacks {missing}: make it with this model's make_state()")
+        return state.buffers
 
     def _feeds(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         missing = [name for name in self.input_names if name not in inputs]
@@ -112,6 +149,22 @@ class CoreMLEmulator:
                 else np.asarray(value)
             )
         return feeds
+
+
+class EmulatorState:
+    """The state of a stateful program across predictions (``MLState``'s counterpart)."""
+
+    def __init__(self, buffers: dict[str, StateBuffer]) -> None:
+        self.buffers = buffers
+
+    def read(self, name: str) -> np.ndarray:
+        """A copy of one state tensor's current value."""
+        return np.array(self.buffers[name].value, copy=True)
+
+
+def _held_dtype(dtype: Any) -> Any:
+    """fp16 tensors are held as float32 numbers inside the interpreter."""
+    return np.float32 if dtype == np.float16 else dtype
 
 
 def _load_mlmodel(model: str | Path | Any) -> Any:

@@ -170,7 +170,14 @@ class CompiledFunction:
         self._types = types
         self.opset = opset
         self.inputs = [
-            Port(name, self._dtype(var), tuple(var.shape)) for name, var in function.inputs.items()
+            Port(name, self._dtype(var), tuple(var.shape))
+            for name, var in function.inputs.items()
+            if not types.is_state(var.sym_type)
+        ]
+        self.states = [
+            Port(name, self._dtype(var.sym_type.wrapped_type()), tuple(var.shape))
+            for name, var in function.inputs.items()
+            if types.is_state(var.sym_type)
         ]
         self.outputs = [
             Port(var.name, self._dtype(var), tuple(var.shape)) for var in function.outputs
@@ -296,13 +303,19 @@ class CompiledFunction:
         return Ref(name=var.name)
 
     def run(
-        self, feeds: Mapping[str, np.ndarray], capture: Iterable[str] | None = None
+        self,
+        feeds: Mapping[str, np.ndarray],
+        capture: Iterable[str] | None = None,
+        states: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Outputs by name, and the captured intermediate tensors (all when ``capture`` is
-        an empty collection, none when None)."""
+        an empty collection, none when None). ``states``: a ``StateBuffer`` for each state
+        input, updated in place."""
         env: dict[str, Any] = dict(self.constants)
         for port in self.inputs:
             env[port.name] = _as_dtype(np.asarray(feeds[port.name]), port.dtype)
+        for port in self.states:
+            env[port.name] = (states or {})[port.name]
         wanted = None if capture is None else set(capture)
         captured: dict[str, Any] = {}
         for step in self.steps:

@@ -25,6 +25,9 @@ def _declared_inputs(op_type: str) -> dict[int, set[str]]:
     """MIL input names of ``op_type`` by opset (15..18)."""
     from coremltools.converters.mil.mil.ops.registry import SSAOpRegistry
 
+    dialect_op = SSAOpRegistry.dialect_ops.get(op_type)  # coreml_update_state: every opset
+    if dialect_op is not None:
+        return {opset: set(dialect_op.input_spec.input_types) for opset in _OPSETS.values()}
     return {
         _OPSETS[target]: set(op_class.input_spec.input_types)
         for target, op_class in SSAOpRegistry.core_ops.get(op_type, {}).items()

@@ -19,6 +19,7 @@ from edgepack.emulators.coreml.ops import (
     recurrent,
     reduction,
     scatter,
+    states,
     tensor,
 )
 
@@ -39,6 +40,7 @@ KERNELS: dict[str, Kernel] = {
     **quant.KERNELS,
     **recurrent.KERNELS,
     **random.KERNELS,
+    **states.KERNELS,
 }
 VERSIONED: dict[tuple[str, int], Kernel] = {
     **image.VERSIONED,
