@@ -186,6 +186,93 @@ def test_neural_network_models_are_refused(tmp_path: Path) -> None:
         CoreMLEmulator(path)
 
 
+def _conv_program(tmp_path: Path) -> tuple[object, Path, np.ndarray, np.ndarray]:
+    """An iOS16 conv program whose weights live in a blob file; the saved .mlpackage, an
+    input and the expected output (computed by NumPy)."""
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+
+    weight = np.random.default_rng(0).standard_normal((4, 3, 1, 1)).astype(np.float32)
+    x = np.random.default_rng(1).standard_normal((1, 3, 5, 5)).astype(np.float32)
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=x.shape)], opset_version=ct.target.iOS16)
+    def program(x):  # type: ignore[no-untyped-def]
+        return mb.conv(x=x, weight=weight)
+
+    mlmodel = ct.convert(
+        program,
+        convert_to="mlprogram",
+        compute_precision=ct.precision.FLOAT32,
+        minimum_deployment_target=ct.target.iOS16,
+        skip_model_load=True,
+    )
+    package = tmp_path / "conv.mlpackage"
+    mlmodel.save(str(package))
+    expected = np.einsum("oc,nchw->nohw", weight[:, :, 0, 0], x)
+    return mlmodel, package, x, expected
+
+
+def test_every_way_of_handing_over_a_model_runs_or_says_why(tmp_path: Path) -> None:
+    """A package, a bare .mlmodel with its weights/ folder beside it or given, an MLModel in
+    memory, a spec with its weights: all run. Without their weight file, a compiled .mlmodelc,
+    or an object that is no model: one ModelLoadError line each."""
+    import shutil
+
+    mlmodel, package, x, expected = _conv_program(tmp_path)
+    weights = package / "Data" / "com.apple.CoreML" / "weights"
+    bare = tmp_path / "bare" / "conv.mlmodel"
+    bare.parent.mkdir()
+    bare.write_bytes(mlmodel.get_spec().SerializeToString())
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(weights, elsewhere)
+    runs = {
+        "package": CoreMLEmulator(package),
+        "in memory": CoreMLEmulator(mlmodel),
+        "spec and weights_dir": CoreMLEmulator(mlmodel.get_spec(), weights_dir=weights),
+        "bare, weights_dir": CoreMLEmulator(bare, weights_dir=elsewhere),
+    }
+    shutil.copytree(weights, bare.parent / "weights")
+    runs["bare, weights beside"] = CoreMLEmulator(bare)
+    for how, emulator in runs.items():
+        (out,) = emulator.predict({"x": x}).values()
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5, err_msg=how)
+
+    shutil.rmtree(bare.parent / "weights")
+    compiled = tmp_path / "conv.mlmodelc"
+    compiled.mkdir()
+    refusals = {
+        "weight file weight.bin is missing": lambda: CoreMLEmulator(bare),
+        "no weights folder was given": lambda: CoreMLEmulator(mlmodel.get_spec()),
+        "not in": lambda: CoreMLEmulator(bare, weights_dir=tmp_path),
+        "compiled Core ML model cannot be read": lambda: CoreMLEmulator(compiled),
+        "not a loadable Core ML model": lambda: CoreMLEmulator(tmp_path),
+        "expected an .mlpackage or .mlmodel path": lambda: CoreMLEmulator(42),
+    }
+    for message, make in refusals.items():
+        with pytest.raises(ModelLoadError, match=message) as caught:
+            make()
+        assert "\n" not in str(caught.value)
+
+
+def test_a_bare_mlmodel_without_blob_weights_needs_no_folder(tmp_path: Path) -> None:
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 3))], opset_version=ct.target.iOS16)
+    def program(x):  # type: ignore[no-untyped-def]
+        return mb.relu(x=mb.add(x=x, y=np.float32(1.0)))
+
+    mlmodel = ct.convert(
+        program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
+        compute_precision=ct.precision.FLOAT32, skip_model_load=True,
+    )  # fmt: skip
+    bare = tmp_path / "small.mlmodel"
+    bare.write_bytes(mlmodel.get_spec().SerializeToString())
+    x = np.array([[-3, 0, 2], [1, -1, 5]], np.float32)
+    (out,) = CoreMLEmulator(bare).predict({"x": x}).values()
+    np.testing.assert_array_equal(out, np.maximum(x + 1, 0))
+
+
 def test_missing_model_and_capture_name(digits: dict, tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="no such Core ML model"):
         CoreMLEmulator(tmp_path / "nope.mlpackage")

@@ -49,22 +49,36 @@ __all__ = ["CoreMLEmulator", "EmulatorState", "supported_ops"]
 
 
 class CoreMLEmulator:
-    """Runs an ML program on the host. ``model``: an ``.mlpackage`` path or an ``MLModel``."""
+    """Runs an ML program on the host.
 
-    def __init__(self, model: str | Path | Any, function_name: str = "main") -> None:
-        mlmodel = _load_mlmodel(model)
-        spec = mlmodel.get_spec()
+    ``model``: an ``.mlpackage`` folder, an ML program saved as a bare ``.mlmodel`` file (its
+    weights, if any, in the ``weights/`` folder beside it, where Core ML looks for them), an
+    in-memory ``coremltools.models.MLModel``, or a model spec (``Model_pb2.Model``).
+    ``weights_dir``: where the weight files are, for a spec or a bare ``.mlmodel`` whose
+    ``weights/`` folder lies elsewhere. Anything else, or an ML program whose weight files
+    cannot be found, raises :class:`ModelLoadError` in one line; old ``neuralNetwork`` models
+    raise :class:`UnsupportedError`.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | Any,
+        function_name: str = "main",
+        weights_dir: str | Path | None = None,
+    ) -> None:
+        spec, weights, label = _load_spec(model, weights_dir)
         if spec.WhichOneof("Type") != "mlProgram":
             raise UnsupportedError(
                 f"only ML programs (.mlpackage) are supported; this model is a "
                 f"{spec.WhichOneof('Type')!r} model (convert with convert_to='mlprogram')"
             )
-        import_coremltools()
-        from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
-
-        program = milproto_load(spec, spec.specificationVersion, mlmodel.weights_dir)
+        _check_weight_files(spec, weights, label)
+        program = _load_program(spec, weights, label)
         if function_name not in program.functions:
-            raise ModelLoadError(f"the program has no function {function_name!r}")
+            raise ModelLoadError(
+                f"{label}: the program has no function {function_name!r} "
+                f"(it has {', '.join(sorted(program.functions))})"
+            )
         opset = spec.mlProgram.functions[function_name].opset
         self._function = CompiledFunction(program.functions[function_name], opset_number(opset))
         self._images = _image_inputs(spec)
@@ -167,20 +181,75 @@ def _held_dtype(dtype: Any) -> Any:
     return np.float32 if dtype == np.float16 else dtype
 
 
-def _load_mlmodel(model: str | Path | Any) -> Any:
+def _load_spec(model: str | Path | Any, weights_dir: str | Path | None) -> tuple[Any, Any, str]:
+    """The model spec, the folder of its weight files (or None) and a label for errors."""
     ct = import_coremltools()
-
+    given = None if weights_dir is None else str(weights_dir)
     if isinstance(model, str | Path):
         path = Path(model)
         if not path.exists():
             raise ModelLoadError(f"{path}: no such Core ML model")
+        if path.suffix == ".mlmodelc":
+            raise ModelLoadError(
+                f"{path}: a compiled Core ML model cannot be read (only Core ML itself loads "
+                ".mlmodelc); give the .mlpackage it was compiled from"
+            )
         try:
-            return ct.models.MLModel(str(path), skip_model_load=True)
+            mlmodel = ct.models.MLModel(str(path), skip_model_load=True)
         except Exception as exc:
-            raise ModelLoadError(f"{path}: not a loadable Core ML model ({exc})") from None
-    if not hasattr(model, "get_spec"):
-        raise ModelLoadError(f"expected an .mlpackage path or an MLModel, got {type(model)}")
-    return model
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelLoadError(f"{path}: not a loadable Core ML model ({reason})") from None
+        beside = path.parent / "weights" if path.is_file() else None
+        return mlmodel.get_spec(), given or mlmodel.weights_dir or beside, str(path)
+    if hasattr(model, "get_spec"):
+        return model.get_spec(), given or model.weights_dir, "the MLModel"
+    if hasattr(model, "WhichOneof") and hasattr(model, "description"):
+        return model, given, "the model spec"
+    raise ModelLoadError(
+        f"expected an .mlpackage or .mlmodel path, an MLModel or a model spec, got {type(model)}"
+    )
+
+
+def _blob_files(spec: Any) -> set[str]:
+    """Names of the weight files the program's constants point into (``weight.bin``)."""
+    names: set[str] = set()
+
+    def visit_block(block: Any) -> None:
+        for op in block.operations:
+            for value in op.attributes.values():
+                if value.WhichOneof("value") == "blobFileValue":
+                    names.add(value.blobFileValue.fileName.split("/")[-1])
+            for inner in op.blocks:
+                visit_block(inner)
+
+    for function in spec.mlProgram.functions.values():
+        for block in function.block_specializations.values():
+            visit_block(block)
+    return names
+
+
+def _check_weight_files(spec: Any, weights: Any, label: str) -> None:
+    needed = _blob_files(spec)
+    missing = sorted(
+        name for name in needed if weights is None or not (Path(weights) / name).is_file()
+    )
+    if missing:
+        where = "no weights folder was given" if weights is None else f"not in {weights}"
+        raise ModelLoadError(
+            f"{label}: the ML program's weight file {', '.join(missing)} is missing ({where}); "
+            "give the .mlpackage, or keep the weights/ folder beside the .mlmodel, or pass "
+            "weights_dir"
+        )
+
+
+def _load_program(spec: Any, weights: Any, label: str) -> Any:
+    from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
+
+    try:
+        return milproto_load(spec, spec.specificationVersion, str(weights or ""))
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelLoadError(f"{label}: the ML program cannot be read ({reason})") from None
 
 
 def _image_inputs(spec: Any) -> dict[str, str]:
