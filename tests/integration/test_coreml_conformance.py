@@ -10,24 +10,9 @@ import pytest
 pytestmark = pytest.mark.slow
 
 SAMPLE = 1.0  # percent of every file
-# Ops the emulator has no kernel for yet, each a family of its own: recurrent layers, random
-# number generators (their tests compare distributions Core ML draws), control flow (the
-# interpreter runs no nested blocks) and grid resampling.
-KNOWN_MISSING = {
-    "gru",
-    "lstm",
-    "rnn",
-    "random_bernoulli",
-    "random_categorical",
-    "random_normal",
-    "random_uniform",
-    "cond",
-    "while_loop",
-    "resample",
-}
-# Measured on this sample (README, The Core ML emulator): every predict-reaching test outside
-# the known-missing families passes but for Apple's own rounding of a few expected values.
-MIN_PASS_RATE = 0.95
+# Measured on the 10% sample (README, The Core ML emulator): 99.8% of the judged tests pass,
+# every file at 92.9% or more; on this 1% sample, every judged test.
+MIN_PASS_RATE = 0.97
 
 
 def test_apples_op_tests_pass_in_the_emulator() -> None:
@@ -36,15 +21,10 @@ def test_apples_op_tests_pass_in_the_emulator() -> None:
     results = run(test_files(None), sample=SAMPLE, workers=1)
     summary = summarise(results)
     assert summary["predict_reaching"] >= 100, summary  # the plugin reached predict
-    missing = set(summary["missing_kernels"])
-    assert missing <= KNOWN_MISSING, missing - KNOWN_MISSING
-    blocked = {
-        nodeid
-        for nodeid, record in results.items()
-        if record["kind"] == "no kernel" and record["reached_predict"]
-    }
-    judged = summary["predict_reaching"] - len(blocked)
-    assert summary["passed"] / judged >= MIN_PASS_RATE, summary["failures"]
+    assert not summary["missing_kernels"], summary["missing_kernels"]
+    assert summary["pass_rate"] >= MIN_PASS_RATE, summary["failures"]
     assert summary["failures"]["harness"] == 0, [
         (n, r["message"]) for n, r in results.items() if r["kind"] == "harness"
     ]
+    # listed failures are few and each has its reason: never a way to hide a regression
+    assert summary["listed"] <= 0.1 * summary["predict_reaching"], summary["failures"]
