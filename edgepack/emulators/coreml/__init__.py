@@ -28,7 +28,13 @@ Where a device can differ (also in ``firmware-notes/apple-ane.md``):
 - transcendental functions (exp, tanh, erf, sigmoid ...) are evaluated in fp32 here; the Neural
   Engine uses its own approximations (piecewise or table based);
 - ``gelu`` EXACT uses a rational erf approximation with error below 1.2e-7;
-- fp16 overflow saturates to inf here as in IEEE; a device may clamp differently.
+- fp16 overflow saturates to inf here as in IEEE; a device may clamp differently;
+- ``random_*`` ops draw from NumPy's generator: the same distributions as Core ML, other
+  numbers (Core ML's stream is not published).
+
+Stateful programs (iOS18 states, such as a key-value cache) take ``state=make_state()`` in
+:meth:`CoreMLEmulator.predict`; control flow (``cond``, ``while_loop``) and tensor lists run
+as the program says.
 """
 
 from __future__ import annotations
