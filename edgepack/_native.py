@@ -10,6 +10,7 @@ away: with ``-v`` it is replayed, and :func:`last_native_lines` lets an error me
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
 import io
 import logging
 import os
@@ -94,14 +95,53 @@ def import_tensorflow() -> ModuleType:
     return tf
 
 
+# coremltools imports every framework it has a converter for when it is imported: 5-6 s of
+# TensorFlow and PyTorch start-up. A process that only reads and runs ML programs (the CLI's
+# check and inspect) needs none of them.
+_CONVERTER_FRAMEWORKS = ("tensorflow", "torch", "sklearn", "xgboost", "libsvm")
+
+
+def use_coremltools_without_converters() -> None:
+    """Make this process import coremltools without its converter frameworks (it then cannot
+    convert models; the Core ML emulator needs no converter). For commands that never convert:
+    the CLI's ``check`` and ``inspect``. No effect once coremltools is imported."""
+    _STATE["coremltools_lean"] = True
+
+
+def allow_coremltools_converters() -> None:
+    """Undo :func:`use_coremltools_without_converters` (before coremltools is imported)."""
+    _STATE["coremltools_lean"] = False
+
+
+class _BlockedImports(importlib.abc.MetaPathFinder):
+    """Makes ``import name`` fail for the given top-level packages."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> None:
+        if fullname.split(".", maxsplit=1)[0] in self.names:
+            raise ModuleNotFoundError(f"{fullname} is not imported here", name=fullname)
+
+
 def import_coremltools() -> ModuleType:
     """Import coremltools once, without its start-up noise (on Linux it reports that its
     native runtime is missing, and warns about untested TensorFlow/scikit-learn versions)."""
     if "coremltools" in sys.modules:
         return sys.modules["coremltools"]
-    import_tensorflow()  # coremltools imports TensorFlow when present: keep that quiet too
-    with captured_output():
-        import coremltools
+    blocker = None
+    if _STATE.get("coremltools_lean"):
+        absent = tuple(name for name in _CONVERTER_FRAMEWORKS if name not in sys.modules)
+        blocker = _BlockedImports(absent)
+        sys.meta_path.insert(0, blocker)
+    else:
+        import_tensorflow()  # coremltools imports TensorFlow when present: keep that quiet too
+    try:
+        with captured_output():
+            import coremltools
 
-        logging.getLogger("coremltools").setLevel(logging.ERROR)
+            logging.getLogger("coremltools").setLevel(logging.ERROR)
+    finally:
+        if blocker is not None:
+            sys.meta_path.remove(blocker)
     return coremltools

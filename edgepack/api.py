@@ -1220,6 +1220,7 @@ def check(
     """
     if runtime not in ("emulated", "native"):
         raise ConfigError(f"runtime must be 'emulated' or 'native', got {runtime!r}")
+    from edgepack._native import allow_coremltools_converters
     from edgepack.backends import get_backend
     from edgepack.bundle import read_manifest, verify_bundle_files, verify_model_io
     from edgepack.calib.contract import Contract, Preprocessing
@@ -1246,6 +1247,8 @@ def check(
         work_dir,
         env,
     )
+    if options.layers:  # per-layer drift converts the source again: converters needed
+        allow_coremltools_converters()
     backend = get_backend(manifest["target"]["backend"])
     model_file = verify_bundle_files(bundle_dir, manifest)
     verify_model_io(manifest, _declared_io(backend, model_file))

@@ -296,6 +296,9 @@ def check(
     """Re-check BUNDLE's drift against its float source model on DATA; exit 1 if over budget."""
     _configure(verbose, quiet)
     from edgepack import api
+    from edgepack._native import use_coremltools_without_converters
+
+    use_coremltools_without_converters()  # a check runs programs, converts nothing (--layers does)
     from edgepack.report_text import print_check_result, progress_bars
 
     show = not (no_progress or _quiet()) and sys.stderr.isatty()
@@ -317,6 +320,9 @@ def inspect(bundle: str, as_json: bool, verbose: int, quiet: int) -> None:
     """Summarise BUNDLE's manifest: inputs/outputs, quantization, size, drift."""
     _configure(verbose, quiet)
     from edgepack import api
+    from edgepack._native import use_coremltools_without_converters
+
+    use_coremltools_without_converters()
     from edgepack.report_text import print_manifest
 
     manifest = api.inspect(bundle)

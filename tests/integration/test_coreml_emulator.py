@@ -302,3 +302,30 @@ def test_real_model_fp32_matches_its_source_within_1e_3() -> None:
         [emulator.predict({emulator.input_names[0]: image[None]})[output] for image in batch]
     )
     assert np.abs(emulated - reference).max() < 1e-3
+
+
+def test_a_check_process_runs_programs_without_coremltools_converters(tmp_path: Path) -> None:
+    """``edgepack check`` imports coremltools without TensorFlow and PyTorch (5-6 s of start-up
+    a check does not need) and still runs the program (``--layers``, which converts, does not
+    ask for this)."""
+    import subprocess
+    import sys
+
+    _, package, x, expected = _conv_program(tmp_path)
+    np.save(tmp_path / "x.npy", x)
+    script = f"""
+import sys, numpy as np
+from edgepack._native import use_coremltools_without_converters
+use_coremltools_without_converters()
+from edgepack.emulators.coreml import CoreMLEmulator
+emulator = CoreMLEmulator({str(package)!r})
+(out,) = emulator.predict({{"x": np.load({str(tmp_path / "x.npy")!r})}}).values()
+np.save({str(tmp_path / "out.npy")!r}, out)
+print(sorted(m for m in ("tensorflow", "torch", "sklearn") if m in sys.modules))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-5, atol=1e-5)
