@@ -296,9 +296,6 @@ def check(
     """Re-check BUNDLE's drift against its float source model on DATA; exit 1 if over budget."""
     _configure(verbose, quiet)
     from edgepack import api
-    from edgepack._native import use_coremltools_without_converters
-
-    use_coremltools_without_converters()  # a check runs programs, converts nothing (--layers does)
     from edgepack.report_text import print_check_result, progress_bars
 
     show = not (no_progress or _quiet()) and sys.stderr.isatty()
@@ -320,9 +317,6 @@ def inspect(bundle: str, as_json: bool, verbose: int, quiet: int) -> None:
     """Summarise BUNDLE's manifest: inputs/outputs, quantization, size, drift."""
     _configure(verbose, quiet)
     from edgepack import api
-    from edgepack._native import use_coremltools_without_converters
-
-    use_coremltools_without_converters()
     from edgepack.report_text import print_manifest
 
     manifest = api.inspect(bundle)
@@ -344,6 +338,17 @@ def targets(verbose: int, quiet: int) -> None:
     print_targets(api.targets())
 
 
+# Commands that only read and run bundles: their process imports coremltools without the
+# frameworks it converts from (see edgepack._native), unless --layers converts again.
+_READ_ONLY_COMMANDS = ("check", "inspect")
+
+
 def main() -> None:
     """Console-script entry point."""
+    arguments = sys.argv[1:]
+    command = next((a for a in arguments if not a.startswith("-")), None)
+    if command in _READ_ONLY_COMMANDS and "--layers" not in arguments:
+        from edgepack._native import use_coremltools_without_converters
+
+        use_coremltools_without_converters()
     cli(prog_name="edgepack")
