@@ -43,6 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
     ``_IS_MACOS`` at import time). With ``EDGEPACK_CONFORMANCE_RUNTIME=0`` nothing is patched:
     coremltools takes its Linux path, where no test calls ``predict`` (the driver reruns
     failures so, to tell a converter's failure from a runtime's)."""
+    _skip_conversion_gc()
     if os.environ.get("EDGEPACK_CONFORMANCE_RUNTIME", "1") == "0":
         return
     import coremltools._deps as deps
@@ -58,6 +59,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
     MLModel.predict = _emulated_predict
     MLModel.make_state = _emulated_make_state
+
+
+def _skip_conversion_gc() -> None:
+    """``ct.convert`` calls ``gc.collect()`` on every conversion, which walks TensorFlow's
+    large heap: most of a test's time. The tests convert thousands of tiny programs; skipping
+    it changes no result."""
+    import types
+
+    from coremltools.converters import _converters_entry
+
+    _converters_entry.gc = types.SimpleNamespace(collect=lambda *args: 0)  # type: ignore[attr-defined]
 
 
 def _emulated_make_state(self: Any) -> Any:
