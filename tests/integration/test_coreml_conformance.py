@@ -1,7 +1,7 @@
 """The Core ML emulator against the op tests Apple ships inside the coremltools wheel, with
 ``MLModel.predict`` served by the emulator (``benchmarks/coreml_conformance.py``): a
-deterministic 1% sample of every test file, ML programs in fp16 and fp32. Slow: about two
-minutes. The whole set runs on demand (``--sample 100``); its figures are in the README."""
+deterministic 1% sample of every test file, ML programs in fp16 and fp32. Slow: about 30
+seconds. The whole set runs on demand (``--sample 100``); its figures are in the README."""
 
 from __future__ import annotations
 
