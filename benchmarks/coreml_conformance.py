@@ -16,6 +16,9 @@ rate is printed too):
   so to be put there.
 - ``apple literal``: a value typed into a test that two independent implementations miss by
   more than its tolerance (``APPLE_LITERALS`` gives each one and its evidence).
+- ``fp16 range``: an fp16 run whose only mismatches are expected values past fp16's largest
+  number (65504) where the program's output overflowed to inf (the plugin keeps the arrays of
+  the failed comparison to check this).
 - ``fp16 reference``: a test of an fp16-typed program held to fp32 tolerance whose expected values
 come from the fp32 originals of its fp16 weights and inputs (or are themselves rounded to fp16
 where the program computes in fp32). A failure is put there only when (1) it still fails with
@@ -59,8 +62,9 @@ KINDS = (
     "converter",
     "apple literal",
     "fp16 reference",
+    "fp16 range",
 )
-LISTED = ("converter", "apple literal", "fp16 reference")  # not counted in the pass rate
+LISTED = ("converter", "apple literal", "fp16 reference", "fp16 range")  # not in the pass rate
 # Tests (node id prefixes) whose expected values hold a literal no implementation reaches.
 APPLE_LITERALS = {
     "iOS16/test_image_resizing.py::TestCropResize::test_builder_to_backend_ios16": (
@@ -69,6 +73,13 @@ APPLE_LITERALS = {
     ),
     "iOS17/test_image_resizing.py::TestCropResize::test_builder_to_backend_ios17": (
         "the same 7.899 as the iOS16 test"
+    ),
+    "iOS14/test_normalization.py::TestNormalizationLocalResponseNorm::"
+    "test_builder_to_backend_smoke": (
+        "its values normalise each element by its own square only, as if the window held one "
+        "channel; PyTorch's LocalResponseNorm, the reference of the same op's stress tests "
+        "(which pass), sums the neighbouring channels (tests/unit/coreml/"
+        "test_scatter_and_window_ops.py)"
     ),
 }
 
@@ -148,6 +159,9 @@ def run_pytest(
             "EDGEPACK_CONFORMANCE_OUT": str(out),
             "EDGEPACK_CONFORMANCE_SAMPLE": str(sample),
             "EDGEPACK_CONFORMANCE_RUNTIME": "1" if runtime else "0",
+            # every conversion leaves a temporary .mlpackage behind: keep them in the scratch
+            # folder, which goes at the end
+            "TMPDIR": scratch,
             "TF_CPP_MIN_LOG_LEVEL": "3",
             # coremltools' own switches: ML programs only (the emulator runs no other model
             # type), in fp32 as well as fp16

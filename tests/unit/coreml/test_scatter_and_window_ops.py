@@ -218,6 +218,23 @@ def test_local_response_norm_against_pytorch(size: int) -> None:
     np.testing.assert_allclose(out, lrn(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_local_response_norm_on_apples_smoke_input_sums_neighbouring_channels() -> None:
+    """coremltools' LRN smoke test expects each element divided by a term of its own square
+    only; PyTorch's LocalResponseNorm (the reference of the same op's stress tests, rank 3
+    included) and the emulator sum the window of channels. The conformance driver lists that
+    smoke test as ``apple literal``."""
+    torch = pytest.importorskip("torch")
+    x = np.array([[[1.0, -7.0], [5.0, -6.0], [-3.0, -5.0]]], dtype=np.float32)
+    out = run1(lambda x: mb.local_response_norm(x=x, size=2), [x])
+    expected = torch.nn.LocalResponseNorm(size=2)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    apples = np.array([[[0.99996257, -6.98716545], [4.99531746, -5.99191284],
+                        [-2.99898791, -4.99531746]]], np.float32)  # fmt: skip
+    own_square_only = x / (1.0 + 1e-4 / 2 * x**2) ** 0.75
+    np.testing.assert_allclose(apples, own_square_only, rtol=1e-6)
+    assert not np.allclose(out, apples, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("pad_value", [0.0, 7.5])
 def test_crop_resize_against_tensorflow_crop_and_resize(pad_value: float) -> None:
     """ALIGN_CORNERS with normalized boxes is TensorFlow's crop_and_resize (its
