@@ -271,9 +271,11 @@ class _Job:
 
 def _build_one(job: _Job) -> BuildResult:
     from edgepack.bundle import bundle_path, staged_bundle
+    from edgepack.profiles import firmware_note_file
 
     started = time.perf_counter()
     options = job.options
+    note = firmware_note_file(options.profile)  # before any slow work: a missing note is an error
     held_out = 0 if job.evaluation is not None else options.drift_samples
     split = job.samples.split(options.num_calib, held_out, options.seed)
     checked = _drift_data(job, split)
@@ -321,7 +323,7 @@ def _build_one(job: _Job) -> BuildResult:
             effect = _tuning_effect(job, checked, calibration, built, verdict, tuning)
             tuning = dataclasses.replace(tuning, effect=effect)
         manifest = _manifest(job, split, built, report, settings, tuning)
-        _write_bundle_files(staging, built, manifest, report, job.samples, layers)
+        _write_bundle_files(staging, built, manifest, report, job.samples, layers, note)
     seconds = time.perf_counter() - started
     log.info("%s: bundle %s (%.1f s)", options.profile.name, final, seconds)
     return BuildResult(options.profile.name, final, manifest, report, seconds, layers)
@@ -429,7 +431,7 @@ def _drift_data(job: _Job, split: Any) -> _DriftData:
             job.bound.labels(split.held_out),
             "held-out samples",
             {
-                "path": str(job.samples.root),
+                "path": portable_path(job.samples.root, job.options.project_root),
                 "fingerprint": job.samples.fingerprint(),
                 "split": "held-out part of the calibration set",
             },
@@ -447,7 +449,7 @@ def _drift_data(job: _Job, split: Any) -> _DriftData:
         labels,
         EVALUATION_KIND,
         {
-            "path": str(evaluation.set.root),
+            "path": portable_path(evaluation.set.root, job.options.project_root),
             "fingerprint": evaluation.set.fingerprint(),
             "split": "evaluation set",
         },
@@ -749,7 +751,7 @@ def _folds(job: _Job, refs: Sequence[Any]) -> list[_Validation]:
                 f"tune.folds = {tune.folds} needs more than {size} calibration samples"
             )
     data = {
-        "path": str(job.samples.root),
+        "path": portable_path(job.samples.root, job.options.project_root),
         "fingerprint": job.samples.fingerprint(),
         "split": VALIDATION_SPLIT,
     }
@@ -1066,9 +1068,10 @@ def _manifest(
     settings: Any,
     tuning: _Tuning | None = None,
 ) -> dict[str, Any]:
-    from edgepack.bundle import MANIFEST_SCHEMA_VERSION, file_sha256, size_bytes
+    from edgepack.bundle import FIRMWARE_NOTE, MANIFEST_SCHEMA_VERSION, file_sha256, size_bytes
 
     source, samples, options = job.source, job.samples, job.options
+    root = options.project_root
     profile = options.profile
     floats = [spec.name for spec in source.inputs if spec.is_float]
     contract_input = samples.contract.input_name or (floats[0] if floats else None)
@@ -1093,14 +1096,16 @@ def _manifest(
         preprocessing.update(dtype=fed["dtype"], source_dtype=preprocessing["dtype"])
     return {
         "schema_version": MANIFEST_SCHEMA_VERSION,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created": _created(options.source_date_epoch),
         "target": {
             "profile": profile.name,
             "backend": job.backend.name,
             "description": profile.description,
-            "profile_source": profile.source,
+            "profile_source": _portable_profile_source(profile.source, root),
             "profile_sha256": profile.sha256,
-            "firmware_note": profile.firmware_note,
+            # the note ships in the bundle; firmware_note_source is the one the profile links
+            "firmware_note": FIRMWARE_NOTE if profile.firmware_note else None,
+            "firmware_note_source": profile.firmware_note,
             "settings": _settings_dict(settings),
             "drift": dict(profile.drift),
         },
@@ -1118,13 +1123,13 @@ def _manifest(
         "source": {
             "format": source.format,
             "file": source.path.name,
-            "path": str(source.path),
+            "path": portable_path(source.path, root),
             "sha256": source.sha256,
             "inputs": [s.to_dict() for s in source.inputs],
             "outputs": [s.to_dict() for s in source.outputs],
         },
         "calibration": {
-            "path": str(samples.root),
+            "path": portable_path(samples.root, root),
             "fingerprint": samples.fingerprint(),
             "set_size": len(samples),
             "samples": len(split.calibration),
@@ -1146,18 +1151,44 @@ def _write_bundle_files(
     report: Any,
     samples: Any,
     layers: Any = None,
+    note: Path | None = None,
 ) -> None:
-    from edgepack.bundle import DRIFT, LABELS, MANIFEST, file_sha256, write_json
+    from edgepack.bundle import DRIFT, FIRMWARE_NOTE, LABELS, MANIFEST, file_sha256, write_json
 
     drift = report.to_dict()
     if layers is not None:
         drift["layers"] = layers.to_dict()
     write_json(staging / DRIFT, drift)
+    names = [built.model_file.name, DRIFT]
     if samples.label_names:
         (staging / LABELS).write_text("\n".join(samples.label_names) + "\n")
-    names = [built.model_file.name, DRIFT] + ([LABELS] if samples.label_names else [])
+        names.append(LABELS)
+    if note is not None:
+        (staging / FIRMWARE_NOTE).write_bytes(note.read_bytes())
+        names.append(FIRMWARE_NOTE)
     manifest["files"] = {name: file_sha256(staging / name) for name in names}
     write_json(staging / MANIFEST, manifest)
+
+
+def _created(epoch: int | None) -> str:
+    """The manifest's ``created``: ``SOURCE_DATE_EPOCH`` when set (reproducible builds),
+    else now; UTC, whole seconds."""
+    moment = datetime.now(UTC) if epoch is None else datetime.fromtimestamp(epoch, UTC)
+    return moment.isoformat(timespec="seconds")
+
+
+def portable_path(path: Path, root: Path) -> str:
+    """How a bundle names a file of the build: relative to the project root (POSIX
+    separators) when it lies inside it, else its name alone (its sha256 identifies it)."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(root).as_posix()
+    except ValueError:
+        return resolved.name
+
+
+def _portable_profile_source(source: str, root: Path) -> str:
+    return source if source.startswith("builtin:") else portable_path(Path(source), root)
 
 
 def _settings_dict(settings: Any) -> dict[str, Any]:
@@ -1493,6 +1524,7 @@ def _with_contributions(
 
 def _source_path(manifest: dict[str, Any], bundle_dir: Path, model: Any, cwd: Path) -> Path:
     from edgepack.frontends import sha256_of_path
+    from edgepack.options import project_root
 
     recorded = manifest["source"]
     if model is not None:
@@ -1500,12 +1532,20 @@ def _source_path(manifest: dict[str, Any], bundle_dir: Path, model: Any, cwd: Pa
         if not candidate.exists():
             raise ModelLoadError(f"{candidate}: no such model file or folder")
     else:
-        candidate = Path(recorded["path"])
-        if not candidate.exists():
+        # recorded relative to the project root of the build (older bundles: absolute); a
+        # bundle usually lies in <project root>/<out>/, so its grandparent is a candidate too
+        places = [
+            project_root(cwd) / recorded["path"],
+            cwd / recorded["path"],
+            bundle_dir.parent.parent / recorded["path"],
+        ]
+        found = next((place for place in places if place.exists()), None)
+        if found is None:
             raise BundleError(
-                f"source model {recorded['path']} (recorded in the manifest) is not there; "
-                "pass it with --model"
+                f"source model {recorded['path']} (recorded in the manifest, relative to the "
+                "project root) is not there; pass it with --model"
             )
+        candidate = found
     if sha256_of_path(candidate) != recorded["sha256"]:
         raise BundleError(
             f"{candidate}: sha256 differs from the source model this bundle was built from"

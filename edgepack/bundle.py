@@ -1,7 +1,10 @@
 """Bundles on disk: atomic writing, the manifest, and reading a bundle back.
 
 A bundle is a folder ``<model-stem>-<profile>/`` with the model file, ``manifest.json``,
-``drift.json`` and, when the calibration set has labels, ``labels.txt``. It is written into a
+``drift.json``, the profile's deployment note (``firmware-note.md``) and, when the calibration
+set has labels, ``labels.txt``. It names no folder of the build machine (paths are relative to
+the project root), and with ``SOURCE_DATE_EPOCH`` set two builds of the same inputs are byte
+for byte the same. It is written into a
 hidden temporary folder beside its final place and renamed at the end, so a failed build
 never leaves a half-written bundle behind.
 """
@@ -23,6 +26,7 @@ from edgepack.errors import BundleError, BundleExistsError
 MANIFEST = "manifest.json"
 DRIFT = "drift.json"
 LABELS = "labels.txt"
+FIRMWARE_NOTE = "firmware-note.md"  # the profile's deployment note, shipped with the bundle
 MANIFEST_SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).parent / "schemas" / "manifest.schema.json"
 DRIFT_SCHEMA_FILE = Path(__file__).parent / "schemas" / "drift-report.schema.json"

@@ -263,6 +263,11 @@ class BuildOptions:
     # calibration set); the whole calibration set then calibrates
     eval_dir: Path | None = None
     tune: TuneOptions = TuneOptions()
+    # paths recorded in a bundle are relative to this folder (the project config's, else the
+    # working directory), so a bundle names no folder of the build machine
+    project_root: Path = Path(".")
+    # SOURCE_DATE_EPOCH: the manifest's ``created`` time, for byte-identical rebuilds
+    source_date_epoch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -316,6 +321,25 @@ def profile_layer(profile: TargetProfile) -> dict[str, Any]:
         for key, value in getattr(profile, section).items():
             layer[f"{section}.{key}"] = value
     return _checked(layer, f"profile {profile.source}", allow_settings=True)
+
+
+def project_root(cwd: Path) -> Path:
+    """The folder of the project config found from ``cwd`` (see :func:`find_config`), else
+    ``cwd``: what paths recorded in bundles are relative to."""
+    config = find_config(cwd)
+    return (config[0].parent if config else cwd).resolve()
+
+
+def source_date_epoch(environ: Mapping[str, str]) -> int | None:
+    """``SOURCE_DATE_EPOCH`` (reproducible-builds.org): whole seconds since 1970, or None."""
+    value = environ.get("SOURCE_DATE_EPOCH")
+    if value is None or value == "":
+        return None
+    if not value.strip().isdigit():
+        raise ConfigError(
+            f"SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, got {value!r}"
+        )
+    return int(value)
 
 
 def find_config(start: Path) -> tuple[Path, dict[str, Any]] | None:
@@ -416,6 +440,8 @@ def resolve_build_options(
             precisions=merged["tune.precisions"],
             folds=merged["tune.folds"],
         ),
+        project_root=project_root(cwd),
+        source_date_epoch=source_date_epoch(environ),
     )
 
 

@@ -51,6 +51,33 @@ def builtin_profiles_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "targets"
 
 
+def builtin_firmware_notes_dir() -> Path:
+    """Where the deployment notes the built-in profiles link are: inside the wheel, or
+    ``firmware-notes/`` in a checkout."""
+    packaged = Path(__file__).parent / "_firmware_notes"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "firmware-notes"
+
+
+def firmware_note_file(profile: TargetProfile) -> Path | None:
+    """The file of the profile's deployment note (which every bundle of the profile ships):
+    relative to the profile file's folder, or one of the notes edgepack ships."""
+    if profile.firmware_note is None:
+        return None
+    note = Path(profile.firmware_note)
+    candidates = [builtin_firmware_notes_dir() / note.name]
+    if not profile.source.startswith("builtin:"):
+        candidates.insert(0, Path(profile.source).parent / note)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"profile {profile.name!r}: firmware_note {profile.firmware_note!r} not found "
+        f"(looked in {', '.join(str(c.parent) for c in candidates)})"
+    )
+
+
 def builtin_profile_names() -> list[str]:
     """Names of the built-in profiles, sorted."""
     return sorted(p.stem for p in builtin_profiles_dir().glob("*.toml"))

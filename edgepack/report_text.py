@@ -441,7 +441,9 @@ def print_manifest(manifest: dict[str, Any]) -> None:
     versions = ", ".join(f"{k} {v}" for k, v in manifest["versions"].items())
     _console.print(f"versions: {versions}")
     if target.get("firmware_note"):
-        _console.print(f"deployment notes: {target['firmware_note']}")
+        origin = target.get("firmware_note_source")
+        where = f" (in the bundle; the profile's {origin})" if origin else ""
+        _console.print(escape(f"deployment notes: {target['firmware_note']}{where}"))
 
 
 def print_targets(infos: Sequence[Any]) -> None:

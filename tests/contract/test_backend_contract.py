@@ -131,13 +131,24 @@ class TestBackendContract:
         backend = BACKENDS[built["name"]]
         last = backend.paths()[-1].name
         result = api.check(
-            built["result"].bundle, built["dir"] / "calib", paths=[last], cwd=tmp_path, environ={}
+            built["result"].bundle,
+            built["dir"] / "calib",
+            model=built["dir"] / "tiny.keras",
+            paths=[last],
+            cwd=tmp_path,
+            environ={},
         )
         assert [p.name for p in result.report.paths] == [last] and result.report.path == last
         assert result.report.spread == []
         env = {"EDGEPACK_PATHS": "nonesuch"}
         with pytest.raises(ConfigError, match="has no execution path nonesuch"):
-            api.check(built["result"].bundle, built["dir"] / "calib", cwd=tmp_path, environ=env)
+            api.check(
+                built["result"].bundle,
+                built["dir"] / "calib",
+                model=built["dir"] / "tiny.keras",
+                cwd=tmp_path,
+                environ=env,
+            )
 
     def test_the_model_file_declares_what_the_manifest_says(self, built: dict) -> None:
         backend = BACKENDS[built["name"]]
@@ -160,7 +171,13 @@ class TestBackendContract:
         manifest[kind][0][field] = value
         (bundle / "manifest.json").write_text(json.dumps(manifest))
         with pytest.raises(BundleError, match="manifest") as caught:
-            api.check(bundle, built["dir"] / "calib", cwd=tmp_path, environ={})
+            api.check(
+                bundle,
+                built["dir"] / "calib",
+                model=built["dir"] / "tiny.keras",
+                cwd=tmp_path,
+                environ={},
+            )
         assert caught.value.exit_code == 6
 
     def test_drift_report_measures_held_out_samples(self, built: dict) -> None:
@@ -174,7 +191,12 @@ class TestBackendContract:
         """``check --layers``: the bundle's tensors paired with a float twin's, named after
         the Keras layers, and the Keras model's own output reproduced by the twin."""
         result = api.check(
-            built["result"].bundle, built["dir"] / "calib", layers=True, cwd=tmp_path, environ={}
+            built["result"].bundle,
+            built["dir"] / "calib",
+            model=built["dir"] / "tiny.keras",
+            layers=True,
+            cwd=tmp_path,
+            environ={},
         )
         layers = result.layers
         assert layers is not None and layers.samples == 40  # the tiny calib set has 40 images

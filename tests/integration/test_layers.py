@@ -40,8 +40,8 @@ def layer_table(report: dict) -> dict[str, float]:
 @pytest.mark.parametrize("target", TARGETS)
 def test_layers_of_a_healthy_bundle(bundles: Path, tmp_path: Path, target: str) -> None:
     code, stdout, stderr = invoke(
-        "check", bundles / f"digits-{target}", "--data", DIGITS_EVAL, "--layers",
-        "--json", tmp_path / "report.json", cwd=tmp_path,
+        "check", bundles / f"digits-{target}", "--data", DIGITS_EVAL, "--model", DIGITS_MODEL,
+        "--layers", "--json", tmp_path / "report.json", cwd=tmp_path,
     )  # fmt: skip
     assert code == 0, stderr
     report = json.loads((tmp_path / "report.json").read_text())
@@ -137,7 +137,9 @@ def test_the_damaged_layer_is_the_worst(bundles: Path, tmp_path: Path, target: s
     shutil.copytree(bundles / f"digits-{target}", damaged)
     DAMAGE[target](damaged, "conv2")
     _rehash(damaged)
-    result = edgepack.check(damaged, DIGITS_EVAL, layers=True, cwd=tmp_path, environ={}, **OFF)
+    result = edgepack.check(
+        damaged, DIGITS_EVAL, model=DIGITS_MODEL, layers=True, cwd=tmp_path, environ={}, **OFF
+    )
     report = result.layers
     assert report is not None and report.worst is not None
     assert report.worst.layer == "conv2", [(d.layer, round(d.sqnr_db, 1)) for d in report.layers]
@@ -176,8 +178,8 @@ def test_html_report_of_a_damaged_bundle(bundles: Path, tmp_path: Path) -> None:
     _damage_onnx(damaged, "conv2")
     _rehash(damaged)
     code, _, stderr = invoke(
-        "check", damaged, "--data", DIGITS_EVAL, "--layers", "--html", tmp_path / "r.html",
-        cwd=tmp_path,
+        "check", damaged, "--data", DIGITS_EVAL, "--model", DIGITS_MODEL, "--layers",
+        "--html", tmp_path / "r.html", cwd=tmp_path,
     )  # fmt: skip
     assert code == 1, stderr  # the damage breaks the agreement budget
     page = _Page()
@@ -222,7 +224,9 @@ def test_the_damaged_layer_contributes_most_on_onnx(bundles: Path, tmp_path: Pat
     shutil.copytree(bundles / "digits-onnx", damaged)
     DAMAGE["onnx"](damaged, "conv2")
     _rehash(damaged)
-    result = edgepack.check(damaged, DIGITS_EVAL, layers=True, cwd=tmp_path, environ={}, **OFF)
+    result = edgepack.check(
+        damaged, DIGITS_EVAL, model=DIGITS_MODEL, layers=True, cwd=tmp_path, environ={}, **OFF
+    )
     report = result.layers
     assert report is not None and report.path == "unoptimized"
     assert "kept in float" in report.contributions
@@ -240,7 +244,13 @@ def test_the_damaged_layer_contributes_most_on_onnx(bundles: Path, tmp_path: Pat
 @pytest.mark.parametrize("target", ["tflite", "coreml"])
 def test_contributions_say_when_not_measured(bundles: Path, tmp_path: Path, target: str) -> None:
     result = edgepack.check(
-        bundles / f"digits-{target}", DIGITS_EVAL, layers=True, cwd=tmp_path, environ={}, **OFF
+        bundles / f"digits-{target}",
+        DIGITS_EVAL,
+        model=DIGITS_MODEL,
+        layers=True,
+        cwd=tmp_path,
+        environ={},
+        **OFF,
     )
     report = result.layers
     assert report is not None and report.contributions.startswith("not measured")

@@ -9,7 +9,7 @@ import pytest
 from edgepack.backends.tflite import TFLiteSettings
 from edgepack.errors import ConfigError
 from edgepack.options import parse_fraction, resolve_build_options, resolve_check_options
-from edgepack.profiles import builtin_profile_names, load_profile
+from edgepack.profiles import builtin_profile_names, firmware_note_file, load_profile
 
 
 def resolve(
@@ -119,6 +119,32 @@ def test_builtin_profiles_load_and_link_existing_firmware_notes() -> None:
         assert profile.name == name
         assert profile.firmware_note is not None
         assert (repo / profile.firmware_note).is_file(), profile.firmware_note
+        shipped = firmware_note_file(profile)  # what every bundle of the profile carries
+        assert (
+            shipped is not None
+            and shipped.read_bytes() == (repo / profile.firmware_note).read_bytes()
+        )
+
+
+def test_a_user_profile_note_is_found_beside_it_or_refused(tmp_path: Path) -> None:
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "board.md").write_text("# our board\n")
+    good = tmp_path / "board.toml"
+    good.write_text(
+        '[profile]\nname = "board"\nextends = "tflite"\ndescription = "ours"\n'
+        'firmware_note = "notes/board.md"\n'
+    )
+    assert firmware_note_file(load_profile(str(good))) == tmp_path / "notes" / "board.md"
+    inherited = tmp_path / "plain.toml"  # the base profile's note, shipped with edgepack
+    inherited.write_text('[profile]\nname = "plain"\nextends = "onnx"\ndescription = "x"\n')
+    assert firmware_note_file(load_profile(str(inherited))).name == "cpu-onnx.md"  # type: ignore[union-attr]
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[profile]\nname = "bad"\nextends = "tflite"\ndescription = "x"\n'
+        'firmware_note = "notes/missing.md"\n'
+    )
+    with pytest.raises(ConfigError, match=r"firmware_note 'notes/missing\.md' not found"):
+        firmware_note_file(load_profile(str(bad)))
 
 
 def test_user_profile_extends_a_builtin(tmp_path: Path) -> None:
