@@ -15,6 +15,7 @@ Unknown keys, in any layer, are errors.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -67,10 +68,17 @@ _parse_count = _whole_number(1)
 _parse_limit = _whole_number(0)
 
 
-def _parse_seed(value: Any) -> int:
+_parse_seed = _whole_number(0)  # NumPy's generators take seeds >= 0
+
+
+def _finite_float(value: Any) -> float:
+    """A finite number (nan and inf would pass every comparison, or none)."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a whole number, got {value!r}")
-    return int(value)
+        raise ValueError(f"expected a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return number
 
 
 def _parse_slices(value: Any) -> dict[str, dict[str, str]]:
@@ -168,7 +176,7 @@ GENERIC_KEYS: dict[str, Callable[[Any], Any]] = {
     "drift.samples": _parse_count,
     "drift.min_agreement": _optional(parse_fraction),
     "drift.max_drop": _optional(parse_fraction),
-    "drift.min_sqnr": _optional(float),
+    "drift.min_sqnr": _optional(_finite_float),
     "drift.allow_collapse": _parse_bool,
     "drift.slices": _parse_slices,
     "drift.layers": _parse_bool,

@@ -80,6 +80,9 @@ def test_threshold_can_be_switched_off(tmp_path: Path) -> None:
         ("[tool.edgepack.targets.tflite.settings]\nmode = 'hybrid'\n", "mode must be one of"),
         ("[tool.edgepack.calibration]\nnum_samples = 0\n", "whole number >= 1"),
         ("[tool.edgepack.drift]\nmax_drop = '150%'\n", "between 0 and 1"),
+        ("[tool.edgepack.drift]\nmin_sqnr = nan\n", "finite number"),
+        ("[tool.edgepack.drift]\nmin_sqnr = 'inf'\n", "finite number"),
+        ("[tool.edgepack.calibration]\nseed = -1\n", "whole number >= 0"),
         ("[tool.edgepack\n", "invalid TOML"),
     ],
 )
