@@ -17,15 +17,19 @@ trap 'rm -rf "$work"' EXIT
 cp "$repo/examples/ci/edgepack.toml" "$work/edgepack.toml"
 cd "$work" || exit 70
 
-edgepack build "$repo/examples/digits/digits.keras" --target all \
+model="$repo/examples/digits/digits.keras"
+edgepack build "$model" --target all \
   --calib "$repo/calibration/digits/calib" --eval "$repo/calibration/digits/eval" --out bundles
 status=$?
 if [ "$status" -gt 1 ]; then exit "$status"; fi  # no bundle to check
 
 for bundle in bundles/*/; do
   target=$(basename "$bundle")
-  edgepack check "$bundle" --data "$repo/calibration/digits/eval" --layers --no-progress \
-    --html "$reports/$target.html" --json "$reports/$target.json" --junit "$reports/$target.xml"
+  # the model lies outside this work folder (the project root): bundles record its name and
+  # sha256 only, so the check is told where it is
+  edgepack check "$bundle" --data "$repo/calibration/digits/eval" --model "$model" \
+    --layers --no-progress --html "$reports/$target.html" --json "$reports/$target.json" \
+    --junit "$reports/$target.xml"
   code=$?
   echo "drift check $target: exit $code"
   if [ "$status" -eq 0 ]; then status=$code; fi

@@ -16,7 +16,7 @@ import pytest
 
 from edgepack import api
 from edgepack.backends import BACKENDS
-from edgepack.bundle import file_sha256, read_manifest, size_bytes
+from edgepack.bundle import FIRMWARE_NOTE, file_sha256, read_manifest, size_bytes
 from edgepack.calib.dataset import open_sample_set
 from edgepack.drift.metrics import sqnr_db
 from edgepack.errors import BundleError, ConfigError, UnsupportedError
@@ -54,7 +54,7 @@ class TestBackendContract:
         backend = BACKENDS[built["name"]]
         files = sorted(p.name for p in result.bundle.iterdir())
         assert files == sorted(
-            [backend.model_file_name, "manifest.json", "drift.json", "labels.txt"]
+            [backend.model_file_name, "manifest.json", "drift.json", "labels.txt", FIRMWARE_NOTE]
         )
         manifest = read_manifest(result.bundle)
         assert_valid_manifest(manifest)

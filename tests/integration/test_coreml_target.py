@@ -125,7 +125,7 @@ def test_manifest_records_emulated_drift(tmp_path: Path) -> None:
     contract = result.manifest["preprocessing"]
     assert fed["dtype"] == contract["dtype"] == "float16"
     assert contract["source_dtype"] == "float32"
-    checked = api.check(result.bundle, DIGITS_EVAL, cwd=tmp_path, environ={})
+    checked = api.check(result.bundle, DIGITS_EVAL, model=DIGITS_MODEL, cwd=tmp_path, environ={})
     assert checked.report.top1_agreement > 0.95 and checked.report.path == "emulator"
 
 
