@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgepack.errors import BundleError, BundleExistsError
+from edgepack.errors import BundleError, BundleExistsError, ConfigError
 
 MANIFEST = "manifest.json"
 DRIFT = "drift.json"
@@ -52,7 +52,13 @@ def bundle_path(out_dir: Path, model_path: Path, profile_name: str) -> Path:
 
 
 def ensure_writable(final: Path, force: bool) -> None:
-    """Refuse early (before any slow work) to overwrite a bundle without ``force``."""
+    """Refuse early (before any slow work) to overwrite a bundle without ``force``, or to
+    write under an output path that is a file."""
+    for folder in (final.parent, *final.parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ConfigError(f"{folder} exists and is not a folder: --out needs a folder")
+            break
     if final.exists() and not force:
         raise BundleExistsError(f"{final} exists; pass --force to replace it")
     if final.exists() and not final.is_dir():

@@ -162,3 +162,18 @@ def test_the_manifest_io_must_be_the_model_files() -> None:
         assert caught.value.exit_code == 6
     with pytest.raises(BundleError, match="manifest outputs do not match"):
         verify_model_io({"inputs": [_io()], "outputs": [dict(out, name="w")]}, (file_in, file_out))
+
+
+@pytest.mark.parametrize("below", [False, True])
+def test_an_output_path_that_is_a_file_is_a_config_error(tmp_path: Path, below: bool) -> None:
+    """``--out`` naming a file (or a folder below a file) is refused before any work, in one
+    line with exit 2 (it was an internal error after the conversion)."""
+    from edgepack.bundle import ensure_writable
+    from edgepack.errors import ConfigError
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    out = afile / "deeper" if below else afile
+    with pytest.raises(ConfigError, match="afile exists and is not a folder") as caught:
+        ensure_writable(out / "m-tflite", force=False)
+    assert caught.value.exit_code == 2 and afile.read_text() == "x"
