@@ -155,6 +155,12 @@ def read_contract(folder: Path) -> Contract | None:
         raise CalibrationError(
             f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}"
         )
+    for table in ("labels", "preprocessing"):
+        if not isinstance(data.get(table, {}), dict):
+            raise CalibrationError(
+                f"{path}: '{table}' must be a table ([{table}]), "
+                f"got {type(data[table]).__name__} {data[table]!r}"
+            )
     labels = data.get("labels", {})
     if set(labels) - _LABEL_KEYS:
         raise CalibrationError(

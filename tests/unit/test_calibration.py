@@ -198,3 +198,24 @@ def test_fingerprint_changes_with_content_and_preprocessing(tmp_path: Path) -> N
 def test_preprocessing_roundtrips_through_a_manifest_dict() -> None:
     contract = Preprocessing(size=(8, 8), color="RGB", mean=(0.5, 0.4, 0.3), std=(0.2,))
     assert Preprocessing.from_dict(contract.to_dict(), "manifest") == contract
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            'preprocessing = "gray"\n',
+            r"'preprocessing' must be a table \(\[preprocessing\]\), got str",
+        ),
+        ("labels = 5\n", r"'labels' must be a table \(\[labels\]\), got int 5"),
+    ],
+)
+def test_a_key_where_a_table_belongs_is_a_calibration_error(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """A string or number where calibration.toml wants a table names the key (exit 3); it
+    used to be an internal error."""
+    (tmp_path / "calibration.toml").write_text(text)
+    with pytest.raises(CalibrationError, match=message) as caught:
+        read_contract(tmp_path)
+    assert caught.value.exit_code == 3
