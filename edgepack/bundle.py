@@ -154,7 +154,47 @@ def read_manifest(bundle: Path) -> dict[str, Any]:
             f"{path}: schema_version {manifest['schema_version']} is not supported "
             f"(this edgepack reads {MANIFEST_SCHEMA_VERSION})"
         )
+    _check_shapes(manifest, path)
     return manifest
+
+
+# The manifest fields check and inspect read, and the JSON type each must have (a damaged
+# manifest is a bundle error, not a crash further on).
+_FIELD_TYPES: tuple[tuple[tuple[str, ...], type | tuple[type, ...]], ...] = (
+    (("target",), dict),
+    (("target", "profile"), str),
+    (("target", "backend"), str),
+    (("model",), dict),
+    (("model", "file"), str),
+    (("inputs",), list),
+    (("outputs",), list),
+    (("source",), dict),
+    (("calibration",), dict),
+    (("versions",), dict),
+    (("drift",), dict),
+    (("files",), dict),
+    (("preprocessing",), (dict, type(None))),
+    (("labels",), (list, type(None))),
+)
+
+
+def _check_shapes(manifest: dict[str, Any], path: Path) -> None:
+    for keys, expected in _FIELD_TYPES:
+        value: Any = manifest
+        for key in keys:
+            if not isinstance(value, dict) or key not in value:
+                raise BundleError(f"{path}: missing {'.'.join(keys)}")
+            value = value[key]
+        if not isinstance(value, expected):
+            names = expected if isinstance(expected, tuple) else (expected,)
+            wanted = " or ".join("null" if t is type(None) else _JSON_NAMES[t] for t in names)
+            raise BundleError(f"{path}: {'.'.join(keys)} must be {wanted}")
+    for side in ("inputs", "outputs"):
+        if not all(isinstance(item, dict) for item in manifest[side]):
+            raise BundleError(f"{path}: every entry of {side} must be an object")
+
+
+_JSON_NAMES: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}
 
 
 def verify_bundle_files(bundle: Path, manifest: dict[str, Any]) -> Path:

@@ -177,3 +177,44 @@ def test_an_output_path_that_is_a_file_is_a_config_error(tmp_path: Path, below: 
     with pytest.raises(ConfigError, match="afile exists and is not a folder") as caught:
         ensure_writable(out / "m-tflite", force=False)
     assert caught.value.exit_code == 2 and afile.read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda m: m["target"].pop("backend"), "missing target.backend"),
+        (lambda m: m.update(inputs="image"), "inputs must be a list"),
+        (lambda m: m.update(outputs=[1]), "every entry of outputs must be an object"),
+        (lambda m: m["model"].update(file=3), "model.file must be a string"),
+        (lambda m: m.update(labels="cats"), "labels must be a list or null"),
+    ],
+)
+def test_a_damaged_manifest_is_a_bundle_error(tmp_path: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]
+    """Fields check and inspect read with the wrong type: one bundle error line (exit 6),
+    where they used to be internal errors."""
+    from edgepack.bundle import MANIFEST_SCHEMA_VERSION, read_manifest
+    from edgepack.errors import BundleError
+
+    manifest = {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "target": {"profile": "tflite", "backend": "tflite"},
+        "model": {"file": "model.tflite"},
+        "inputs": [{}],
+        "outputs": [{}],
+        "preprocessing": None,
+        "labels": None,
+        "source": {},
+        "calibration": {},
+        "versions": {},
+        "drift": {},
+        "files": {},
+    }
+    read_manifest_dir = tmp_path / "b"
+    read_manifest_dir.mkdir()
+    (read_manifest_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert read_manifest(read_manifest_dir)["target"]["backend"] == "tflite"
+    damage(manifest)
+    (read_manifest_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=message) as caught:
+        read_manifest(read_manifest_dir)
+    assert caught.value.exit_code == 6
