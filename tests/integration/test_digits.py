@@ -34,9 +34,12 @@ def invoke(*args: object, cwd: Path) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("digits")
+    # the project holds its model: the bundles record it relative to the project root, and a
+    # check finds it from the bundles' folder (work/bundles/...)
+    model = shutil.copy(DIGITS_MODEL, work / DIGITS_MODEL.name)
     code, stdout, stderr = invoke(
         "build",
-        DIGITS_MODEL,
+        model,
         "--target",
         "tflite",
         "--target",
@@ -119,15 +122,7 @@ def test_bundle_is_under_0_3x_the_float_tflite(bundle: Path, tmp_path: Path) -> 
 def test_check_on_the_evaluation_split(bundle: Path, tmp_path: Path) -> None:
     report_file = tmp_path / "report.json"
     code, stdout, stderr = invoke(
-        "check",
-        bundle,
-        "--data",
-        DIGITS_EVAL,
-        "--model",
-        DIGITS_MODEL,
-        "--json",
-        report_file,
-        cwd=tmp_path,
+        "check", bundle, "--data", DIGITS_EVAL, "--json", report_file, cwd=tmp_path
     )
     assert code == 0, stderr
     assert "verdict: pass" in stdout
@@ -141,16 +136,7 @@ def test_check_on_the_evaluation_split(bundle: Path, tmp_path: Path) -> None:
 
 def test_check_fails_with_exit_1_when_over_budget(bundle: Path, tmp_path: Path) -> None:
     code, _, stderr = invoke(
-        "-q",
-        "check",
-        bundle,
-        "--data",
-        DIGITS_EVAL,
-        "--model",
-        DIGITS_MODEL,
-        "--min-sqnr",
-        "90",
-        cwd=tmp_path,
+        "-q", "check", bundle, "--data", DIGITS_EVAL, "--min-sqnr", "90", cwd=tmp_path
     )
     assert code == EXIT_DRIFT
     assert "SQNR of 'probabilities'" in stderr and "< 90.00 dB" in stderr
@@ -158,15 +144,11 @@ def test_check_fails_with_exit_1_when_over_budget(bundle: Path, tmp_path: Path) 
 
 def test_check_thresholds_from_config_and_environment(bundle: Path, tmp_path: Path) -> None:
     (tmp_path / "edgepack.toml").write_text("[targets.tflite.drift]\nmin_sqnr = 90\n")
-    code, _, _ = invoke(
-        "-q", "check", bundle, "--data", DIGITS_EVAL, "--model", DIGITS_MODEL, cwd=tmp_path
-    )
+    code, _, _ = invoke("-q", "check", bundle, "--data", DIGITS_EVAL, cwd=tmp_path)
     assert code == EXIT_DRIFT
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("EDGEPACK_MIN_SQNR", "20")
-        code, _, stderr = invoke(
-            "-q", "check", bundle, "--data", DIGITS_EVAL, "--model", DIGITS_MODEL, cwd=tmp_path
-        )
+        code, _, stderr = invoke("-q", "check", bundle, "--data", DIGITS_EVAL, cwd=tmp_path)
     assert code == 0, stderr
 
 
@@ -187,9 +169,7 @@ def test_check_refuses_a_tampered_bundle(bundle: Path, tmp_path: Path) -> None:
     shutil.copytree(bundle, copy)
     with (copy / "model.tflite").open("ab") as handle:
         handle.write(b"\0")
-    code, _, stderr = invoke(
-        "-q", "check", copy, "--data", DIGITS_EVAL, "--model", DIGITS_MODEL, cwd=tmp_path
-    )
+    code, _, stderr = invoke("-q", "check", copy, "--data", DIGITS_EVAL, cwd=tmp_path)
     assert code == EXIT_BUNDLE and "model.tflite: sha256 differs" in stderr
 
 
@@ -273,15 +253,7 @@ def test_onnx_bundle_is_int8_qdq_and_meets_the_budget(onnx_bundle: Path) -> None
 def test_onnx_check_on_the_evaluation_split(onnx_bundle: Path, tmp_path: Path) -> None:
     report_file = tmp_path / "report.json"
     code, _, stderr = invoke(
-        "check",
-        onnx_bundle,
-        "--data",
-        DIGITS_EVAL,
-        "--model",
-        DIGITS_MODEL,
-        "--json",
-        report_file,
-        cwd=tmp_path,
+        "check", onnx_bundle, "--data", DIGITS_EVAL, "--json", report_file, cwd=tmp_path
     )
     assert code == 0, stderr
     report = json.loads(report_file.read_text())
@@ -313,31 +285,14 @@ def test_coreml_w8_bundle_compresses_weights_and_meets_the_budget(coreml_bundle:
 def test_coreml_check_emulated_and_native_on_linux(coreml_bundle: Path, tmp_path: Path) -> None:
     report_file = tmp_path / "report.json"
     code, _, stderr = invoke(
-        "check",
-        coreml_bundle,
-        "--data",
-        DIGITS_EVAL,
-        "--model",
-        DIGITS_MODEL,
-        "--json",
-        report_file,
-        cwd=tmp_path,
+        "check", coreml_bundle, "--data", DIGITS_EVAL, "--json", report_file, cwd=tmp_path
     )
     assert code == 0, stderr
     report = json.loads(report_file.read_text())
     assert report["runtime_kind"] == "emulated" and report["samples"] == 400
     assert report["top1_agreement"] >= 0.99
     code, _, stderr = invoke(
-        "-q",
-        "check",
-        coreml_bundle,
-        "--data",
-        DIGITS_EVAL,
-        "--model",
-        DIGITS_MODEL,
-        "--runtime",
-        "native",
-        cwd=tmp_path,
+        "-q", "check", coreml_bundle, "--data", DIGITS_EVAL, "--runtime", "native", cwd=tmp_path
     )
     if sys.platform != "darwin":
         assert code == EXIT_CONVERSION and "only on macOS" in stderr
