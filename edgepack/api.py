@@ -295,7 +295,7 @@ def _build_one(job: _Job) -> BuildResult:
     )
     with staged_bundle(final, options.force) as staging:
         plan = None if tuning is None else tuning.plan
-        built = job.backend.build(job.source, calibration, settings, staging, plan)
+        built = _build_model(job, calibration, settings, staging, plan)
         verdict = _drift(job, checked, built)
         report = verdict.report
         # after the build, so that a build that fails says one line
@@ -393,14 +393,44 @@ def _calibration_from(
     layout = sample_set.preprocessing.layout
     layouts = {name: layout if len(shape) == 3 else None for name, shape in shapes.items()}
 
-    def samples() -> Any:
-        for ref in refs:
-            yield bound.load([ref])
-
     image_input = None
     if sample_set.kind == "images":
         image_input = sample_set.contract.input_name or source.inputs[0].name
-    return CalibrationData(samples, shapes, layouts, sample_set.preprocessing, image_input, labels)
+    stream = _SampleStream(bound, tuple(refs))
+    return CalibrationData(stream, shapes, layouts, sample_set.preprocessing, image_input, labels)
+
+
+class _SampleStream:
+    """Calibration samples, loaded one at a time when a backend asks; remembers the data error
+    a bad sample raised, because a converter that calls back into edgepack (the TFLite
+    representative dataset) reports it as its own failure."""
+
+    def __init__(self, bound: Any, refs: tuple[Any, ...]) -> None:
+        self.bound, self.refs = bound, refs
+        self.error: EdgepackError | None = None
+
+    def __call__(self) -> Any:
+        for ref in self.refs:
+            try:
+                sample = self.bound.load([ref])
+            except EdgepackError as exc:
+                self.error = exc
+                raise
+            yield sample
+
+
+def _build_model(
+    job: _Job, calibration: Any, settings: Any, workdir: Path, plan: Any = None
+) -> Any:
+    """``backend.build``, except that a bad calibration sample is reported as the data error
+    it is (exit 3), not as the conversion failure the converter made of it."""
+    try:
+        return job.backend.build(job.source, calibration, settings, workdir, plan)
+    except Exception:
+        error = getattr(calibration.samples, "error", None)
+        if error is not None:
+            raise error from None
+        raise
 
 
 EVALUATION_KIND = "evaluation samples"
@@ -664,7 +694,7 @@ def _validate(job: _Job, folds: Sequence[_Validation], settings: Any, plan: Any 
     parts = []
     for fold in folds:
         with tempfile.TemporaryDirectory(prefix="edgepack-tune-") as scratch:
-            built = job.backend.build(job.source, fold.calibration, settings, Path(scratch), plan)
+            built = _build_model(job, fold.calibration, settings, Path(scratch), plan)
             parts.append(
                 _measure_on_paths(
                     job.backend,
@@ -925,7 +955,7 @@ def _search_precisions(
     name = options.profile.name
     validation = folds[0]  # layers are ranked on the first fold
     with tempfile.TemporaryDirectory(prefix="edgepack-tune-") as scratch:
-        built = job.backend.build(job.source, validation.calibration, settings, Path(scratch))
+        built = _build_model(job, validation.calibration, settings, Path(scratch))
         report, grouped = _layer_ranking(
             job.backend,
             job.source,
@@ -1006,9 +1036,7 @@ def _tuning_effect(
     one_sample = {name: array[:1] for name, array in verdict.feeds.items()}
     with tempfile.TemporaryDirectory(prefix="edgepack-default-") as scratch:
         if changed:
-            default = job.backend.build(
-                job.source, calibration, job.options.settings, Path(scratch)
-            )
+            default = _build_model(job, calibration, job.options.settings, Path(scratch))
             default_report = _drift(job, checked, default, same_as=verdict).report
             path, (default_ms, tuned_ms) = _latencies_ms(job, [default, built], one_sample)
         else:

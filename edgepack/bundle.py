@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgepack.errors import BundleError, BundleExistsError, ConfigError
+from edgepack.errors import BundleError, BundleExistsError, ConfigError, output_error
 
 MANIFEST = "manifest.json"
 DRIFT = "drift.json"
@@ -67,21 +67,104 @@ def ensure_writable(final: Path, force: bool) -> None:
 
 @contextlib.contextmanager
 def staged_bundle(final: Path, force: bool) -> Iterator[Path]:
-    """A temporary folder that becomes ``final`` only if the block succeeds."""
+    """A temporary folder that becomes ``final`` only if the block succeeds. A read-only
+    file system, a full disk or a folder without write permission is an
+    :class:`~edgepack.errors.OutputError` naming the bundle."""
+    try:
+        with _staged(final, force) as staging:
+            yield staging
+    except OSError as exc:
+        error = output_error(exc, f"the bundle {final}", writing=_below(exc, final.parent))
+        if error is None:
+            raise
+        raise error from None
+
+
+def _below(exc: OSError, folder: Path) -> bool:
+    """Whether the failed operation was on a file in ``folder`` (the bundle's side)."""
+    names = [n for n in (exc.filename, exc.filename2) if n]
+    return any(Path(os.fsdecode(n)).resolve().is_relative_to(folder.resolve()) for n in names)
+
+
+@contextlib.contextmanager
+def _staged(final: Path, force: bool) -> Iterator[Path]:
     ensure_writable(final, force)
     created_parent = not final.parent.exists()
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(final)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    lock = _hold_lock(staging)
     staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a bundle is a normal folder
     try:
         yield staging
         _replace(staging, final, force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        _release_lock(staging, lock)
         if created_parent:
             with contextlib.suppress(OSError):
                 final.parent.rmdir()  # only if empty: another target's bundle may be there
         raise
+    _release_lock(staging, lock)
+
+
+# A partial folder without a lock file this old is left from a build that died before it
+# could take its lock (or from an edgepack before locks): no live build is that slow to lock.
+_UNLOCKED_PARTIAL_AGE_S = 60.0
+
+
+def remove_stale_partials(final: Path) -> list[Path]:
+    """Remove the hidden ``.<bundle>.*.partial`` folders of builds that died (killed with
+    SIGKILL, power lost) beside ``final``. A running build holds an advisory lock on its
+    ``.partial.lock`` file until it ends, so only folders whose build is gone are removed."""
+    removed: list[Path] = []
+    if not final.parent.is_dir():
+        return removed
+    for staging in sorted(final.parent.glob(f".{glob_escape(final.name)}.*.partial")):
+        if staging.is_dir() and _is_stale(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.with_name(staging.name + ".lock").unlink(missing_ok=True)
+            removed.append(staging)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _is_stale(staging: Path) -> bool:
+    lock = staging.with_name(staging.name + ".lock")
+    if not lock.exists():
+        import time
+
+        return time.time() - staging.stat().st_mtime > _UNLOCKED_PARTIAL_AGE_S
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; leave it
+        return False
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # its build is running
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return True
+
+
+def _hold_lock(staging: Path) -> Any:
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    handle = staging.with_name(staging.name + ".lock").open("a")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+def _release_lock(staging: Path, handle: Any) -> None:
+    staging.with_name(staging.name + ".lock").unlink(missing_ok=True)
+    if handle is not None:
+        handle.close()  # closing releases the lock
 
 
 def _replace(staging: Path, final: Path, force: bool) -> None:
@@ -113,10 +196,18 @@ def json_text(data: Any) -> str:
 def write_report(path: Path, text: str) -> None:
     """A report file outside a bundle (``check --json/--junit/--html``), written beside its
     place and renamed, so a failed write never leaves half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        error = output_error(exc, f"the report {path}", writing=True)
+        if error is None:
+            raise
+        raise error from None
 
 
 def file_sha256(path: Path) -> str:

@@ -12,13 +12,19 @@ import sys
 import traceback
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from edgepack import __version__
 from edgepack._native import set_verbosity
-from edgepack.errors import EXIT_DRIFT, EXIT_INTERNAL, EdgepackError
+from edgepack.errors import (
+    EXIT_DRIFT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EdgepackError,
+    output_error,
+)
 
 F = Callable[..., Any]
 
@@ -74,9 +80,15 @@ def _configure(verbose: int, quiet: int) -> None:
     )
     logger = logging.getLogger("edgepack")
     logger.handlers.clear()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("edgepack: %(message)s"))
-    logger.addHandler(handler)
+    # Progress is the command's narrative, on stdout beside its results; stderr holds only
+    # warnings and, when a command fails, its one error line.
+    progress = logging.StreamHandler(sys.stdout)
+    progress.addFilter(lambda record: record.levelno < logging.WARNING)
+    problems = logging.StreamHandler(sys.stderr)
+    problems.setLevel(logging.WARNING)
+    for handler in (progress, problems):
+        handler.setFormatter(logging.Formatter("edgepack: %(message)s"))
+        logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
 
@@ -101,19 +113,29 @@ def _reported(function: F) -> F:
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("edgepack: interrupted", err=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
+        except OSError as exc:
+            error = output_error(exc, "the output")
+            if error is None:
+                _internal_error(exc)
+            click.echo(f"edgepack: {error.kind}: {error}", err=True)
+            sys.exit(error.exit_code)
         except Exception as exc:
-            if _verbose():
-                traceback.print_exc()
-            message = " ".join(str(exc).split())[:300]
-            click.echo(
-                f"edgepack: internal error: {type(exc).__name__}: {message} "
-                "(a bug: rerun with -v and report it)",
-                err=True,
-            )
-            sys.exit(EXIT_INTERNAL)
+            _internal_error(exc)
 
     return wrapper
+
+
+def _internal_error(exc: BaseException) -> NoReturn:
+    if _verbose():
+        traceback.print_exc()
+    message = " ".join(str(exc).split())[:300]
+    click.echo(
+        f"edgepack: internal error: {type(exc).__name__}: {message} "
+        "(a bug: rerun with -v and report it)",
+        err=True,
+    )
+    sys.exit(EXIT_INTERNAL)
 
 
 class _OneLineErrors(click.Group):
@@ -128,7 +150,7 @@ class _OneLineErrors(click.Group):
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
             click.echo("edgepack: interrupted", err=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
         sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -13,11 +13,15 @@ Exit codes are part of the public interface (CI pipelines branch on them):
 4     the model cannot be converted or quantized for the target
 5     the output exists (bundle present without ``--force``)
 6     a bundle is damaged or does not match its source model
+7     an output cannot be written (read-only file system, disk full, no permission)
 70    internal error (a bug: please report it with ``-v`` output)
+130   interrupted (Ctrl-C); nothing is left half-written
 ====  ==========================================================
 """
 
 from __future__ import annotations
+
+import errno
 
 EXIT_OK = 0
 EXIT_DRIFT = 1
@@ -26,7 +30,9 @@ EXIT_INPUT = 3
 EXIT_CONVERSION = 4
 EXIT_EXISTS = 5
 EXIT_BUNDLE = 6
+EXIT_OUTPUT = 7
 EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
 
 
 class EdgepackError(Exception):
@@ -100,6 +106,28 @@ class BundleError(EdgepackError):
 
     exit_code = EXIT_BUNDLE
     kind = "bundle error"
+
+
+class OutputError(EdgepackError):
+    """A bundle or report cannot be written: read-only file system, disk full, permission."""
+
+    exit_code = EXIT_OUTPUT
+    kind = "output error"
+
+
+# The operating-system errors that mean "this place cannot take the output", not a bug;
+# permission errors only where edgepack knows it was writing.
+FULL_OR_READ_ONLY = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT})
+NOT_PERMITTED = frozenset({errno.EACCES, errno.EPERM})
+
+
+def output_error(exc: OSError, what: str, writing: bool = False) -> OutputError | None:
+    """The :class:`OutputError` an ``OSError`` means (``writing``: it was raised while
+    writing ``what``, so a permission error counts too), or None for another failure."""
+    if exc.errno not in FULL_OR_READ_ONLY | (NOT_PERMITTED if writing else frozenset()):
+        return None
+    where = f" ({exc.filename})" if exc.filename else ""
+    return OutputError(f"cannot write {what}: {exc.strerror or exc}{where}")
 
 
 class DriftExceededError(EdgepackError):

@@ -16,6 +16,7 @@ A profile file has these tables (unknown tables or keys are errors)::
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 from edgepack.errors import ConfigError
 
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 PROFILE_KEYS = {"name", "backend", "description", "firmware_note", "extends"}
 SECTIONS = {"profile", "settings", "calibration", "drift", "tune"}
 
@@ -145,6 +147,11 @@ def _profile_from_data(data: dict[str, Any], path: Path, source: str) -> TargetP
     for key in ("name", "backend", "description"):
         if not isinstance(header.get(key), str) or not header[key]:
             raise ConfigError(f"{path}: [profile] needs a non-empty string {key!r}")
+    if not PROFILE_NAME.fullmatch(header["name"]):
+        raise ConfigError(
+            f"{path}: [profile] name {header['name']!r} must be letters, digits, '.', '_' or '-' "
+            "(at most 64, starting with a letter or digit): it names the bundle folder"
+        )
     note = header.get("firmware_note")
     if note is not None and not isinstance(note, str):
         raise ConfigError(f"{path}: [profile] firmware_note must be a string")

@@ -17,6 +17,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -309,6 +310,16 @@ def _image_set(root: Path, contract: Contract, images: list[Path]) -> SampleSet:
     return SampleSet(root, contract, "images", samples, names, [*images, *extra])
 
 
+def _check_label(name: str, root: Path) -> None:
+    """A label becomes one line of the bundle's labels.txt and a key in the app's code: it
+    must be non-empty, without control characters (newlines) or surrounding blanks."""
+    if not name or name != name.strip() or any(unicodedata.category(c) == "Cc" for c in name):
+        raise CalibrationError(
+            f"{root}: label {name!r} is empty, has surrounding blanks or a control character "
+            "(a newline, a tab); rename the class folder or the [labels] name"
+        )
+
+
 def _read_labels_csv(root: Path, path: Path, images: list[Path]) -> dict[Path, str]:
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
@@ -325,6 +336,8 @@ def _read_labels_csv(root: Path, path: Path, images: list[Path]) -> dict[Path, s
 
 
 def _label_names(contract: Contract, found: set[str], root: Path) -> tuple[str, ...]:
+    for name in sorted(found | set(contract.label_names or ())):
+        _check_label(name, root)
     if contract.label_names is not None:
         missing = found - set(contract.label_names)
         if missing:

@@ -27,6 +27,8 @@ def load_image(path: Path, contract: Preprocessing, root: Path) -> np.ndarray:
         with Image.open(path) as image:
             image.load()
             pixels = _convert(image, contract)
+    except Image.DecompressionBombError as exc:
+        raise CalibrationError(f"{name}: image too large to decode safely ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise CalibrationError(f"{name}: unreadable image ({exc})") from None
     return preprocess_pixels(pixels, contract)

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from edgepack.bundle import read_manifest, staged_bundle, verify_bundle_files
-from edgepack.errors import BundleError, BundleExistsError
+from edgepack.bundle import (
+    read_manifest,
+    remove_stale_partials,
+    staged_bundle,
+    verify_bundle_files,
+)
+from edgepack.errors import EXIT_OUTPUT, BundleError, BundleExistsError, OutputError
 
 
 def test_failed_build_leaves_nothing(tmp_path: Path) -> None:
@@ -218,3 +228,73 @@ def test_a_damaged_manifest_is_a_bundle_error(tmp_path: Path, damage, message: s
     with pytest.raises(BundleError, match=message) as caught:
         read_manifest(read_manifest_dir)
     assert caught.value.exit_code == 6
+
+
+def test_partial_folders_of_dead_builds_are_removed_and_running_ones_kept(tmp_path: Path) -> None:
+    final = tmp_path / "m-tflite"
+    dead = tmp_path / ".m-tflite.dead1.partial"  # killed with SIGKILL: its lock file is left
+    dead.mkdir()
+    (dead / "model.tflite").write_bytes(b"half")
+    (tmp_path / ".m-tflite.dead1.partial.lock").touch()
+    old = tmp_path / ".m-tflite.old2.partial"  # no lock file, minutes old
+    old.mkdir()
+    minutes_ago = time.time() - 600
+    os.utime(old, (minutes_ago, minutes_ago))
+    young = tmp_path / ".m-tflite.young.partial"  # no lock yet: a build that just started
+    young.mkdir()
+    other = tmp_path / ".m2-tflite.dead3.partial"  # another bundle's: not ours to judge
+    other.mkdir()
+    running = tmp_path / ".m-tflite.run4.partial"
+    running.mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; h = open(sys.argv[1], 'a'); "
+            "fcntl.flock(h, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
+            str(tmp_path / ".m-tflite.run4.partial.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with staged_bundle(final, force=False) as staging:
+            (staging / "manifest.json").write_text("{}")
+    finally:
+        holder.kill()
+        holder.wait()
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [
+        ".m-tflite.run4.partial",
+        ".m-tflite.run4.partial.lock",
+        ".m-tflite.young.partial",
+        ".m2-tflite.dead3.partial",
+        "m-tflite",
+    ]
+    # once its build is gone, the running one is stale too
+    assert remove_stale_partials(final) == [running]
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [(errno.ENOSPC, "No space left on device"), (errno.EROFS, "Read-only file system")],
+)
+def test_a_full_or_read_only_disk_is_an_output_error(
+    tmp_path: Path, code: int, reason: str
+) -> None:
+    final = tmp_path / "out" / "m-tflite"
+    with pytest.raises(OutputError) as caught, staged_bundle(final, force=False) as staging:
+        raise OSError(code, reason, str(staging / "model.tflite"))
+    assert caught.value.exit_code == EXIT_OUTPUT == 7
+    assert str(caught.value).startswith(f"cannot write the bundle {final}: {reason}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_permission_errors_count_as_output_errors_only_on_the_bundle_side(tmp_path: Path) -> None:
+    final = tmp_path / "out" / "m-tflite"
+    with pytest.raises(OutputError), staged_bundle(final, force=False) as staging:
+        raise PermissionError(errno.EACCES, "Permission denied", str(staging / "labels.txt"))
+    elsewhere = tmp_path / "model.keras"  # reading an input: not the bundle's problem
+    with pytest.raises(PermissionError), staged_bundle(final, force=False):
+        raise PermissionError(errno.EACCES, "Permission denied", str(elsewhere))
