@@ -296,6 +296,8 @@ def _build_one(job: _Job) -> BuildResult:
     with staged_bundle(final, options.force) as staging:
         plan = None if tuning is None else tuning.plan
         built = _build_model(job, calibration, settings, staging, plan)
+        app = _app_description(job, built, checked)
+        built = job.backend.describe(built, app)
         verdict = _drift(job, checked, built)
         report = verdict.report
         # after the build, so that a build that fails says one line
@@ -322,7 +324,7 @@ def _build_one(job: _Job) -> BuildResult:
         if tuning is not None:
             effect = _tuning_effect(job, checked, calibration, built, verdict, tuning)
             tuning = dataclasses.replace(tuning, effect=effect)
-        manifest = _manifest(job, split, built, report, settings, tuning)
+        manifest = _manifest(job, split, built, report, settings, app, tuning)
         _write_bundle_files(staging, built, manifest, report, job.samples, layers, note)
     seconds = time.perf_counter() - started
     log.info("%s: bundle %s (%.1f s)", options.profile.name, final, seconds)
@@ -1088,30 +1090,35 @@ def _latencies_ms(
     return path.name, [statistics.median(t) for t in times]
 
 
-def _manifest(
-    job: _Job,
-    split: Any,
-    built: Any,
-    report: Any,
-    settings: Any,
-    tuning: _Tuning | None = None,
-) -> dict[str, Any]:
-    from edgepack.bundle import FIRMWARE_NOTE, MANIFEST_SCHEMA_VERSION, file_sha256, size_bytes
+QUANTIZATION = (
+    "real = (q - zero_point) * scale; to feed a quantized input, q = clamp(round(real / scale) "
+    "+ zero_point, the dtype's min, max) with round half away from zero (TFLite's rounding); "
+    "scale and zero_point are per tensor (inputs and outputs)"
+)
 
-    source, samples, options = job.source, job.samples, job.options
-    root = options.project_root
-    profile = options.profile
-    floats = [spec.name for spec in source.inputs if spec.is_float]
-    contract_input = samples.contract.input_name or (floats[0] if floats else None)
-    declared = samples.preprocessing.layout
-    inputs = [
+
+def _bundle_inputs(job: _Job, built: Any) -> list[dict[str, Any]]:
+    """The manifest's inputs: float inputs without a layout of their own take the declared."""
+    floats = [spec.name for spec in job.source.inputs if spec.is_float]
+    declared = job.samples.preprocessing.layout
+    return [
         dict(
             info.to_dict(), layout=info.layout or (declared if info.source_name in floats else None)
         )
         for info in built.inputs
     ]
+
+
+def _preprocessing_contract(job: _Job, built: Any) -> dict[str, Any] | None:
+    """The contract as the bundle's app applies it (None: no float input to prepare)."""
+    source, samples = job.source, job.samples
+    floats = [spec.name for spec in source.inputs if spec.is_float]
+    contract_input = samples.contract.input_name or (floats[0] if floats else None)
+    if contract_input is None:
+        return None  # integer and bool inputs only: fed as they are, nothing to scale
+    declared = samples.preprocessing.layout
     preprocessing = dict(samples.preprocessing.to_dict(), input=contract_input)
-    fed = next((i for i in inputs if i["source_name"] == contract_input), None)
+    fed = next((i for i in _bundle_inputs(job, built) if i["source_name"] == contract_input), None)
     if fed is not None and fed["layout"] != declared:
         # The bundle wants another layout than the source model: the app feeds the bundle's.
         preprocessing.update(layout=fed["layout"], source_layout=declared)
@@ -1122,6 +1129,59 @@ def _manifest(
     ):
         # A float16 model input (Core ML): the formula is computed, then rounded to float16.
         preprocessing.update(dtype=fed["dtype"], source_dtype=preprocessing["dtype"])
+    return preprocessing
+
+
+# float outputs of this many check samples tell a softmax output from others
+MEANING_SAMPLES = 16
+
+
+def _app_description(job: _Job, built: Any, checked: _DriftData) -> Any:
+    """What the bundle's app needs to know, written into the model file and the manifest."""
+    from edgepack.appmeta import AppDescription, output_meanings, type_name
+    from edgepack.bundle import LABELS
+
+    info, samples = job.options.model, job.samples
+    labels = tuple(samples.label_names) if samples.label_names else None
+    declared = {**samples.contract.output_semantics, **(info.outputs or {})}
+    reference = None
+    if checked.refs and not all(o.source_name in declared for o in built.outputs):
+        reference = job.source.run(checked.bound.load(checked.refs[:MEANING_SAMPLES]))
+    path = job.source.path
+    return AppDescription(
+        name=type_name(info.name or (path.name if path.is_dir() else path.stem)),
+        version=info.version,
+        author=info.author,
+        license=info.license,
+        description=info.description,
+        preprocessing=_preprocessing_contract(job, built),
+        labels=labels,
+        labels_file=LABELS if labels else None,
+        inputs=tuple(built.inputs),
+        outputs=tuple(built.outputs),
+        meanings=output_meanings(
+            built.outputs, declared, labels, samples.contract.labels_output, reference
+        ),
+    )
+
+
+def _manifest(
+    job: _Job,
+    split: Any,
+    built: Any,
+    report: Any,
+    settings: Any,
+    app: Any,
+    tuning: _Tuning | None = None,
+) -> dict[str, Any]:
+    from edgepack.appmeta import output_fields
+    from edgepack.bundle import FIRMWARE_NOTE, MANIFEST_SCHEMA_VERSION, file_sha256, size_bytes
+    from edgepack.calib.contract import FIELD_MEANINGS
+
+    source, samples, options = job.source, job.samples, job.options
+    root = options.project_root
+    profile = options.profile
+    labelled = app.labelled_output()
     return {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "created": _created(options.source_date_epoch),
@@ -1143,10 +1203,22 @@ def _manifest(
             "sha256": file_sha256(built.model_file),
             **built.details,
         },
-        "inputs": inputs,
-        "outputs": [info.to_dict() for info in built.outputs],
+        "app": {
+            "name": app.name,
+            "version": app.version,
+            "author": app.author,
+            "license": app.license,
+            "description": app.description,
+            "labels_output": None if labelled is None else labelled.name,
+        },
+        "inputs": _bundle_inputs(job, built),
+        "outputs": [
+            dict(info.to_dict(), **output_fields(app.meaning(info.source_name), app.labels_file))
+            for info in built.outputs
+        ],
         # integer and bool inputs only: fed as they are, nothing to scale
-        "preprocessing": preprocessing if contract_input is not None else None,
+        "preprocessing": app.preprocessing,
+        "conventions": {"preprocessing": dict(FIELD_MEANINGS), "quantization": QUANTIZATION},
         "labels": list(samples.label_names) if samples.label_names else None,
         "source": {
             "format": source.format,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgepack.appmeta import ModelInfo
 from edgepack.errors import ConfigError
 from edgepack.profiles import TargetProfile
 
@@ -139,6 +140,32 @@ def _parse_detections(value: Any) -> dict[str, str]:
     return table
 
 
+def _parse_text(value: Any) -> str:
+    """A line of text for the model's metadata (no control characters)."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    if any(ord(c) < 32 for c in value):
+        raise ValueError(f"expected one line without control characters, got {value!r}")
+    return value
+
+
+def _parse_name(value: Any) -> str:
+    text = _parse_text(value)
+    if not text.strip():
+        raise ValueError("expected a non-empty name")
+    return text
+
+
+def _parse_output_semantics(value: Any) -> dict[str, str]:
+    """``{output = "probabilities"}``: what each output holds (see :mod:`edgepack.appmeta`)."""
+    from edgepack.appmeta import parse_semantics_table
+
+    try:
+        return parse_semantics_table(value, "model.outputs", ValueError)
+    except ValueError as exc:
+        raise ValueError(str(exc).removeprefix("model.outputs: ")) from None
+
+
 def _parse_seconds(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a number of seconds, got {value!r}")
@@ -193,11 +220,17 @@ GENERIC_KEYS: dict[str, Callable[[Any], Any]] = {
     "tune.max_float_layers": _parse_limit,
     "tune.precisions": _parse_precisions,
     "tune.folds": _parse_count,
+    "model.name": _optional(_parse_name),
+    "model.version": _parse_text,
+    "model.author": _parse_text,
+    "model.license": _parse_text,
+    "model.description": _parse_text,
+    "model.outputs": _parse_output_semantics,
 }
 # Short forms: ``tune = true`` in a config file means ``[tune] enabled = true``.
 ALIASES = {"tune": "tune.enabled"}
 # Options whose value is a table (kept whole, not flattened into dotted keys).
-TABLE_KEYS = {"drift.slices", "drift.detections"}
+TABLE_KEYS = {"drift.slices", "drift.detections", "model.outputs"}
 
 ENV_KEYS = {
     "EDGEPACK_OUT": "out",
@@ -216,6 +249,7 @@ ENV_KEYS = {
     "EDGEPACK_TUNE": "tune.enabled",
     "EDGEPACK_TUNE_SECONDS": "tune.max_seconds",
     "EDGEPACK_TUNE_PRECISIONS": "tune.precisions",
+    "EDGEPACK_MODEL_VERSION": "model.version",
 }
 # EDGEPACK_* variables that are not build options (read by scripts, not by the resolver).
 NON_OPTION_ENV = {"EDGEPACK_MODELS"}
@@ -276,6 +310,8 @@ class BuildOptions:
     project_root: Path = Path(".")
     # SOURCE_DATE_EPOCH: the manifest's ``created`` time, for byte-identical rebuilds
     source_date_epoch: int | None = None
+    # [model]: the app-facing name, version, author, licence
+    model: ModelInfo = dataclasses.field(default_factory=ModelInfo)
 
 
 @dataclass(frozen=True)
@@ -316,6 +352,12 @@ _DEFAULTS: dict[str, Any] = {
     "tune.max_float_layers": TuneOptions.max_float_layers,
     "tune.precisions": TuneOptions.precisions,
     "tune.folds": TuneOptions.folds,
+    "model.name": None,
+    "model.version": "",
+    "model.author": "",
+    "model.license": "",
+    "model.description": "",
+    "model.outputs": {},
 }
 
 
@@ -450,6 +492,14 @@ def resolve_build_options(
         ),
         project_root=project_root(cwd),
         source_date_epoch=source_date_epoch(environ),
+        model=ModelInfo(
+            name=merged["model.name"],
+            version=merged["model.version"],
+            author=merged["model.author"],
+            license=merged["model.license"],
+            description=merged["model.description"],
+            outputs=merged["model.outputs"],
+        ),
     )
 
 

@@ -367,6 +367,45 @@ def _print_channels(report: Any) -> None:
         _console.print(table)
 
 
+def _print_app(manifest: dict[str, Any]) -> None:
+    """The app-facing name and what the model file's own metadata carries."""
+    model, app = manifest["model"], manifest.get("app")
+    if app:  # bundles from before the app section lack it
+        version = f" {app['version']}" if app["version"] else ""
+        class_name = f", Xcode class {model['class_name']}" if model.get("class_name") else ""
+        signature = f", signature {model['signature']}" if model.get("signature") else ""
+        _console.print(escape(f"app name: {app['name']}{version}{class_name}{signature}"))
+    if model.get("metadata"):
+        _console.print(escape(f"metadata in the model file: {model['metadata']}"))
+
+
+def _tensor_table(manifest: dict[str, Any]) -> Table:
+    """Inputs and outputs as an app addresses them: index, name (signature key), what they
+    hold; the source name only where it differs."""
+    tensors = [(kind[:-4], t) for kind in ("inputs", "outputs") for t in manifest[kind]]
+    renamed = any(t["source_name"] != t["name"] for _, t in tensors)
+    table = Table(title="tensors", title_justify="left")
+    columns = ["", "#", "name [key]", "source name", "shape", "dtype", "layout"]
+    columns += ["scale, zero point", "holds"]
+    for column in columns:
+        if column != "source name" or renamed:
+            table.add_column(column)
+    for kind, tensor in tensors:
+        quant = tensor.get("quantization") or {}
+        labels = tensor.get("labels")
+        holds = tensor.get("semantics") or "-"
+        if labels:
+            holds += f", {labels['file']}[axis {labels['axis']}]"
+        key = tensor.get("key")
+        name = tensor["name"] + (f" [{key}]" if key and key != tensor["name"] else "")
+        row = [kind, "-" if tensor.get("index") is None else str(tensor["index"]), name]
+        row += [tensor["source_name"]] if renamed else []
+        row += [str(tensor["shape"]), tensor["dtype"], tensor.get("layout") or "-"]
+        row += [f"{quant['scale']:.4g}, {quant['zero_point']}" if quant else "-"]
+        table.add_row(*[escape(cell) for cell in [*row, holds]])
+    return table
+
+
 def print_manifest(manifest: dict[str, Any]) -> None:
     target, model = manifest["target"], manifest["model"]
     _console.print(f"[bold]{target['profile']}[/bold] bundle: {target['description']}")
@@ -374,44 +413,25 @@ def print_manifest(manifest: dict[str, Any]) -> None:
         f"model: {model['file']}, {model['size_bytes'] / 1024:.1f} KiB, "
         f"sha256 {model['sha256'][:16]}..."
     )
+    _print_app(manifest)
     source = manifest["source"]
     _console.print(
         f"source: {source['file']} ({source['format']}), sha256 {source['sha256'][:16]}..."
     )
-    table = Table(title="tensors", title_justify="left")
-    for column in (
-        "kind",
-        "name",
-        "source name",
-        "shape",
-        "dtype",
-        "layout",
-        "scale",
-        "zero point",
-    ):
-        table.add_column(column)
-    for kind in ("inputs", "outputs"):
-        for tensor in manifest[kind]:
-            quant = tensor.get("quantization") or {}
-            table.add_row(
-                kind[:-1],
-                tensor["name"],
-                tensor["source_name"],
-                str(tensor["shape"]),
-                tensor["dtype"],
-                tensor.get("layout") or "-",
-                f"{quant['scale']:.6g}" if quant else "-",
-                str(quant.get("zero_point", "-")),
-            )
-    _console.print(table)
+    _console.print(_tensor_table(manifest))
     pre = manifest["preprocessing"]
     if pre is None:
         _console.print("preprocessing: none (integer inputs, fed as they are)")
     else:
+        antialias = "Pillow filter" if pre.get("antialias", True) else "plain, no antialias"
         _console.print(
-            f"preprocessing: size {pre['size']}, {pre['color']}, resize {pre['resize']}, "
-            f"scale {pre['scale']:.6g}, mean {pre['mean']}, std {pre['std']}, "
-            f"{pre['layout']}; {pre['formula']}"
+            escape(
+                f"preprocessing: size {pre['size']}, {pre['color']}, fit "
+                f"{pre.get('fit', 'stretch')}, resize {pre['resize']} ({antialias}), "
+                f"scale {pre['scale']:.6g}, mean {pre['mean']}, std {pre['std']}, "
+                f"{pre['layout']}; {pre['formula']} (manifest 'conventions' spells out each "
+                "field)"
+            )
         )
     labels = manifest.get("labels")
     if labels:

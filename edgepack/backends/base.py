@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgepack.appmeta import AppDescription
 from edgepack.drift.layers import TensorPair
 from edgepack.errors import ConfigError, UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
@@ -41,11 +42,15 @@ class TensorInfo:
     transpose: tuple[int, ...] | None = None
     image: dict[str, Any] | None = None  # an image input: {"color", "scale", "bias"}
     classes: tuple[str, ...] | None = None  # a classifier's {class: probability} output
+    index: int | None = None  # position among the model file's inputs (outputs)
+    key: str | None = None  # the signature key apps address it by, where the format has one
 
     def to_dict(self) -> dict[str, Any]:
         quant = self.quantization
         return {
             "name": self.name,
+            "index": self.index,
+            "key": self.key,
             "source_name": self.source_name,
             "shape": list(self.shape),
             "dtype": self.dtype,
@@ -71,6 +76,8 @@ class TensorInfo:
             transpose=None if transpose is None else tuple(transpose),
             image=data.get("image"),
             classes=None if data.get("classes") is None else tuple(data["classes"]),
+            index=data.get("index"),
+            key=data.get("key"),
             quantization=None
             if quant is None
             else QuantParams(float(quant["scale"]), int(quant["zero_point"])),
@@ -240,6 +247,12 @@ class Backend(Protocol):
     ) -> BuiltModel:
         """Convert and quantize ``source`` into ``workdir``; the layers of ``plan`` at the
         precision it gives them (one of :meth:`precisions`), the others int8."""
+        ...
+
+    def describe(self, built: BuiltModel, app: AppDescription) -> BuiltModel:
+        """Write ``app`` (the contract, labels, name, version, author, licence) into the
+        built model file's own metadata, in the form the target's app tooling reads, and
+        give the file the name apps import it by; the model's computation is unchanged."""
         ...
 
     def precisions(self, settings: Any) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""Core ML backend for the Apple Neural Engine: an ML program (``Model.mlpackage``).
+"""Core ML backend for the Apple Neural Engine: an ML program (``<Name>.mlpackage``).
 
 Conversion: coremltools from the TensorFlow model (Keras and SavedModel sources directly, ONNX
 sources through the SavedModel the ONNX path makes with onnx2tf: one path, no second
@@ -38,6 +38,7 @@ import numpy as np
 
 from edgepack import __version__
 from edgepack._native import captured_output, import_coremltools
+from edgepack.appmeta import CONTRACT_KEY, AppDescription
 from edgepack.backends.base import (
     BuiltModel,
     CalibrationData,
@@ -73,8 +74,6 @@ class CoreMLSettings:
     image_input: bool = False
     classifier: bool = True
     per_channel: bool = True  # int8 weights: per-channel scales (false: one per weight tensor)
-    author: str = ""
-    license: str = ""
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_MODES:
@@ -100,10 +99,10 @@ class CoreMLSettings:
 
 
 class CoreMLBackend:
-    """Builds ``Model.mlpackage`` and runs it in edgepack's Core ML emulator."""
+    """Builds ``<Name>.mlpackage`` and runs it in edgepack's Core ML emulator."""
 
     name: str = "coreml"
-    model_file_name: str = "Model.mlpackage"
+    model_file_name: str = "Model.mlpackage"  # while building; describe() names it after the model
     settings_type: type = CoreMLSettings
 
     def check_support(self, source: SourceModel, settings: CoreMLSettings) -> None:
@@ -141,6 +140,24 @@ class CoreMLBackend:
         if plan:
             details["precision"] = dict(plan.layers)
         return BuiltModel(model_file, inputs, outputs, versions, _method(settings), details)
+
+    def describe(self, built: BuiltModel, app: AppDescription) -> BuiltModel:
+        """The contract, name, version, author and licence in the package's metadata (user
+        defined ``edgepack.contract`` as JSON), Xcode's preview type for an image classifier,
+        and the package named ``<Name>.mlpackage``: Xcode generates the class ``<Name>``."""
+        spec_path = built.model_file / "Data" / "com.apple.CoreML" / "model.mlmodel"
+        from coremltools.proto import Model_pb2
+
+        spec = Model_pb2.Model()
+        spec.ParseFromString(spec_path.read_bytes())
+        _write_app_metadata(spec, app)
+        spec_path.write_bytes(spec.SerializeToString(deterministic=True))
+        named = built.model_file.with_name(f"{app.name}.mlpackage")
+        if named != built.model_file:
+            built.model_file.rename(named)
+        keys = ", ".join(sorted(spec.description.metadata.userDefined))
+        details = dict(built.details, class_name=app.name, metadata=f"user defined: {keys}")
+        return dataclasses.replace(built, model_file=named, details=details)
 
     def precisions(self, settings: CoreMLSettings) -> tuple[str, ...]:
         """Float: a layer's ops left out of coremltools' compression (``op_name_configs``
@@ -496,9 +513,6 @@ def _describe(mlmodel: Any, source: SourceModel, settings: CoreMLSettings) -> No
     mlmodel.short_description = (
         f"{source.path.name} for the Apple Neural Engine ({settings.quantize})"
     )
-    mlmodel.author = settings.author or "edgepack"
-    mlmodel.license = settings.license
-    mlmodel.version = __version__
     mlmodel.user_defined_metadata["edgepack.version"] = __version__
     mlmodel.user_defined_metadata.pop("com.github.apple.coremltools.conversion_date", None)
     spec_inputs = [feature.name for feature in mlmodel.get_spec().description.input]
@@ -512,6 +526,31 @@ def _describe(mlmodel: Any, source: SourceModel, settings: CoreMLSettings) -> No
             "stringType": "the most likely class",
             "dictionaryType": "probability of each class",
         }.get(feature.type.WhichOneof("Type"), f"{feature.name}: the source model's output")
+
+
+# Xcode's model preview: an image classifier with an image input and a class label output.
+PREVIEW_TYPE_KEY = "com.apple.coreml.model.preview.type"
+
+
+def _write_app_metadata(spec: Any, app: AppDescription) -> None:
+    metadata = spec.description.metadata
+    metadata.shortDescription = app.description or metadata.shortDescription
+    metadata.author = app.author
+    metadata.license = app.license
+    metadata.versionString = app.version
+    metadata.userDefined[CONTRACT_KEY] = app.contract_json()
+    if app.labels:
+        metadata.userDefined["edgepack.labels"] = "\n".join(app.labels)
+    inputs = {f.name: f.type.WhichOneof("Type") for f in spec.description.input}
+    outputs = {f.type.WhichOneof("Type") for f in spec.description.output}
+    if "imageType" in inputs.values() and "stringType" in outputs:
+        metadata.userDefined[PREVIEW_TYPE_KEY] = "imageClassifier"
+    for feature in spec.description.output:
+        meaning = next(
+            (app.meaning(o.source_name) for o in app.outputs if o.name == feature.name), None
+        )
+        if meaning is not None and meaning.semantics and feature.shortDescription:
+            feature.shortDescription = f"{feature.shortDescription} ({meaning.semantics})"
 
 
 def _make_reproducible(package: Path) -> None:
@@ -547,7 +586,7 @@ def _io_details(
     description = mlmodel.get_spec().description
     by_signature = {signature_name(s.name, i): s.name for i, s in enumerate(view.model.inputs)}
     inputs = []
-    for feature in description.input:
+    for position, feature in enumerate(description.input):
         tf_name = by_signature[feature.name]
         source_name = view.input_names[tf_name]
         perm = view.input_perms[source_name]
@@ -561,10 +600,11 @@ def _io_details(
                 layout="NHWC" if perm is not None or image else None,
                 transpose=perm,
                 image=image,
+                index=position,
             )
         )
     outputs = []
-    for feature in description.output:
+    for position, feature in enumerate(description.output):
         kind = feature.type.WhichOneof("Type")
         if kind == "stringType":
             continue  # classLabel: the app's convenience, derived from the probabilities
@@ -577,6 +617,7 @@ def _io_details(
                     (1, len(labels or [])),
                     "dictionary",
                     classes=tuple(labels or []),
+                    index=position,
                 )
             )
             continue
@@ -590,6 +631,7 @@ def _io_details(
                 _declared(feature).dtype,
                 layout="NHWC" if perm is not None else None,
                 transpose=perm,
+                index=position,
             )
         )
     order = {name: i for i, name in enumerate(view.output_names.values())}

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from edgepack._native import captured_output
+from edgepack.appmeta import CONTRACT_KEY, AppDescription
 from edgepack.backends.base import (
     BuiltModel,
     CalibrationData,
@@ -130,6 +131,32 @@ class ONNXBackend:
 
     def check_support(self, source: SourceModel, settings: ONNXSettings) -> None:
         require_numeric_inputs(source, "onnx int8")
+
+    def describe(self, built: BuiltModel, app: AppDescription) -> BuiltModel:
+        """The contract as JSON in ``metadata_props`` (``edgepack.contract``; onnxruntime's
+        ``get_modelmeta().custom_metadata_map``), with name, version, author, licence and
+        labels beside it, and the description as the model's ``doc_string``."""
+        import onnx
+
+        model = onnx.load(str(built.model_file))
+        props = {
+            CONTRACT_KEY: app.contract_json(),
+            "name": app.name,
+            "version": app.version,
+            "author": app.author,
+            "license": app.license,
+        }
+        if app.labels:
+            props["labels"] = "\n".join(app.labels)
+        kept = [p for p in model.metadata_props if p.key not in props]
+        del model.metadata_props[:]
+        model.metadata_props.extend(kept)
+        for key, value in props.items():
+            model.metadata_props.add(key=key, value=value)
+        model.doc_string = app.description
+        onnx.save(model, str(built.model_file))
+        details = dict(built.details, metadata=f"metadata_props: {', '.join(props)}")
+        return dataclasses.replace(built, details=details)
 
     def build(
         self,
@@ -1087,13 +1114,13 @@ def _io_details(
 
     session = _session(path)
     inputs = [
-        TensorInfo(i.name, names[i.name], _shape(i.shape), tensor_spec(i).dtype)
-        for i in session.get_inputs()
+        TensorInfo(i.name, names[i.name], _shape(i.shape), tensor_spec(i).dtype, index=position)
+        for position, i in enumerate(session.get_inputs())
     ]
     source_outputs = {o.name for o in source.outputs}
     outputs = [
-        TensorInfo(o.name, o.name, _shape(o.shape), "float32")
-        for o in session.get_outputs()
+        TensorInfo(o.name, o.name, _shape(o.shape), "float32", index=position)
+        for position, o in enumerate(session.get_outputs())
         if o.name in source_outputs
     ]
     return inputs, outputs

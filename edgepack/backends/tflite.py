@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgepack._native import captured_output, import_tensorflow, last_native_lines
+from edgepack.appmeta import AppDescription
 from edgepack.backends.base import (
     BuiltModel,
     CalibrationData,
@@ -186,6 +187,7 @@ class TFLiteBackend:
         if source.format == "onnx":
             versions["onnx2tf"] = metadata.version("onnx2tf")
         details: dict[str, Any] = {
+            "signature": SIGNATURE_KEY,
             "ops": _op_counts(model_file),
             "float_ops": float_ops,
             **view.details(),
@@ -235,6 +237,21 @@ class TFLiteBackend:
         converter.inference_output_type = getattr(tf, settings.io_dtype)
         converter._experimental_disable_per_channel = not settings.per_channel
         return _convert(converter)
+
+    def describe(self, built: BuiltModel, app: AppDescription) -> BuiltModel:
+        """TFLite Metadata (what Android Studio's ML Model Binding and the Task Library read):
+        image properties and normalisation of the image input, the labels as an associated
+        file of the output they index, the contract as ``edgepack-contract.json``."""
+        from edgepack.backends.tflite_metadata import embed_metadata
+
+        model = built.model_file.read_bytes()
+        meta = tflite_model_meta(app)
+        built.model_file.write_bytes(embed_metadata(model, meta))
+        packed = ", ".join(name for name, _ in meta.files)
+        details = dict(
+            built.details, metadata=f"TFLite Metadata (TFLITE_METADATA; packed: {packed})"
+        )
+        return dataclasses.replace(built, details=details)
 
     def precisions(self, settings: TFLiteSettings) -> tuple[str, ...]:
         """16-bit activations with int8 weights (LiteRT's 16x8 builtin kernels), built per op
@@ -755,15 +772,19 @@ def _io_details(model_file: Path, view: TFView) -> tuple[list[TensorInfo], list[
     index_to_key_out = {index: key for key, index in signature["outputs"].items()}
     sig_to_tf = {signature_name(s.name, i): s.name for i, s in enumerate(view.model.inputs)}
     inputs = []
-    for detail in interpreter.get_input_details():
-        source_name = view.input_names[sig_to_tf[index_to_key_in[detail["index"]]]]
+    for position, detail in enumerate(interpreter.get_input_details()):
+        key = index_to_key_in[detail["index"]]
+        source_name = view.input_names[sig_to_tf[key]]
         perm = view.input_perms[source_name]
-        inputs.append(_info(detail, source_name, perm, "NHWC" if perm is not None else None))
+        info = _info(detail, source_name, perm, "NHWC" if perm is not None else None)
+        inputs.append(dataclasses.replace(info, index=position, key=key))
     outputs = []
-    for detail in interpreter.get_output_details():
-        source_name = view.output_names[index_to_key_out[detail["index"]]]
+    for position, detail in enumerate(interpreter.get_output_details()):
+        key = index_to_key_out[detail["index"]]
+        source_name = view.output_names[key]
         perm = view.output_perms[source_name]
-        outputs.append(_info(detail, source_name, perm, "NHWC" if perm is not None else None))
+        info = _info(detail, source_name, perm, "NHWC" if perm is not None else None)
+        outputs.append(dataclasses.replace(info, index=position, key=key))
     order = {name: i for i, name in enumerate(view.output_names.values())}
     outputs.sort(key=lambda info: order[info.source_name])
     return inputs, outputs
@@ -783,6 +804,71 @@ def _info(
         layout=layout,
         transpose=perm,
     )
+
+
+# ---------------------------------------------------------------------------- metadata
+
+SIGNATURE_KEY = "serving_default"  # the one signature a bundle's model has
+CONTRACT_FILE = "edgepack-contract.json"  # the whole contract, packed into the model file
+_COLOR_SPACES = {"RGB": "RGB", "GRAY": "GRAYSCALE"}  # TFLite has no BGR: UNKNOWN
+
+
+def tflite_model_meta(app: AppDescription) -> Any:
+    """The TFLite Metadata of a bundle's model, from its app description."""
+    from edgepack.backends.tflite_metadata import ImageMeta, ModelMeta, TensorMeta
+
+    pre = app.preprocessing
+    inputs = []
+    for info in app.inputs:
+        image = mean = std = None
+        if pre is not None and pre.get("size") and pre.get("input") == info.source_name:
+            height, width = pre["size"]
+            image = ImageMeta(_COLOR_SPACES.get(pre["color"], "UNKNOWN"), width, height)
+            # x = (pixel * scale - mean) / std = (pixel - mean / scale) / (std / scale)
+            mean = tuple(m / pre["scale"] for m in pre["mean"])
+            std = tuple(d / pre["scale"] for d in pre["std"])
+        inputs.append(
+            TensorMeta(
+                name=info.key or info.source_name,
+                description=_tensor_text(info, "input"),
+                image=image,
+                mean=mean,
+                std=std,
+            )
+        )
+    outputs = []
+    for info in app.outputs:
+        meaning = app.meaning(info.source_name)
+        labelled = meaning.labels_axis is not None and app.labels_file is not None
+        outputs.append(
+            TensorMeta(
+                name=info.key or info.source_name,
+                description=_tensor_text(info, meaning.semantics or "output"),
+                labels_file=app.labels_file if labelled else None,
+            )
+        )
+    files = [(CONTRACT_FILE, (app.contract_json() + "\n").encode())]
+    if app.labels and app.labels_file:
+        files.append((app.labels_file, ("\n".join(app.labels) + "\n").encode()))
+    return ModelMeta(
+        name=app.name,
+        description=app.description or f"{app.name}, built by edgepack",
+        version=app.version,
+        author=app.author,
+        license=app.license,
+        inputs=tuple(inputs),
+        outputs=tuple(outputs),
+        files=tuple(files),
+        model_files=((CONTRACT_FILE, "edgepack's preprocessing and output contract (JSON)"),),
+    )
+
+
+def _tensor_text(info: TensorInfo, what: str) -> str:
+    quant = info.quantization
+    text = f"{what} {info.source_name}: {info.dtype} {list(info.shape)}"
+    if quant is not None:
+        text += f", real = (q - {quant.zero_point}) * {quant.scale:.9g}"
+    return text
 
 
 # ---------------------------------------------------------------------------- numerics

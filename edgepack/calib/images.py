@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edgepack.calib.contract import Preprocessing
+from edgepack.calib.geometry import fit_image, place
 from edgepack.errors import CalibrationError
 
 _RESAMPLE = {
@@ -35,19 +36,46 @@ def load_image(path: Path, contract: Preprocessing, root: Path) -> np.ndarray:
 
 
 def _convert(image: Image.Image, contract: Preprocessing) -> np.ndarray:
-    mode = "L" if contract.color == "GRAY" else "RGB"
-    converted = image.convert(mode)
+    """Orientation, colour mode, fit and resize, channel order: 0..255 float32 (H, W, C)."""
     if contract.size is None:
         raise CalibrationError("image preprocessing has no size (bind the set to a model first)")
-    height, width = contract.size
-    if converted.size != (width, height):
-        converted = converted.resize((width, height), _RESAMPLE[contract.resize])
-    pixels = np.asarray(converted, dtype=np.float32)
+    if contract.exif_orientation == "apply":
+        image = ImageOps.exif_transpose(image)
+    mode = "L" if contract.color == "GRAY" else "RGB"
+    converted = image.convert(mode)
+    # the pad value in the image's own channel order (the contract gives it in its colour order)
+    pad = contract.pad * contract.channels if len(contract.pad) == 1 else contract.pad
+    pad = pad[::-1] if contract.color == "BGR" else pad
+    if contract.antialias:
+        pixels = _pillow_fit(converted, contract, pad)
+    else:
+        raw = np.asarray(converted, dtype=np.uint8)
+        raw = raw[:, :, None] if raw.ndim == 2 else raw
+        pixels = fit_image(raw, contract.size, contract.fit, contract.resize, pad)
+    pixels = pixels.astype(np.float32)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     if contract.color == "BGR":
         pixels = pixels[:, :, ::-1]
     return pixels
+
+
+def _pillow_fit(image: Image.Image, contract: Preprocessing, pad: tuple[int, ...]) -> np.ndarray:
+    """The fit's crop box resized with Pillow's filter, placed on a canvas of ``pad``."""
+    assert contract.size is not None
+    height, width = contract.size
+    placement = place((image.height, image.width), (height, width), contract.fit)
+    new_h, new_w = placement.size
+    whole = placement.crop == (0, 0, image.width, image.height)
+    if (new_w, new_h) != image.size or not whole:
+        image = image.resize((new_w, new_h), _RESAMPLE[contract.resize], box=placement.crop)
+    if (new_h, new_w) == (height, width):
+        return np.asarray(image)
+    fill: int | tuple[int, ...] = pad[0] if image.mode == "L" else tuple(pad)
+    canvas = Image.new(image.mode, (width, height), fill)
+    top, left = placement.offset
+    canvas.paste(image, (left, top))
+    return np.asarray(canvas)
 
 
 def preprocess_pixels(pixels: np.ndarray, contract: Preprocessing) -> np.ndarray:

@@ -28,6 +28,89 @@ from tests.conftest import assert_valid_manifest
 from tests.integration.models import token_classifier_onnx, token_set
 from tests.unit.test_channels import validate_drift_report
 
+# What the contract fixture's project says about its model: written into every model file.
+PROJECT_CONFIG = """\
+[model]
+name = "tiny classifier"
+version = "2.1.0"
+author = "edgepack tests"
+license = "MIT"
+description = "Three shapes on a 6x6 grey image"
+"""
+
+
+def tflite_metadata(model_file: Path) -> dict:
+    """TFLite Metadata read with the published schema (field slots) and the packed zip."""
+    import io
+    import zipfile
+
+    from tests.unit.test_tflite_metadata import FbTable, tflite_metadata
+
+    data = model_file.read_bytes()
+    root = FbTable.root(tflite_metadata(data))
+    (subgraph,) = root.tables(3)
+    (image,) = subgraph.tables(2)
+    (output,) = subgraph.tables(3)
+    content = image.table(3).table(1)  # Content.content_properties: ImageProperties
+    (unit,) = image.tables(4)
+    (labels_file,) = output.tables(6)
+    packed = zipfile.ZipFile(io.BytesIO(data))
+    return {
+        "name": root.string(0),
+        "version": root.string(2),
+        "author": root.string(4),
+        "license": root.string(5),
+        "description": root.string(1),
+        "contract": json.loads(packed.read("edgepack-contract.json")),
+        "labels": packed.read(labels_file.string(0)).decode().splitlines(),
+        "image": {
+            "color_space": content.uint8(0),
+            "size": [content.table(1).uint32(1), content.table(1).uint32(0)],
+            "mean": unit.table(1).floats(0),
+            "std": unit.table(1).floats(1),
+        },
+    }
+
+
+def coreml_metadata(model_file: Path) -> dict:
+    """The package's spec, read with coremltools' protobuf classes."""
+    from coremltools.proto import Model_pb2
+
+    spec = Model_pb2.Model()
+    spec.ParseFromString((model_file / "Data/com.apple.CoreML/model.mlmodel").read_bytes())
+    meta = spec.description.metadata
+    return {
+        "name": model_file.name.removesuffix(".mlpackage"),
+        "version": meta.versionString,
+        "author": meta.author,
+        "license": meta.license,
+        "description": meta.shortDescription,
+        "contract": json.loads(meta.userDefined["edgepack.contract"]),
+        "labels": meta.userDefined["edgepack.labels"].split("\n"),
+        "preview": meta.userDefined.get("com.apple.coreml.model.preview.type"),
+    }
+
+
+def onnx_metadata(model_file: Path) -> dict:
+    """What onnxruntime (an app's runtime) reports of the model's metadata."""
+    import onnxruntime as ort
+
+    meta = ort.InferenceSession(str(model_file)).get_modelmeta()
+    props = meta.custom_metadata_map
+    return {
+        "name": props["name"],
+        "version": props["version"],
+        "author": props["author"],
+        "license": props["license"],
+        "description": meta.description,
+        "contract": json.loads(props["edgepack.contract"]),
+        "labels": props["labels"].split("\n"),
+    }
+
+
+# One reader per target, each the platform's own (a new target adds its reader here).
+METADATA_READERS = {"tflite": tflite_metadata, "coreml": coreml_metadata, "onnx": onnx_metadata}
+
 
 @pytest.fixture(scope="module", params=sorted(BACKENDS))
 def built(
@@ -36,6 +119,7 @@ def built(
     """One bundle of the tiny model per backend, built through the public API."""
     name = request.param
     out = tmp_path_factory.mktemp(f"contract-{name}")
+    (out / "edgepack.toml").write_text(PROJECT_CONFIG)
     results = api.build(
         tiny_model_dir / "tiny.keras",
         [name],
@@ -48,23 +132,68 @@ def built(
     return {"name": name, "result": results[0], "out": out, "dir": tiny_model_dir}
 
 
+def manifest_of(result: object) -> dict:
+    return json.loads((result.bundle / "manifest.json").read_text())  # type: ignore[attr-defined]
+
+
 class TestBackendContract:
     def test_bundle_has_model_manifest_and_drift(self, built: dict) -> None:
         result = built["result"]
         backend = BACKENDS[built["name"]]
         files = sorted(p.name for p in result.bundle.iterdir())
+        model_file = manifest_of(result)["model"]["file"]
         assert files == sorted(
-            [backend.model_file_name, "manifest.json", "drift.json", "labels.txt", FIRMWARE_NOTE]
+            [model_file, "manifest.json", "drift.json", "labels.txt", FIRMWARE_NOTE]
         )
         manifest = read_manifest(result.bundle)
         assert_valid_manifest(manifest)
         drift = json.loads((result.bundle / "drift.json").read_text())
         validate_drift_report(drift)
         assert drift["verdict"] == manifest["drift"]["verdict"]
-        model = result.bundle / backend.model_file_name
+        model = result.bundle / manifest_of(result)["model"]["file"]
         assert manifest["model"]["size_bytes"] == size_bytes(model) > 0
         assert manifest["model"]["sha256"] == file_sha256(model)
         assert manifest["target"]["backend"] == backend.name
+
+    def test_the_model_file_carries_the_app_contract(self, built: dict) -> None:
+        """Name, version, author, licence, the preprocessing contract and the labels, read
+        back from the model file alone by the target's own reader."""
+        assert built["name"] in METADATA_READERS, f"no metadata reader for {built['name']}"
+        manifest = built["result"].manifest
+        model_file = built["result"].bundle / manifest["model"]["file"]
+        meta = METADATA_READERS[built["name"]](model_file)
+        assert manifest["app"]["name"] == "TinyClassifier"
+        assert (meta["name"], meta["version"], meta["author"], meta["license"]) == (
+            "TinyClassifier",
+            "2.1.0",
+            "edgepack tests",
+            "MIT",
+        )
+        assert meta["description"] == "Three shapes on a 6x6 grey image"
+        assert meta["contract"]["preprocessing"] == manifest["preprocessing"]
+        assert meta["labels"] == manifest["labels"] == ["0", "1", "2"]
+        assert [o["name"] for o in meta["contract"]["outputs"]] == [
+            o["name"] for o in manifest["outputs"]
+        ]
+        if "image" in meta:  # TFLite: normalisation in pixel units, x = (pixel - mean) / std
+            pre = manifest["preprocessing"]
+            assert meta["image"]["size"] == pre["size"]
+            assert meta["image"]["color_space"] == 2  # GRAYSCALE
+            assert meta["image"]["mean"] == pytest.approx([m / pre["scale"] for m in pre["mean"]])
+            assert meta["image"]["std"] == pytest.approx([d / pre["scale"] for d in pre["std"]])
+
+    def test_outputs_say_what_they_hold_and_tensors_where_they_are(self, built: dict) -> None:
+        manifest = built["result"].manifest
+        (output,) = manifest["outputs"]
+        # the tiny model ends in a softmax: inferred, and the labels index its class axis
+        assert output["semantics"] == "probabilities"
+        assert output["semantics_from"].startswith("inferred")
+        assert output["labels"] == {"file": "labels.txt", "axis": 1}
+        assert manifest["app"]["labels_output"] == output["name"]
+        assert [t["index"] for t in manifest["inputs"]] == list(range(len(manifest["inputs"])))
+        assert output["index"] is not None and output["index"] >= 0
+        quantization = manifest["conventions"]["quantization"]
+        assert "real = (q - zero_point) * scale" in quantization
 
     def test_every_source_tensor_is_mapped(self, built: dict) -> None:
         manifest = built["result"].manifest
@@ -81,7 +210,7 @@ class TestBackendContract:
         from edgepack.backends.base import TensorInfo
 
         emulator = backend.emulate(
-            result.bundle / backend.model_file_name,
+            result.bundle / manifest_of(result)["model"]["file"],
             [TensorInfo.from_dict(t) for t in result.manifest["inputs"]],
             [TensorInfo.from_dict(t) for t in result.manifest["outputs"]],
         )
@@ -108,7 +237,7 @@ class TestBackendContract:
         from edgepack.backends.base import TensorInfo
 
         args = (
-            result.bundle / backend.model_file_name,
+            result.bundle / manifest_of(result)["model"]["file"],
             [TensorInfo.from_dict(t) for t in result.manifest["inputs"]],
             [TensorInfo.from_dict(t) for t in result.manifest["outputs"]],
         )
@@ -153,7 +282,7 @@ class TestBackendContract:
     def test_the_model_file_declares_what_the_manifest_says(self, built: dict) -> None:
         backend = BACKENDS[built["name"]]
         result = built["result"]
-        inputs, outputs = backend.model_io(result.bundle / backend.model_file_name)
+        inputs, outputs = backend.model_io(result.bundle / manifest_of(result)["model"]["file"])
         assert [i.name for i in inputs] == [t["name"] for t in result.manifest["inputs"]]
         listed = {o.name for o in outputs}
         assert {t["name"] for t in result.manifest["outputs"]} <= listed
@@ -218,7 +347,7 @@ class TestBackendContract:
             "from edgepack import api\n"
             f"api.build({str(built['dir'] / 'tiny.keras')!r}, [{built['name']!r}], "
             f"{str(built['dir'] / 'calib')!r}, out={str(tmp_path)!r}, num_calib=30, "
-            "environ={})\n"
+            f"cwd={str(built['out'])!r}, environ={{}})\n"
         )
         env = {**os.environ, "PYTHONHASHSEED": "12345"}
         subprocess.run([sys.executable, "-c", script], check=True, env=env, capture_output=True)

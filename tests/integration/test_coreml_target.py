@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from edgepack import api
+from edgepack.backends.coreml import PREVIEW_TYPE_KEY
 from edgepack.emulators.coreml import CoreMLEmulator
 from tests.conftest import (
     DIGITS_CALIB,
@@ -79,7 +81,14 @@ def test_other_modes(tmp_path: Path, mode: str) -> None:
     )[0]
     ops = result.manifest["model"]["ops"]
     weights = (
-        (result.bundle / "Model.mlpackage" / "Data" / "com.apple.CoreML" / "weights" / "weight.bin")
+        (
+            result.bundle
+            / result.manifest["model"]["file"]
+            / "Data"
+            / "com.apple.CoreML"
+            / "weights"
+            / "weight.bin"
+        )
         .stat()
         .st_size
     )
@@ -129,6 +138,14 @@ def test_manifest_records_emulated_drift(tmp_path: Path) -> None:
     assert checked.report.top1_agreement > 0.95 and checked.report.path == "emulator"
 
 
+def ct_spec(package: Path) -> Any:
+    from coremltools.proto import Model_pb2
+
+    spec = Model_pb2.Model()
+    spec.ParseFromString((package / "Data/com.apple.CoreML/model.mlmodel").read_bytes())
+    return spec
+
+
 def image_profile(tmp_path: Path) -> Path:
     path = tmp_path / "coreml-image.toml"
     path.write_text(
@@ -156,9 +173,14 @@ def test_image_input_from_the_contract(tmp_path: Path) -> None:
     assert (image["dtype"], image["shape"]) == ("image", [1, 8, 8, 1])
     assert image["image"] == {"color": "GRAY", "scale": pytest.approx(1 / 255), "bias": [0.0]}
     assert result.report.top1_agreement >= 0.99
+    # an image classifier: Xcode shows its preview, and generates the class Digits
+    assert result.manifest["model"]["file"] == "Digits.mlpackage"
+    assert result.manifest["model"]["class_name"] == "Digits"
+    spec = ct_spec(result.bundle / "Digits.mlpackage")
+    assert spec.description.metadata.userDefined[PREVIEW_TYPE_KEY] == "imageClassifier"
     # an app passes pixels; the model applies the contract's scale itself
     pixels = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
-    emulator = CoreMLEmulator(result.bundle / "Model.mlpackage")
+    emulator = CoreMLEmulator(result.bundle / result.manifest["model"]["file"])
     scores = emulator.predict({"image": Image.fromarray(pixels, "L")})["probabilities_probs"]
     predicted = np.array([[scores[str(digit)] for digit in range(10)]])
     expected = load_source(DIGITS_MODEL).run(
@@ -227,7 +249,7 @@ def test_classifier_outputs_like_core_ml(tmp_path: Path) -> None:
     }
     (output,) = manifest["outputs"]
     assert (output["dtype"], output["classes"]) == ("dictionary", [str(i) for i in range(10)])
-    emulator = CoreMLEmulator(result.bundle / "Model.mlpackage")
+    emulator = CoreMLEmulator(result.bundle / result.manifest["model"]["file"])
     image = np.zeros((1, 8, 8, 1), np.float32)
     image[0, 1:7, 3:5, 0] = 1.0  # a vertical bar
     predicted = emulator.predict({"image": image})

@@ -272,7 +272,7 @@ def test_coreml_w8_bundle_compresses_weights_and_meets_the_budget(coreml_bundle:
         "CoreML7",
     )
     assert model["ops"]["constexpr_affine_dequantize"] == 2  # the two large weights
-    weights = coreml_bundle / "Model.mlpackage" / "Data" / "com.apple.CoreML" / "weights"
+    weights = coreml_bundle / "Digits.mlpackage" / "Data" / "com.apple.CoreML" / "weights"
     weight_bytes = (weights / "weight.bin").stat().st_size
     float_weights = 4 * 151_306  # the digits CNN's parameters in fp32
     assert weight_bytes <= 0.3 * float_weights

@@ -111,7 +111,7 @@ def _damage_coreml(bundle: Path, layer: str) -> None:
     import coremltools as ct
     from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
 
-    package = bundle / "Model.mlpackage"
+    package = bundle / json.loads((bundle / "manifest.json").read_text())["model"]["file"]
     mlmodel = ct.models.MLModel(str(package), skip_model_load=True)
     spec = mlmodel.get_spec()
     program = milproto_load(spec, spec.specificationVersion, mlmodel.weights_dir)

@@ -8,7 +8,7 @@ come from coremltools' op definitions (iOS15 to iOS18 opsets)::
 
     from edgepack.emulators.coreml import CoreMLEmulator
 
-    emulator = CoreMLEmulator("Model.mlpackage")
+    emulator = CoreMLEmulator("Digits.mlpackage")
     outputs = emulator.predict({"image": array})          # like MLModel.predict
     tensors = emulator.capture({"image": array}, ["conv1_relu"])   # intermediate tensors
 
