@@ -12,13 +12,14 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import os
 import platform
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -36,6 +37,7 @@ from edgepack.errors import (
 )
 from edgepack.options import (
     BuildOptions,
+    check_options_layer,
     parse_paths,
     resolve_build_options,
     resolve_check_options,
@@ -196,10 +198,13 @@ def build(
         "tune.max_seconds": tune_seconds,
         "tune.precisions": tune_precisions,
     }
+    from edgepack.profiles import firmware_note_file
+
     model_path = _absolute(Path(model), work_dir)
     plans = []
     for profile in resolve_targets(targets):
         backend = get_backend(profile.backend)
+        firmware_note_file(profile)  # a missing note fails every target before any work
         options = resolve_build_options(profile, backend.settings_type, cli, work_dir, env)
         _host_paths(backend, options.paths, native=False)  # an unknown path fails before work
         plans.append((profile, backend, options))
@@ -322,7 +327,7 @@ def _build_one(job: _Job) -> BuildResult:
                 job.source.run(feeds),
             )
         if tuning is not None:
-            effect = _tuning_effect(job, checked, calibration, built, verdict, tuning)
+            effect = _tuning_effect(job, checked, calibration, (built, app), verdict, tuning)
             tuning = dataclasses.replace(tuning, effect=effect)
         manifest = _manifest(job, split, built, report, settings, app, tuning)
         _write_bundle_files(staging, built, manifest, report, job.samples, layers, note)
@@ -1024,21 +1029,24 @@ def _tuning_effect(
     job: _Job,
     checked: _DriftData,
     calibration: Any,
-    built: Any,
+    described: tuple[Any, Any],
     verdict: _Verdict,
     tuning: _Tuning,
 ) -> dict[str, Any]:
     """What tuning changed, measured beside the tuned bundle: the default one (the profile's
-    settings, every layer int8) built on the same calibration samples and checked on the
+    settings, every layer int8) built on the same calibration samples, with the same
+    metadata (``described``: the tuned model and its app description), and checked on the
     same verdict samples, and both bundles' size and host latency on the default execution
     path (one sample, interleaved runs; ratios, not absolute times, are comparable)."""
     import tempfile
 
+    built, app = described
     changed = bool(tuning.chosen.overrides) or tuning.plan is not None
     one_sample = {name: array[:1] for name, array in verdict.feeds.items()}
     with tempfile.TemporaryDirectory(prefix="edgepack-default-") as scratch:
         if changed:
             default = _build_model(job, calibration, job.options.settings, Path(scratch))
+            default = job.backend.describe(default, app)
             default_report = _drift(job, checked, default, same_as=verdict).report
             path, (default_ms, tuned_ms) = _latencies_ms(job, [default, built], one_sample)
         else:
@@ -1253,7 +1261,15 @@ def _write_bundle_files(
     layers: Any = None,
     note: Path | None = None,
 ) -> None:
-    from edgepack.bundle import DRIFT, FIRMWARE_NOTE, LABELS, MANIFEST, file_sha256, write_json
+    from edgepack.bundle import (
+        DRIFT,
+        FIRMWARE_NOTE,
+        LABELS,
+        MANIFEST,
+        file_sha256,
+        seal_manifest,
+        write_json,
+    )
 
     drift = report.to_dict()
     if layers is not None:
@@ -1267,6 +1283,7 @@ def _write_bundle_files(
         (staging / FIRMWARE_NOTE).write_bytes(note.read_bytes())
         names.append(FIRMWARE_NOTE)
     manifest["files"] = {name: file_sha256(staging / name) for name in names}
+    manifest.update(seal_manifest(manifest))  # its own sha256, the last key
     write_json(staging / MANIFEST, manifest)
 
 
@@ -1354,7 +1371,6 @@ def check(
     from edgepack._native import allow_coremltools_converters
     from edgepack.backends import get_backend
     from edgepack.bundle import read_manifest, verify_bundle_files, verify_model_io
-    from edgepack.calib.contract import Contract, Preprocessing
     from edgepack.calib.dataset import open_sample_set
     from edgepack.frontends import load_source
 
@@ -1362,8 +1378,11 @@ def check(
     env = dict(os.environ if environ is None else environ)
     bundle_dir = _absolute(Path(bundle), work_dir)
     manifest = read_manifest(bundle_dir)
+    where = bundle_dir / "manifest.json"
+    with _damaged_if_invalid(where, "target.drift"):
+        check_options_layer(manifest["target"]["drift"])
     options = resolve_check_options(
-        manifest["target"].get("drift", {}),
+        manifest["target"]["drift"],
         manifest["target"]["profile"],
         {
             "drift.min_agreement": min_agreement,
@@ -1380,24 +1399,17 @@ def check(
     )
     if options.layers:  # per-layer drift converts the source again: converters needed
         allow_coremltools_converters()
-    backend = get_backend(manifest["target"]["backend"])
+    with _damaged_if_invalid(where, "target.backend"):
+        backend = get_backend(manifest["target"]["backend"])
     model_file = verify_bundle_files(bundle_dir, manifest)
     verify_model_io(manifest, _declared_io(backend, model_file))
     source = load_source(_source_path(manifest, bundle_dir, model, work_dir))
+    listed = {str(o["source_name"]) for o in manifest["outputs"]}
+    unlisted = [o.name for o in source.outputs if o.name not in listed]
+    if unlisted:
+        raise BundleError(f"{where}: outputs lack the source model's output(s) {unlisted}")
 
-    recorded = dict(manifest["preprocessing"] or {})
-    # The data feeds the source model: read it in the source model's layout.
-    recorded["layout"] = recorded.pop("source_layout", recorded.get("layout", "NHWC"))
-    recorded["dtype"] = recorded.pop("source_dtype", recorded.get("dtype", "float32"))
-    preprocessing = Preprocessing.from_dict(
-        {k: v for k, v in recorded.items() if k != "input"},
-        f"{bundle_dir / 'manifest.json'}",
-    )
-    fallback = Contract(
-        preprocessing,
-        recorded.get("input"),
-        tuple(manifest["labels"]) if manifest.get("labels") else None,
-    )
+    fallback = _recorded_contract(manifest, where)
     data_set = open_sample_set(_absolute(Path(data), work_dir), fallback=fallback)
     bound = data_set.bind(source.inputs)
     refs = data_set.take(options.drift_samples, seed)
@@ -1448,6 +1460,32 @@ def check(
     arrays = {"reference": reference, "quantized": worst.outputs, "labels": labels}
     _write_reports(result, arrays, work_dir, json_path, junit_path, html_path)
     return result
+
+
+def _recorded_contract(manifest: dict[str, Any], where: Path) -> Any:
+    """The contract a bundle's manifest records, to read data without a calibration.toml of
+    its own; the data feeds the source model, so in the source model's layout and dtype."""
+    from edgepack.calib.contract import Contract, Preprocessing
+
+    recorded = dict(manifest["preprocessing"] or {})
+    recorded["layout"] = recorded.pop("source_layout", recorded.get("layout", "NHWC"))
+    recorded["dtype"] = recorded.pop("source_dtype", recorded.get("dtype", "float32"))
+    with _damaged_if_invalid(where, "preprocessing"):
+        preprocessing = Preprocessing.from_dict(
+            {k: v for k, v in recorded.items() if k != "input"}, "preprocessing"
+        )
+    labels = tuple(manifest["labels"]) if manifest.get("labels") else None
+    return Contract(preprocessing, recorded.get("input"), labels)
+
+
+@contextlib.contextmanager
+def _damaged_if_invalid(manifest_path: Path, field: str) -> Iterator[None]:
+    """A manifest field that fails the validation its option or contract would pass in a
+    config file makes the bundle damaged (exit 6), not the user's configuration."""
+    try:
+        yield
+    except (ConfigError, CalibrationError) as exc:
+        raise BundleError(f"{manifest_path}: {field}: {exc}") from None
 
 
 def _declared_io(backend: Any, model_file: Path) -> Any:
@@ -1664,7 +1702,9 @@ def _labels_in_bundle_order(
     bundle_index = {name: i for i, name in enumerate(manifest["labels"])}
     unknown = sorted(set(data_set.label_names) - set(bundle_index))
     if unknown:
-        raise BundleError(f"{data_set.root}: labels {unknown} are not among the bundle's labels")
+        raise CalibrationError(
+            f"{data_set.root}: labels {unknown} are not among the bundle's labels"
+        )
     mapping = np.array([bundle_index[name] for name in data_set.label_names])
     return mapping[labels]
 

@@ -12,6 +12,7 @@ never leaves a half-written bundle behind.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -27,7 +28,10 @@ MANIFEST = "manifest.json"
 DRIFT = "drift.json"
 LABELS = "labels.txt"
 FIRMWARE_NOTE = "firmware-note.md"  # the profile's deployment note, shipped with the bundle
-MANIFEST_SCHEMA_VERSION = 1
+MANIFEST_SCHEMA_VERSION = 2
+# The manifest's own sha256 (of its canonical JSON without this key): an edited manifest is
+# damaged, as an edited model file or labels.txt is.
+INTEGRITY_KEY = "manifest_sha256"
 SCHEMA_FILE = Path(__file__).parent / "schemas" / "manifest.schema.json"
 DRIFT_SCHEMA_FILE = Path(__file__).parent / "schemas" / "drift-report.schema.json"
 _REQUIRED = (
@@ -237,16 +241,45 @@ def read_manifest(bundle: Path) -> dict[str, Any]:
         raise BundleError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(manifest, dict):
         raise BundleError(f"{path}: not a manifest object")
+    version = manifest.get("schema_version", MANIFEST_SCHEMA_VERSION)
+    if version != MANIFEST_SCHEMA_VERSION:
+        raise BundleError(
+            f"{path}: schema_version {version!r} is not supported (this edgepack reads "
+            f"{MANIFEST_SCHEMA_VERSION}): rebuild the bundle"
+        )
+    _check_integrity(manifest, path)
     missing = [key for key in _REQUIRED if key not in manifest]
     if missing:
         raise BundleError(f"{path}: missing key(s) {missing}")
-    if manifest["schema_version"] != MANIFEST_SCHEMA_VERSION:
-        raise BundleError(
-            f"{path}: schema_version {manifest['schema_version']} is not supported "
-            f"(this edgepack reads {MANIFEST_SCHEMA_VERSION})"
-        )
     _check_shapes(manifest, path)
     return manifest
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON (sorted keys, no blanks, UTF-8), without
+    :data:`INTEGRITY_KEY`."""
+    body = {k: v for k, v in manifest.items() if k != INTEGRITY_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def seal_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with its own sha256 as the last key (written last by a build)."""
+    body = {k: v for k, v in manifest.items() if k != INTEGRITY_KEY}
+    return {**body, INTEGRITY_KEY: manifest_digest(body)}
+
+
+def _check_integrity(manifest: dict[str, Any], path: Path) -> None:
+    recorded = manifest.get(INTEGRITY_KEY)
+    if recorded is None:
+        raise BundleError(
+            f"{path}: no {INTEGRITY_KEY}: the manifest was edited; rebuild the bundle"
+        )
+    if recorded != manifest_digest(manifest):
+        raise BundleError(
+            f"{path}: {INTEGRITY_KEY} differs: the manifest was edited after the build; "
+            "rebuild the bundle"
+        )
 
 
 # The manifest fields check and inspect read, and the JSON type each must have (a damaged
@@ -266,6 +299,43 @@ _FIELD_TYPES: tuple[tuple[tuple[str, ...], type | tuple[type, ...]], ...] = (
     (("files",), dict),
     (("preprocessing",), (dict, type(None))),
     (("labels",), (list, type(None))),
+    (("model", "sha256"), str),
+    (("model", "size_bytes"), int),
+    (("source", "file"), str),
+    (("source", "format"), str),
+    (("source", "path"), str),
+    (("source", "sha256"), str),
+    (("target", "description"), str),
+    (("target", "drift"), dict),
+    (("calibration", "samples"), int),
+    (("calibration", "seed"), int),
+    (("calibration", "method"), str),
+    (("calibration", "fingerprint"), str),
+    (("drift", "samples"), int),
+    (("drift", "runtime"), str),
+    (("drift", "verdict"), str),
+    (("drift", "top1_agreement"), (int, float, type(None))),
+    (("drift", "accuracy_drop"), (int, float, type(None))),
+    (("drift", "min_sqnr_db"), (int, float)),
+)
+# What every entry of inputs and outputs needs (check and inspect read each of these).
+_TENSOR_TYPES: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("name", str),
+    ("source_name", str),
+    ("shape", list),
+    ("dtype", str),
+    ("quantization", (dict, type(None))),
+)
+# Entries a tensor may have (older manifests lack some), with their types when present.
+_OPTIONAL_TENSOR_TYPES: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("layout", (str, type(None))),
+    ("transpose", (list, type(None))),
+    ("image", (dict, type(None))),
+    ("classes", (list, type(None))),
+    ("index", (int, type(None))),
+    ("key", (str, type(None))),
+    ("semantics", (str, type(None))),
+    ("labels", (dict, type(None))),
 )
 
 
@@ -276,16 +346,102 @@ def _check_shapes(manifest: dict[str, Any], path: Path) -> None:
             if not isinstance(value, dict) or key not in value:
                 raise BundleError(f"{path}: missing {'.'.join(keys)}")
             value = value[key]
-        if not isinstance(value, expected):
-            names = expected if isinstance(expected, tuple) else (expected,)
-            wanted = " or ".join("null" if t is type(None) else _JSON_NAMES[t] for t in names)
-            raise BundleError(f"{path}: {'.'.join(keys)} must be {wanted}")
+        _require(value, expected, ".".join(keys), path)
+    _check_sections(manifest, path)
+    if manifest["preprocessing"] is not None:
+        _check_preprocessing(manifest["preprocessing"], path)
+    if not all(isinstance(label, str) for label in manifest["labels"] or []):
+        raise BundleError(f"{path}: labels must be a list of strings")
+    if not all(isinstance(v, str) for v in manifest["files"].values()):
+        raise BundleError(f"{path}: files must map file names to sha256 strings")
     for side in ("inputs", "outputs"):
-        if not all(isinstance(item, dict) for item in manifest[side]):
-            raise BundleError(f"{path}: every entry of {side} must be an object")
+        for index, item in enumerate(manifest[side]):
+            if not isinstance(item, dict):
+                raise BundleError(f"{path}: every entry of {side} must be an object")
+            _check_tensor(item, f"{side}[{index}]", path)
 
 
-_JSON_NAMES: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}
+def _check_sections(manifest: dict[str, Any], path: Path) -> None:
+    """The drift summary's execution paths, and the optional tuning and app sections."""
+    paths = manifest["drift"].get("paths", [])
+    if not isinstance(paths, list) or not all(
+        isinstance(p, dict) and isinstance(p.get("name"), str) for p in paths
+    ):
+        raise BundleError(f"{path}: drift.paths must be a list of objects with a name")
+    if paths and not isinstance(manifest["drift"].get("path"), str):
+        raise BundleError(f"{path}: drift.path must name the worst of drift.paths")
+    _require(manifest["drift"].get("data", {}), dict, "drift.data", path)
+    for key in ("tuning", "app"):
+        _require(manifest.get(key), (dict, type(None)), key, path)
+    if manifest.get("app") is not None:
+        for key in ("name", "version"):
+            _require(manifest["app"].get(key), str, f"app.{key}", path)
+
+
+# Preprocessing fields every manifest has (later fields, antialias and fit, have defaults).
+_PREPROCESSING_FIELDS = ("size", "resize", "color", "scale", "mean", "std", "layout", "dtype")
+
+
+def _check_preprocessing(recorded: dict[str, Any], path: Path) -> None:
+    """The recorded contract must be one edgepack accepts (the same validation as a
+    ``calibration.toml``'s), with every field present."""
+    from edgepack.calib.contract import Preprocessing
+    from edgepack.errors import CalibrationError
+
+    missing = [key for key in _PREPROCESSING_FIELDS if key not in recorded]
+    if missing:
+        raise BundleError(f"{path}: missing preprocessing.{missing[0]}")
+    fields = {k: v for k, v in recorded.items() if k != "input"}
+    # the contract as the calibration set declared it (the source model's layout and dtype)
+    fields["layout"] = fields.pop("source_layout", fields["layout"])
+    fields["dtype"] = fields.pop("source_dtype", fields["dtype"])
+    try:
+        Preprocessing.from_dict(fields, "preprocessing")
+    except CalibrationError as exc:
+        raise BundleError(f"{path}: {exc}") from None
+    if not isinstance(recorded.get("input"), str | None):
+        raise BundleError(f"{path}: preprocessing.input must be a string")
+
+
+def _check_tensor(item: dict[str, Any], where: str, path: Path) -> None:
+    for key, expected in _TENSOR_TYPES:
+        if key not in item:
+            raise BundleError(f"{path}: missing {where}.{key}")
+        _require(item[key], expected, f"{where}.{key}", path)
+    for key, expected in _OPTIONAL_TENSOR_TYPES:
+        _require(item.get(key), expected, f"{where}.{key}", path)
+    for key in ("shape", "transpose"):
+        if not all(isinstance(d, int) and not isinstance(d, bool) for d in item.get(key) or []):
+            raise BundleError(f"{path}: {where}.{key} must be a list of integers")
+    if not all(isinstance(c, str) for c in item.get("classes") or []):
+        raise BundleError(f"{path}: {where}.classes must be a list of strings")
+    labels = item.get("labels")
+    if labels is not None:
+        _require(labels.get("file"), str, f"{where}.labels.file", path)
+        _require(labels.get("axis"), int, f"{where}.labels.axis", path)
+    quant = item["quantization"]
+    if quant is not None:
+        for key, wanted in (("scale", (int, float)), ("zero_point", int)):
+            if key not in quant:
+                raise BundleError(f"{path}: missing {where}.quantization.{key}")
+            _require(quant[key], wanted, f"{where}.quantization.{key}", path)
+
+
+def _require(value: Any, expected: type | tuple[type, ...], where: str, path: Path) -> None:
+    names = expected if isinstance(expected, tuple) else (expected,)
+    # JSON true/false is a Python bool, an int: not a number here
+    if not isinstance(value, names) or (isinstance(value, bool) and bool not in names):
+        wanted = " or ".join("null" if t is type(None) else _JSON_NAMES[t] for t in names)
+        raise BundleError(f"{path}: {where} must be {wanted}")
+
+
+_JSON_NAMES: dict[type, str] = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+}
 
 
 def verify_bundle_files(bundle: Path, manifest: dict[str, Any]) -> Path:

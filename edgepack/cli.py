@@ -30,7 +30,9 @@ F = Callable[..., Any]
 
 
 def _verbosity_options(function: F) -> F:
-    function = click.option("-q", "--quiet", count=True, help="Print less (errors only).")(function)
+    function = click.option(
+        "-q", "--quiet", count=True, help="Print less (warnings and errors only)."
+    )(function)
     return click.option(
         "-v", "--verbose", count=True, help="Print more: steps' native logs (-vv: also warnings)."
     )(function)

@@ -512,10 +512,9 @@ def resolve_check_options(
 ) -> CheckOptions:
     """Thresholds for ``check``: the profile's drift table recorded in the bundle, then config,
     environment and flags."""
-    profile = {f"drift.{k}": v for k, v in profile_drift.items()}
     merged = _merge(
         _DEFAULTS,
-        _checked(profile, "bundle manifest (profile drift)", allow_settings=False),
+        check_options_layer(profile_drift),
         config_layer(find_config(cwd), target),
         env_layer(environ),
         cli_layer(cli),
@@ -528,6 +527,14 @@ def resolve_check_options(
         paths=merged["drift.paths"],
         detections=merged["drift.detections"],
     )
+
+
+def check_options_layer(profile_drift: Mapping[str, Any]) -> dict[str, Any]:
+    """The drift table a bundle's manifest records (its profile's), validated as options."""
+    if not isinstance(profile_drift, Mapping):
+        raise ConfigError(f"expected a table, got {profile_drift!r}")
+    profile = {f"drift.{k}": v for k, v in profile_drift.items()}
+    return _checked(profile, "recorded profile drift", allow_settings=False)
 
 
 def _thresholds(merged: Mapping[str, Any]) -> Thresholds:
@@ -597,7 +604,7 @@ def _load_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
 

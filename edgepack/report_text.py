@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from edgepack.errors import BundleError
+
 _console = Console(highlight=False, width=max(100, Console().width))
 
 
@@ -94,6 +96,20 @@ def _data_kind(drift: dict[str, Any]) -> str:
     """Where a manifest's drift summary's samples came from (older manifests: held out)."""
     split = drift.get("data", {}).get("split", "held-out part of the calibration set")
     return "evaluation set" if split == "evaluation set" else "held out"
+
+
+def _tuning_lines(tuning: dict[str, Any]) -> str:
+    """The tuning section of a manifest, or a bundle error when it is not the one a build
+    writes (its nesting is deep; only a damaged manifest lacks a piece of it)."""
+    try:
+        lines = [_tuning_line(tuning)]
+        if tuning.get("effect"):
+            lines.append(_effect_line(tuning["effect"]))
+    except (KeyError, IndexError, TypeError, StopIteration, AttributeError) as exc:
+        raise BundleError(
+            f"manifest.json: the tuning section is damaged ({type(exc).__name__}: {exc})"
+        ) from None
+    return "\n".join(lines)
 
 
 def _tuning_line(tuning: dict[str, Any]) -> str:
@@ -455,9 +471,7 @@ def print_manifest(manifest: dict[str, Any]) -> None:
         f"{calib['method']}), fingerprint {calib['fingerprint'][:16]}..."
     )
     if manifest.get("tuning"):
-        _console.print(escape(_tuning_line(manifest["tuning"])))
-        if manifest["tuning"].get("effect"):
-            _console.print(escape(_effect_line(manifest["tuning"]["effect"])))
+        _console.print(escape(_tuning_lines(manifest["tuning"])))
     versions = ", ".join(f"{k} {v}" for k, v in manifest["versions"].items())
     _console.print(f"versions: {versions}")
     if target.get("firmware_note"):

@@ -154,9 +154,11 @@ class Preprocessing:
         values = dict(data)
         try:
             if values.get("size") is not None:
-                size = [int(v) for v in values["size"]]
-                if len(size) != 2 or min(size) < 1:
-                    raise ValueError("size must be [height, width] with positive integers")
+                size = values["size"]
+                if not (isinstance(size, list) and len(size) == 2 and all(map(_positive, size))):
+                    raise ValueError(
+                        f"size must be [height, width] with positive integers, got {size!r}"
+                    )
                 values["size"] = (size[0], size[1])
             for key in ("mean", "std"):
                 if key in values:
@@ -207,6 +209,10 @@ class Preprocessing:
             fail("std values must not be 0")
 
 
+def _positive(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def _pad_value(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
         raise ValueError(f"pad values must be whole numbers 0..255, got {value!r}")
@@ -234,7 +240,7 @@ def read_contract(folder: Path) -> Contract | None:
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CalibrationError(f"{path}: invalid TOML: {exc}") from None
     unknown = set(data) - _TOP_KEYS
     if unknown:

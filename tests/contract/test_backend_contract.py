@@ -16,7 +16,13 @@ import pytest
 
 from edgepack import api
 from edgepack.backends import BACKENDS
-from edgepack.bundle import FIRMWARE_NOTE, file_sha256, read_manifest, size_bytes
+from edgepack.bundle import (
+    FIRMWARE_NOTE,
+    file_sha256,
+    read_manifest,
+    seal_manifest,
+    size_bytes,
+)
 from edgepack.calib.dataset import open_sample_set
 from edgepack.drift.metrics import sqnr_db
 from edgepack.errors import BundleError, ConfigError, UnsupportedError
@@ -298,7 +304,8 @@ class TestBackendContract:
         shutil.copytree(built["result"].bundle, bundle)
         manifest = json.loads((bundle / "manifest.json").read_text())
         manifest[kind][0][field] = value
-        (bundle / "manifest.json").write_text(json.dumps(manifest))
+        # resealed: a manifest rewritten as a whole, not edited (that alone is damage)
+        (bundle / "manifest.json").write_text(json.dumps(seal_manifest(manifest)))
         with pytest.raises(BundleError, match="manifest") as caught:
             api.check(
                 bundle,

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import edgepack
-from edgepack.bundle import file_sha256
+from edgepack.bundle import file_sha256, seal_manifest
 from tests.conftest import DIGITS_CALIB, DIGITS_EVAL, DIGITS_MODEL
 from tests.integration.test_digits import invoke
 from tests.unit.test_channels import validate_drift_report
@@ -64,7 +64,7 @@ def _rehash(bundle: Path) -> None:
     manifest["model"]["sha256"] = file_sha256(bundle / name)
     if name in manifest.get("files", {}):
         manifest["files"][name] = manifest["model"]["sha256"]
-    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (bundle / "manifest.json").write_text(json.dumps(seal_manifest(manifest), indent=2))
 
 
 def _perturbed(weights: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ import pytest
 from edgepack.bundle import (
     read_manifest,
     remove_stale_partials,
+    seal_manifest,
     staged_bundle,
     verify_bundle_files,
 )
@@ -66,7 +67,8 @@ def test_failed_forced_rebuild_keeps_the_old_bundle(tmp_path: Path) -> None:
     [
         (None, "no manifest.json"),
         ("{not json", "not valid JSON"),
-        ('{"schema_version": 1}', "missing key"),
+        ('{"schema_version": 1}', "schema_version 1 is not supported"),
+        ('{"schema_version": 2}', "no manifest_sha256: the manifest was edited"),
         (
             json.dumps(
                 {
@@ -197,6 +199,14 @@ def test_an_output_path_that_is_a_file_is_a_config_error(tmp_path: Path, below: 
         (lambda m: m.update(outputs=[1]), "every entry of outputs must be an object"),
         (lambda m: m["model"].update(file=3), "model.file must be a string"),
         (lambda m: m.update(labels="cats"), "labels must be a list or null"),
+        (lambda m: m["model"].pop("size_bytes"), "missing model.size_bytes"),
+        (lambda m: m["inputs"][0].pop("name"), r"missing inputs\[0\].name"),
+        (lambda m: m["inputs"][0]["quantization"].pop("scale"), "quantization.scale"),
+        (lambda m: m["outputs"][0].update(shape=["a"]), "shape must be a list of integers"),
+        (lambda m: m["drift"].pop("samples"), "missing drift.samples"),
+        (lambda m: m["drift"].update(min_sqnr_db=True), "min_sqnr_db must be an integer or"),
+        (lambda m: m["source"].pop("path"), "missing source.path"),
+        (lambda m: m["target"].update(drift=[1]), "target.drift must be an object"),
     ],
 )
 def test_a_damaged_manifest_is_a_bundle_error(tmp_path: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -205,26 +215,35 @@ def test_a_damaged_manifest_is_a_bundle_error(tmp_path: Path, damage, message: s
     from edgepack.bundle import MANIFEST_SCHEMA_VERSION, read_manifest
     from edgepack.errors import BundleError
 
+    tensor = {"name": "x", "source_name": "x", "shape": [1, 4], "dtype": "float32"}
     manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
-        "target": {"profile": "tflite", "backend": "tflite"},
-        "model": {"file": "model.tflite"},
-        "inputs": [{}],
-        "outputs": [{}],
+        "target": {"profile": "tflite", "backend": "tflite", "description": "d", "drift": {}},
+        "model": {"file": "model.tflite", "sha256": "0" * 64, "size_bytes": 1},
+        "inputs": [dict(tensor, quantization={"scale": 0.1, "zero_point": 0})],
+        "outputs": [dict(tensor, quantization=None)],
         "preprocessing": None,
         "labels": None,
-        "source": {},
-        "calibration": {},
+        "source": {"file": "m.keras", "format": "keras", "path": "m.keras", "sha256": "0" * 64},
+        "calibration": {"samples": 1, "seed": 0, "method": "minmax", "fingerprint": "0" * 64},
         "versions": {},
-        "drift": {},
+        "drift": {
+            "samples": 1,
+            "runtime": "LiteRT",
+            "verdict": "pass",
+            "top1_agreement": None,
+            "accuracy_drop": None,
+            "min_sqnr_db": 30.0,
+        },
         "files": {},
     }
     read_manifest_dir = tmp_path / "b"
     read_manifest_dir.mkdir()
-    (read_manifest_dir / "manifest.json").write_text(json.dumps(manifest))
+    (read_manifest_dir / "manifest.json").write_text(json.dumps(seal_manifest(manifest)))
     assert read_manifest(read_manifest_dir)["target"]["backend"] == "tflite"
     damage(manifest)
-    (read_manifest_dir / "manifest.json").write_text(json.dumps(manifest))
+    # resealed: the damage is in what a build wrote (an edit alone fails the seal first)
+    (read_manifest_dir / "manifest.json").write_text(json.dumps(seal_manifest(manifest)))
     with pytest.raises(BundleError, match=message) as caught:
         read_manifest(read_manifest_dir)
     assert caught.value.exit_code == 6
@@ -298,3 +317,14 @@ def test_permission_errors_count_as_output_errors_only_on_the_bundle_side(tmp_pa
     elsewhere = tmp_path / "model.keras"  # reading an input: not the bundle's problem
     with pytest.raises(PermissionError), staged_bundle(final, force=False):
         raise PermissionError(errno.EACCES, "Permission denied", str(elsewhere))
+
+
+def test_an_edited_manifest_fails_its_seal(tmp_path: Path) -> None:
+    manifest = seal_manifest({"schema_version": 2, "labels": ["cat", "dog"]})
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    with pytest.raises(BundleError, match="missing key"):  # sealed: reaches the field checks
+        read_manifest(tmp_path)
+    manifest["labels"] = ["dog", "cat"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    with pytest.raises(BundleError, match="manifest_sha256 differs: the manifest was edited"):
+        read_manifest(tmp_path)
