@@ -14,7 +14,11 @@ from rich.table import Table
 
 from edgepack.errors import BundleError
 
-_console = Console(highlight=False, width=max(100, Console().width))
+# A terminal's own width (at least 100); logs and pipes do not wrap, so tables keep their
+# names whole there (160 columns).
+_console = Console(
+    highlight=False, width=max(100, Console().width) if Console().is_terminal else 160
+)
 
 
 def _pct(value: float | None) -> str:
