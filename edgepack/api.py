@@ -117,7 +117,8 @@ def targets() -> list[TargetInfo]:
 
 
 def resolve_targets(names: Sequence[str]) -> list[TargetProfile]:
-    """Profile names or paths -> profiles; ``all`` is every built-in profile with a backend."""
+    """Profile names or paths -> profiles; ``all`` is one bundle per backend: the built-in
+    profile named after it (``tflite``, ``onnx``, ``coreml``). Variants are asked by name."""
     from edgepack.backends import BACKENDS
 
     if not names:
@@ -125,9 +126,8 @@ def resolve_targets(names: Sequence[str]) -> list[TargetProfile]:
     profiles: list[TargetProfile] = []
     for name in names:
         if name == "all":
-            profiles += [
-                p for p in map(load_profile, builtin_profile_names()) if p.backend in BACKENDS
-            ]
+            builtin = builtin_profile_names()
+            profiles += [load_profile(backend) for backend in BACKENDS if backend in builtin]
         else:
             profiles.append(load_profile(name))
     unique = {p.name: p for p in profiles}
@@ -543,7 +543,7 @@ def _host_paths(backend: Any, requested: Sequence[str], native: bool) -> list[An
     """The backend's host execution paths that ``drift.paths`` asks for (all when empty)."""
     available = list(backend.paths(native))
     if not requested:
-        return available
+        return [p for p in available if not p.on_request]
     names = [p.name for p in available]
     unknown = [name for name in requested if name not in names]
     if unknown:
@@ -1275,7 +1275,7 @@ def _write_bundle_files(
     if layers is not None:
         drift["layers"] = layers.to_dict()
     write_json(staging / DRIFT, drift)
-    names = [built.model_file.name, DRIFT]
+    names = [built.model_file.name, *built.files, DRIFT]
     if samples.label_names:
         (staging / LABELS).write_text("\n".join(samples.label_names) + "\n")
         names.append(LABELS)

@@ -105,6 +105,7 @@ class BuiltModel:
     versions: dict[str, str]
     calibration_method: str
     details: dict[str, Any] = field(default_factory=dict)
+    files: tuple[str, ...] = ()  # other files the build wrote for the bundle (firmware sources)
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,8 @@ class ExecutionPath:
 
     name: str
     description: str
+    # run only when drift.paths names it (a runtime for one kind of bundle, TFLite Micro)
+    on_request: bool = False
 
 
 @dataclass(frozen=True)

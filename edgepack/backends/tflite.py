@@ -16,6 +16,7 @@ LSB between them; the drift check runs all of them.
 from __future__ import annotations
 
 import dataclasses
+import platform
 import re
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -82,6 +83,14 @@ PATHS = (
     ),
 )
 # Path -> LiteRT OpResolverType member.
+MICRO_PATH = ExecutionPath(
+    "micro",
+    "TFLite Micro's interpreter and reference kernels (tflite-micro), batch 1: the arithmetic "
+    "of a microcontroller without an accelerated kernel library; run when drift.paths names it",
+    on_request=True,
+)
+# TFLite Micro's arena for the drift check: generous (the measured minimum is in the manifest)
+MICRO_CHECK_ARENA = 64 * 1024 * 1024
 _RESOLVERS = {
     "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
     "xnnpack": "BUILTIN",
@@ -101,6 +110,8 @@ class TFLiteSettings:
     # static: full integer from calibration; dynamic: dynamic-range quantization, int8 weights
     # with float activations quantized at run time (CPU kernels; float32 I/O)
     mode: str = "static"
+    # a microcontroller bundle: TFLite Micro's kernels only, firmware sources, measured arena
+    micro: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -127,6 +138,15 @@ class TFLiteSettings:
             raise ValueError("per_channel must be true or false")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a whole number >= 1, got {self.batch_size!r}")
+        if not isinstance(self.micro, bool):
+            raise ValueError("micro must be true or false")
+        if self.micro and (
+            self.mode != "static" or self.allow_float_fallback or self.batch_size != 1
+        ):
+            raise ValueError(
+                "micro = true needs full integer: mode = 'static', allow_float_fallback = false "
+                "and batch_size = 1"
+            )
 
 
 class TFLiteBackend:
@@ -179,11 +199,14 @@ class TFLiteBackend:
                 f"ops left in float, but the profile demands full integer: {', '.join(culprits)} "
                 "(set allow_float_fallback = true in the profile to accept CPU fallback)"
             )
+        micro = _micro_bundle(model_file, view) if settings.micro else {}
         inputs, outputs = _io_details(model_file, view)
         versions = {
             "tensorflow": str(tf.__version__),
             "ai-edge-litert": metadata.version("ai-edge-litert"),
         }
+        if micro:
+            versions["tflite-micro"] = micro["measured_with"].split()[1]
         if source.format == "onnx":
             versions["onnx2tf"] = metadata.version("onnx2tf")
         details: dict[str, Any] = {
@@ -200,8 +223,11 @@ class TFLiteBackend:
             details["quantizer"] = "ai-edge-quantizer (per-op recipe)"
         if plan:
             details["precision"] = dict(plan.layers)
+        if micro:
+            details["micro"] = micro
         return BuiltModel(
             model_file=model_file,
+            files=tuple(micro.get("files", ())),
             inputs=inputs,
             outputs=outputs,
             versions=versions,
@@ -275,7 +301,7 @@ class TFLiteBackend:
         )
 
     def paths(self, native: bool = False) -> tuple[ExecutionPath, ...]:
-        return PATHS
+        return (*PATHS, MICRO_PATH) if _has_micro() else PATHS
 
     def emulate(
         self,
@@ -285,7 +311,9 @@ class TFLiteBackend:
         native: bool = False,  # the host runtime is the real one
         path: str | None = None,
     ) -> Emulator:
-        chosen = pick_path(PATHS, path)
+        chosen = pick_path(self.paths(), path)
+        if chosen.name == MICRO_PATH.name:
+            return _micro_emulator(model_file, inputs, outputs)
         interpreter = _interpreter(model_file, resolver=_RESOLVERS[chosen.name])
         out_by_name = {d["name"]: d for d in interpreter.get_output_details()}
 
@@ -803,6 +831,88 @@ def _info(
         quantization=quant,
         layout=layout,
         transpose=perm,
+    )
+
+
+# ---------------------------------------------------------------------------- microcontrollers
+
+
+def _has_micro() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tflite_micro") is not None
+
+
+def _micro_bundle(model_file: Path, view: TFView) -> dict[str, Any]:
+    """Make the built model a microcontroller's: ``RELU_0_TO_1`` rewritten where exact, every
+    op one TFLite Micro has a kernel for (else refused, naming them), the firmware sources
+    written beside it and the smallest arena measured."""
+    from edgepack.backends import tflite_micro as micro
+
+    micro.require_micro()
+    flatbuffer, rewritten = micro.relu_0_to_1_as_relu(model_file.read_bytes())
+    if rewritten:
+        model_file.write_bytes(flatbuffer)
+    missing = micro.missing_kernels(flatbuffer)
+    if missing:
+        raise UnsupportedError(
+            f"TFLite Micro has no kernel for {', '.join(missing)}: the model cannot run on a "
+            "microcontroller (replace those layers, or build the tflite target)"
+        )
+    ops = micro.model_ops(flatbuffer)
+    arena = micro.smallest_arena(model_file, len(view.model.inputs))
+    sources = micro.firmware_sources(flatbuffer, ops, arena)
+    for name, text in sources.items():
+        (model_file.parent / name).write_text(text)
+    return {
+        "ops": ops,
+        "resolver": [micro.resolver_method(op) for op in ops],
+        "arena_bytes": arena,
+        "measured_with": f"tflite-micro {micro.micro_version()} on the build host "
+        f"({platform.machine()}, reference kernels); a 32-bit MCU needs less for its own "
+        "structures, an optimized kernel library (CMSIS-NN) may need scratch buffers",
+        "model_data_bytes": len(flatbuffer),
+        "relu_0_to_1_rewritten": rewritten,
+        "files": sorted(sources),
+    }
+
+
+def _micro_emulator(
+    model_file: Path, inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo]
+) -> Emulator:
+    from edgepack.backends import tflite_micro as micro
+    from edgepack.backends.tflite_metadata import model_part
+
+    flatbuffer = model_part(model_file.read_bytes())
+    interpreter, set_input, get_output = micro.micro_runner(flatbuffer, MICRO_CHECK_ARENA)
+    dtypes = {info.name: np.dtype(info.dtype) for info in inputs}
+
+    def run(feeds: Feeds) -> Outputs:
+        results: dict[str, list[np.ndarray]] = {o.source_name: [] for o in outputs}
+        total = len(next(iter(feeds.values())))
+        for sample in range(total):
+            for position, info in enumerate(inputs):
+                value = _transposed(feeds[info.source_name][sample : sample + 1], info.transpose)
+                index = position if info.index is None else info.index
+                set_input(index, quantize(value, info, dtypes[info.name]))
+            try:
+                interpreter.invoke()
+            except RuntimeError as exc:
+                text = " ".join(str(exc).split())[:300]
+                raise ConversionError(f"TFLite Micro could not run the bundle: {text}") from None
+            for position, info in enumerate(outputs):
+                index = position if info.index is None else info.index
+                real = _transposed(dequantize(get_output(index), info), info.transpose)
+                results[info.source_name].append(real)
+        return {name: np.concatenate(parts) for name, parts in results.items()}
+
+    return Emulator(
+        runtime=f"tflite-micro {micro.micro_version()} (TFLite Micro kernels, on host)",
+        run=run,
+        path=MICRO_PATH.name,
+        output_steps={
+            o.source_name: o.quantization.scale for o in outputs if o.quantization is not None
+        },
     )
 
 

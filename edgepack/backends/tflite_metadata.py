@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import flatbuffers  # type: ignore[import-untyped]  # no py.typed marker
+import flatbuffers
 import numpy as np
 
 from edgepack.errors import ConversionError
@@ -451,6 +451,18 @@ def _aligned_buffer_type() -> Any:
             return super().Pack(builder)
 
     return AlignedBufferT
+
+
+def pack_model(tflite: Any) -> bytes:
+    """A ``ModelT`` packed back into .tflite bytes, weight buffers 16-byte aligned."""
+    aligned = _aligned_buffer_type()
+    tflite.buffers = [
+        None if buffer is None else aligned(buffer.data, buffer.offset, buffer.size)
+        for buffer in tflite.buffers or ()
+    ]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(tflite.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
+    return bytes(builder.Output())
 
 
 def _set_metadata_buffer(tflite: Any, metadata: bytes) -> None:

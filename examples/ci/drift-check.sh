@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the digits example for every target and gate on drift, for any CI system.
+# Build the digits example for every backend (--target all: tflite, onnx, coreml) and gate on
+# drift, for any CI system.
 #
 #   examples/ci/drift-check.sh [REPORTS_DIR]
 #

@@ -8,12 +8,12 @@ import io
 import os
 import zipfile
 
-import flatbuffers  # type: ignore[import-untyped]
+import flatbuffers
 import numpy as np
 import pytest
 from ai_edge_litert.schema_py_generated import Model
 from flatbuffers import number_types
-from flatbuffers.table import Table  # type: ignore[import-untyped]
+from flatbuffers.table import Table
 
 from edgepack.backends.tflite_metadata import (
     ImageMeta,
