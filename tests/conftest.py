@@ -33,6 +33,13 @@ layout = "NHWC"
 """
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first: with ``pytest -n auto`` the workers start on the minutes-long
+    real-model builds while the short tests fill in around them, instead of one worker
+    finishing a long test alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @dataclass
 class CliResult:
     exit_code: int
