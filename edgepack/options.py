@@ -21,11 +21,13 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edgepack.appmeta import ModelInfo
 from edgepack.errors import ConfigError
 from edgepack.profiles import TargetProfile
+
+T = TypeVar("T")
 
 
 def parse_fraction(value: Any) -> float:
@@ -480,27 +482,16 @@ def resolve_build_options(
         paths=merged["drift.paths"],
         detections=merged["drift.detections"],
         eval_dir=None if merged["drift.eval"] is None else cwd / merged["drift.eval"],
-        tune=TuneOptions(
-            enabled=merged["tune.enabled"],
-            max_seconds=merged["tune.max_seconds"],
-            max_candidates=merged["tune.max_candidates"],
-            validation=merged["tune.validation"],
-            max_wide_fraction=merged["tune.max_wide_fraction"],
-            max_float_layers=merged["tune.max_float_layers"],
-            precisions=merged["tune.precisions"],
-            folds=merged["tune.folds"],
-        ),
+        tune=_from_section(TuneOptions, merged, "tune"),
         project_root=project_root(cwd),
         source_date_epoch=source_date_epoch(environ),
-        model=ModelInfo(
-            name=merged["model.name"],
-            version=merged["model.version"],
-            author=merged["model.author"],
-            license=merged["model.license"],
-            description=merged["model.description"],
-            outputs=merged["model.outputs"],
-        ),
+        model=_from_section(ModelInfo, merged, "model"),
     )
+
+
+def _from_section(kind: type[T], merged: Mapping[str, Any], section: str) -> T:
+    """A frozen options dataclass whose fields are the ``section.<field>`` keys."""
+    return kind(**{f.name: merged[f"{section}.{f.name}"] for f in dataclasses.fields(kind)})  # type: ignore[arg-type]
 
 
 def resolve_check_options(
