@@ -87,7 +87,7 @@ class AppDescription:
             "preprocessing": self.preprocessing,
             "inputs": [_tensor(t) for t in self.inputs],
             "outputs": [
-                dict(_tensor(t), **_meaning_dict(self.meaning(t.source_name), self.labels_file))
+                dict(_tensor(t), **output_fields(self.meaning(t.source_name), self.labels_file))
                 for t in self.outputs
             ],
             "labels_file": self.labels_file,
@@ -110,7 +110,8 @@ def _tensor(info: Any) -> dict[str, Any]:
     }
 
 
-def _meaning_dict(meaning: OutputMeaning, labels_file: str | None) -> dict[str, Any]:
+def output_fields(meaning: OutputMeaning, labels_file: str | None) -> dict[str, Any]:
+    """The fields of one output that say what it holds (manifest and model metadata)."""
     labels = None
     if meaning.labels_axis is not None and labels_file is not None:
         labels = {"file": labels_file, "axis": meaning.labels_axis}
@@ -119,11 +120,6 @@ def _meaning_dict(meaning: OutputMeaning, labels_file: str | None) -> dict[str, 
         "semantics_from": meaning.semantics_from,
         "labels": labels,
     }
-
-
-def output_fields(meaning: OutputMeaning, labels_file: str | None) -> dict[str, Any]:
-    """The manifest fields of one output that say what it holds."""
-    return _meaning_dict(meaning, labels_file)
 
 
 def type_name(text: str) -> str:

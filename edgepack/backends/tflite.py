@@ -206,7 +206,9 @@ class TFLiteBackend:
             "ai-edge-litert": metadata.version("ai-edge-litert"),
         }
         if micro:
-            versions["tflite-micro"] = micro["measured_with"].split()[1]
+            from edgepack.backends.tflite_micro import micro_version
+
+            versions["tflite-micro"] = micro_version()
         if source.format == "onnx":
             versions["onnx2tf"] = metadata.version("onnx2tf")
         details: dict[str, Any] = {
@@ -884,7 +886,7 @@ def _micro_emulator(
     from edgepack.backends.tflite_metadata import model_part
 
     flatbuffer = model_part(model_file.read_bytes())
-    interpreter, set_input, get_output = micro.micro_runner(flatbuffer, MICRO_CHECK_ARENA)
+    interpreter = micro.micro_interpreter(flatbuffer, MICRO_CHECK_ARENA)
     dtypes = {info.name: np.dtype(info.dtype) for info in inputs}
 
     def run(feeds: Feeds) -> Outputs:
@@ -894,7 +896,7 @@ def _micro_emulator(
             for position, info in enumerate(inputs):
                 value = _transposed(feeds[info.source_name][sample : sample + 1], info.transpose)
                 index = position if info.index is None else info.index
-                set_input(index, quantize(value, info, dtypes[info.name]))
+                interpreter.set_input(quantize(value, info, dtypes[info.name]), index)
             try:
                 interpreter.invoke()
             except RuntimeError as exc:
@@ -902,7 +904,8 @@ def _micro_emulator(
                 raise ConversionError(f"TFLite Micro could not run the bundle: {text}") from None
             for position, info in enumerate(outputs):
                 index = position if info.index is None else info.index
-                real = _transposed(dequantize(get_output(index), info), info.transpose)
+                raw = np.asarray(interpreter.get_output(index))
+                real = _transposed(dequantize(raw, info), info.transpose)
                 results[info.source_name].append(real)
         return {name: np.concatenate(parts) for name, parts in results.items()}
 

@@ -157,9 +157,7 @@ def embed_metadata(model: bytes, meta: ModelMeta) -> bytes:
     subgraph = tflite.subgraphs[0]
     _check_meta(meta, _count(subgraph.inputs), _count(subgraph.outputs))
     _set_metadata_buffer(tflite, _metadata_flatbuffer(meta))
-    builder = flatbuffers.Builder(max(1024, len(model) + 4096))
-    builder.Finish(tflite.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
-    packed = bytes(builder.Output())
+    packed = pack_model(tflite)
     return _append_zip(packed, meta.files) if meta.files else packed
 
 
@@ -460,21 +458,19 @@ def pack_model(tflite: Any) -> bytes:
         None if buffer is None else aligned(buffer.data, buffer.offset, buffer.size)
         for buffer in tflite.buffers or ()
     ]
-    builder = flatbuffers.Builder(1024)
+    builder = flatbuffers.Builder(1024)  # grows as needed
     builder.Finish(tflite.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
     return bytes(builder.Output())
 
 
 def _set_metadata_buffer(tflite: Any, metadata: bytes) -> None:
-    """Point the model's ``TFLITE_METADATA`` entry at a buffer holding ``metadata``."""
+    """Point the model's ``TFLITE_METADATA`` entry at a buffer holding ``metadata`` (aligned
+    with every other buffer by :func:`pack_model`)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    aligned = _aligned_buffer_type()
-    buffers = [
-        None if buffer is None else aligned(buffer.data, buffer.offset, buffer.size)
-        for buffer in tflite.buffers or ()
-    ]
-    data = aligned(np.frombuffer(metadata, dtype=np.uint8).copy())
+    buffers = list(tflite.buffers or ())
+    data = schema.BufferT()
+    data.data = np.frombuffer(metadata, dtype=np.uint8).copy()
     entries = list(tflite.metadata or ())
     ours = [entry for entry in entries if _entry_name(entry) == METADATA_NAME]
     if ours and 0 <= ours[0].buffer < len(buffers):

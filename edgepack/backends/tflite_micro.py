@@ -13,7 +13,7 @@ The facts come from the installed ``tflite-micro`` package itself (its interpret
   registrations the model needs);
 - :func:`smallest_arena`: the smallest tensor arena TFLite Micro's interpreter runs the model
   in, found by bisection in a child process (a far too small arena crashes the interpreter);
-- :func:`micro_runner`: batches through TFLite Micro's kernels, for the drift check.
+- :func:`micro_interpreter`: TFLite Micro's interpreter, for the drift check.
 
 ``tflite-micro`` ships Linux x86-64 wheels only (``pip install "edgepack[mcu]"``).
 """
@@ -25,11 +25,9 @@ import math
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from edgepack.errors import ConversionError, UnsupportedError
 
@@ -279,22 +277,12 @@ class ArenaProbe:
             self.process = None
 
 
-def micro_runner(
-    flatbuffer: bytes, arena: int
-) -> tuple[Any, Callable[[int, np.ndarray], None], Callable[[int], np.ndarray]]:
-    """TFLite Micro's interpreter for ``flatbuffer`` with ``arena`` bytes; returns it with its
-    ``set_input(index, array)`` and ``get_output(index)``."""
+def micro_interpreter(flatbuffer: bytes, arena: int) -> Any:
+    """TFLite Micro's interpreter for ``flatbuffer`` with ``arena`` bytes (``set_input(array,
+    index)``, ``invoke()``, ``get_output(index)``)."""
     runtime = require_micro()
     try:
-        interpreter = runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena)
+        return runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena)
     except (RuntimeError, ValueError, TypeError) as exc:
         text = " ".join(str(exc).split())[:200]
         raise ConversionError(f"TFLite Micro cannot load the model: {text}") from None
-
-    def set_input(index: int, array: np.ndarray) -> None:
-        interpreter.set_input(array, index)
-
-    def get_output(index: int) -> np.ndarray:
-        return np.asarray(interpreter.get_output(index))
-
-    return interpreter, set_input, get_output
