@@ -57,10 +57,16 @@ class BuildResult:
     report: Any  # edgepack.drift.DriftReport
     seconds: float
     layers: Any = None  # edgepack.drift.layers.LayerReport, when the options ask for it
+    compat: Any = None  # edgepack.placement.Compat, when the target places on devices
 
     @property
     def passed(self) -> bool:
-        return bool(self.report.passed)
+        """The drift budget holds and the model is wholly on every required device."""
+        return bool(self.report.passed) and self.placement_passed
+
+    @property
+    def placement_passed(self) -> bool:
+        return self.compat is None or bool(self.compat.passed)
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,7 @@ def build(
     tune: bool | None = None,
     tune_seconds: float | None = None,
     tune_precisions: Sequence[str] | str | None = None,
+    require_npu: Sequence[str] | str | None = None,
     cwd: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> list[BuildResult]:
@@ -171,8 +178,11 @@ def build(
     the target's calibration choices on a validation part of ``calib`` first (at most
     ``tune_seconds``) and builds the best one, raising the layers that harm the output most
     to the ``tune_precisions`` the target has when that is not enough (:mod:`edgepack.tune`).
-    Returns one :class:`BuildResult` per target; a target whose drift exceeds its budget
-    still gets its bundle (``result.passed`` is False).
+    Each bundle is placed on the devices of its profile's ``[compat]`` table the target
+    knows (:mod:`edgepack.placement`); ``require_npu`` names devices every op must run on.
+    Returns one :class:`BuildResult` per target; a target whose drift exceeds its budget, or
+    whose model falls off a required device, still gets its bundle (``result.passed`` is
+    False).
     """
     from edgepack.backends import get_backend
     from edgepack.calib.dataset import open_sample_set
@@ -197,6 +207,7 @@ def build(
         "tune.enabled": tune,
         "tune.max_seconds": tune_seconds,
         "tune.precisions": tune_precisions,
+        "compat.require": require_npu,
     }
     from edgepack.profiles import firmware_note_file
 
@@ -208,6 +219,7 @@ def build(
         options = resolve_build_options(profile, backend.settings_type, cli, work_dir, env)
         _host_paths(backend, options.paths, native=False)  # an unknown path fails before work
         plans.append((profile, backend, options))
+    placing = _placement_plans(plans)
     detect_format(model_path)
     for _, _, options in plans:
         _ensure_bundle_slot(model_path, options)
@@ -230,10 +242,57 @@ def build(
     }
     return [
         _build_one(
-            _Job(source, samples, bound, backend, options, evaluations.get(options.eval_dir))
+            _Job(
+                source,
+                samples,
+                bound,
+                backend,
+                options,
+                evaluations.get(options.eval_dir),
+                *placing[index],
+            )
         )
-        for _, backend, options in plans
+        for index, (_, backend, options) in enumerate(plans)
     ]
+
+
+def _placement_plans(plans: Sequence[Any]) -> list[tuple[tuple[Any, ...], tuple[str, ...]]]:
+    """Per target: the devices it places its bundle on and the names of those it requires.
+    A device no target of the build knows is an error, and so is a required device whose
+    tool cannot run here: both before any work."""
+    placing = []
+    served: set[str] = set()
+    for profile, backend, options in plans:
+        devices, require = [], []
+        for name in options.compat.all_devices:
+            found = backend.devices([name], options.settings)
+            if not found:
+                continue
+            served.add(name.lower())
+            devices += found
+            if name.lower() in {r.lower() for r in options.compat.require}:
+                require.append(found[0].name)
+                if found[0].missing is not None:
+                    raise UnsupportedError(
+                        f"{profile.name}: the build requires {name}, which cannot be measured "
+                        f"here: {found[0].missing}"
+                    )
+        placing.append((tuple(devices), tuple(require)))
+    names = {n.lower(): n for _, _, options in plans for n in options.compat.all_devices}
+    unknown = [name for lower, name in names.items() if lower not in served]
+    if unknown:
+        raise ConfigError(
+            f"no target of this build places {', '.join(unknown)} (tflite: Qualcomm, MediaTek "
+            "and Google Tensor SoCs like SM8650, mt6989, Tensor_G4; onnx: Qualcomm SoCs "
+            f"{', '.join(_qnn_socs())}, nnapi, coreml-ep; coreml: ane)"
+        )
+    return placing
+
+
+def _qnn_socs() -> list[str]:
+    from edgepack.placement.qnn import SOC_IDS
+
+    return sorted(SOC_IDS)
 
 
 def _evaluation_set(folder: Path, calibration: Any, source: Any) -> Any:
@@ -272,6 +331,8 @@ class _Job:
     backend: Any  # Backend
     options: BuildOptions
     evaluation: Any = None  # BoundSet of the evaluation set (None: hold out calibration samples)
+    devices: tuple[Any, ...] = ()  # edgepack.placement.Device: where to place the bundle
+    require: tuple[str, ...] = ()  # of those, the ones it must be wholly on
 
 
 def _build_one(job: _Job) -> BuildResult:
@@ -303,6 +364,7 @@ def _build_one(job: _Job) -> BuildResult:
         built = _build_model(job, calibration, settings, staging, plan)
         app = _app_description(job, built, checked)
         built = job.backend.describe(built, app)
+        compat, built = _place(job, built, calibration, staging)
         verdict = _drift(job, checked, built)
         report = verdict.report
         # after the build, so that a build that fails says one line
@@ -329,11 +391,51 @@ def _build_one(job: _Job) -> BuildResult:
         if tuning is not None:
             effect = _tuning_effect(job, checked, calibration, (built, app), verdict, tuning)
             tuning = dataclasses.replace(tuning, effect=effect)
-        manifest = _manifest(job, split, built, report, settings, app, tuning)
+        manifest = _manifest(job, split, built, report, settings, app, tuning, compat)
         _write_bundle_files(staging, built, manifest, report, job.samples, layers, note)
     seconds = time.perf_counter() - started
     log.info("%s: bundle %s (%.1f s)", options.profile.name, final, seconds)
-    return BuildResult(options.profile.name, final, manifest, report, seconds, layers)
+    return BuildResult(options.profile.name, final, manifest, report, seconds, layers, compat)
+
+
+NPU_FOLDER = "npu"  # the bundle's folder of vendor-compiled models ([compat] artefacts)
+
+
+def _place(job: _Job, built: Any, calibration: Any, staging: Path) -> tuple[Any, Any]:
+    """The bundle's placement report (None when the target places on no device), and the
+    built model with the compiled models it keeps counted among its files."""
+    from edgepack.placement import Compat
+
+    if not job.devices:
+        return None, built
+    options = job.options
+    shapes = {name: tuple(array.shape) for name, array in calibration.first().items()}
+    artefacts = staging / NPU_FOLDER if options.compat.artefacts else None
+    placements = job.backend.place(built, job.devices, shapes, options.compat.compile, artefacts)
+    for placement in placements:
+        log.info("%s: %s", options.profile.name, placement_line(placement))
+    kept = tuple(p.artefact for p in placements if p.artefact)
+    return Compat(tuple(placements), job.require), dataclasses.replace(
+        built, files=(*built.files, *kept)
+    )
+
+
+def placement_line(placement: Any) -> str:
+    """``SM8650 (Qualcomm Hexagon NPU (HTP)): 7/7 ops, 1 partition, compiled``, in one line."""
+    from edgepack.placement import OK
+
+    head = f"{placement.device} ({placement.vendor} {placement.accelerator})"
+    if placement.status != OK:
+        return f"{head}: {placement.status}: {placement.missing or placement.compile_error}"
+    compiled = {True: ", compiled", False: ", compile FAILED", None: ""}[placement.compiled]
+    fallen = len(placement.fallen)
+    cpu = f", {fallen} on the CPU" if fallen else ""
+    kind = "" if placement.kind == "compiler" else f" [{placement.kind}]"
+    return (
+        f"{head}: {placement.ops_offloaded}/{placement.ops_total} ops, "
+        f"{placement.partitions} partition{'s' if placement.partitions != 1 else ''}"
+        f"{cpu}{compiled}{kind}"
+    )
 
 
 FEW_CALIBRATION_SAMPLES = 50  # below this, int8 ranges move with the sample drawn (see README)
@@ -1181,6 +1283,7 @@ def _manifest(
     settings: Any,
     app: Any,
     tuning: _Tuning | None = None,
+    compat: Any = None,
 ) -> dict[str, Any]:
     from edgepack.appmeta import output_fields
     from edgepack.bundle import FIRMWARE_NOTE, MANIFEST_SCHEMA_VERSION, file_sha256, size_bytes
@@ -1248,6 +1351,7 @@ def _manifest(
         "versions": _versions(source, built),
         "tuning": None if tuning is None else tuning.to_dict(options.tune),
         "drift": report.summary(),
+        "compat": None if compat is None else compat.to_dict(),
         "files": {},
     }
 
@@ -1717,3 +1821,20 @@ def inspect(bundle: str | os.PathLike[str]) -> dict[str, Any]:
     from edgepack.bundle import read_manifest
 
     return read_manifest(Path(bundle))
+
+
+def inspect_compat(manifest: dict[str, Any], bundle: str | os.PathLike[str]) -> Any:
+    """The placement report a bundle's manifest records (:class:`edgepack.placement.Compat`),
+    None when it records none."""
+    from edgepack.bundle import MANIFEST, recorded_compat
+
+    return recorded_compat(manifest, Path(bundle) / MANIFEST)
+
+
+def write_build_junit(results: Sequence[BuildResult], path: str | os.PathLike[str]) -> None:
+    """Write a build's verdicts as JUnit XML (drift cases per target, one case per
+    required NPU device)."""
+    from edgepack.bundle import write_report
+    from edgepack.drift.junit import build_junit_xml
+
+    write_report(Path(path), build_junit_xml(results))

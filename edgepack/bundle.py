@@ -362,7 +362,8 @@ def _check_shapes(manifest: dict[str, Any], path: Path) -> None:
 
 
 def _check_sections(manifest: dict[str, Any], path: Path) -> None:
-    """The drift summary's execution paths, and the optional tuning and app sections."""
+    """The drift summary's execution paths, and the optional tuning, app and compat
+    sections."""
     paths = manifest["drift"].get("paths", [])
     if not isinstance(paths, list) or not all(
         isinstance(p, dict) and isinstance(p.get("name"), str) for p in paths
@@ -371,11 +372,26 @@ def _check_sections(manifest: dict[str, Any], path: Path) -> None:
     if paths and not isinstance(manifest["drift"].get("path"), str):
         raise BundleError(f"{path}: drift.path must name the worst of drift.paths")
     _require(manifest["drift"].get("data", {}), dict, "drift.data", path)
-    for key in ("tuning", "app"):
+    for key in ("tuning", "app", "compat"):
         _require(manifest.get(key), (dict, type(None)), key, path)
     if manifest.get("app") is not None:
         for key in ("name", "version"):
             _require(manifest["app"].get(key), str, f"app.{key}", path)
+    if manifest.get("compat") is not None:
+        recorded_compat(manifest, path)
+
+
+def recorded_compat(manifest: dict[str, Any], path: Path) -> Any:
+    """The manifest's placement report (:class:`edgepack.placement.Compat`), None when the
+    bundle records none; a malformed one is a damaged bundle."""
+    from edgepack.placement import Compat
+
+    if manifest.get("compat") is None:
+        return None
+    try:
+        return Compat.from_dict(manifest["compat"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BundleError(f"{path}: compat is malformed ({type(exc).__name__}: {exc})") from None
 
 
 # Preprocessing fields every manifest has (later fields, antialias and fit, have defaults).

@@ -230,11 +230,34 @@ def cli(verbose: int, quiet: int) -> None:
     help="Precisions mixed precision may raise a layer to, where the target has them: "
     "int16, float, int16,float or none [default: int16,float].",
 )
+@click.option(
+    "--require-npu",
+    "require_npu",
+    multiple=True,
+    metavar="DEVICE",
+    help="Fail (exit 1, bundle written) unless every op runs on DEVICE: a SoC (SM8650, "
+    "mt6989, Tensor_G4) or nnapi, coreml-ep, ane; repeatable (README: NPU placement).",
+    callback=lambda _ctx, _param, value: list(value) or None,
+)
+@click.option(
+    "--junit",
+    "junit_path",
+    default=None,
+    type=click.Path(path_type=str),
+    help="Also write the verdicts as JUnit XML: drift cases per target, one case per "
+    "required NPU device.",
+)
 @_budget_options
 @_verbosity_options
 @_reported
 def build(
-    model: str, targets: tuple[str, ...], calib: str, verbose: int, quiet: int, **options: Any
+    model: str,
+    targets: tuple[str, ...],
+    calib: str,
+    verbose: int,
+    quiet: int,
+    junit_path: str | None,
+    **options: Any,
 ) -> None:
     """Build one bundle per target from MODEL (.keras, .h5, SavedModel folder, .onnx)."""
     _configure(verbose, quiet)
@@ -242,15 +265,27 @@ def build(
     from edgepack.report_text import print_build_results
 
     results = api.build(model, list(targets), calib, **options)
+    if junit_path is not None:
+        api.write_build_junit(results, junit_path)
     if not _quiet():
         print_build_results(results)
-    if not all(result.passed for result in results):
+    drifted = [r.target for r in results if not r.report.passed]
+    misplaced = [r.target for r in results if not r.placement_passed]
+    if drifted:
         click.echo(
             "edgepack: drift exceeded: the budget does not hold for "
-            + ", ".join(r.target for r in results if not r.passed)
+            + ", ".join(drifted)
             + " (bundles written)",
             err=True,
         )
+    if misplaced:
+        click.echo(
+            "edgepack: placement: a required NPU device does not take every op of "
+            + ", ".join(misplaced)
+            + " (bundles written; inspect --compat names the ops)",
+            err=True,
+        )
+    if drifted or misplaced:
         sys.exit(EXIT_DRIFT)
 
 
@@ -334,17 +369,31 @@ def check(
 
 @cli.command()
 @click.argument("bundle", type=click.Path(path_type=str))
-@click.option("--json", "as_json", is_flag=True, help="Print the raw manifest.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the raw manifest (with --compat: its placement)."
+)
+@click.option(
+    "--compat",
+    is_flag=True,
+    help="Where each op runs: per NPU device, the ops it takes, its partitions and every op "
+    "left to the CPU with the vendor tool's reason.",
+)
 @_verbosity_options
 @_reported
-def inspect(bundle: str, as_json: bool, verbose: int, quiet: int) -> None:
+def inspect(bundle: str, as_json: bool, compat: bool, verbose: int, quiet: int) -> None:
     """Summarise BUNDLE's manifest: inputs/outputs, quantization, size, drift."""
     _configure(verbose, quiet)
     from edgepack import api
-    from edgepack.report_text import print_manifest
+    from edgepack.report_text import print_compat, print_manifest
 
     manifest = api.inspect(bundle)
-    if as_json:
+    if compat:
+        placement = api.inspect_compat(manifest, bundle)
+        if as_json:
+            click.echo(json.dumps(manifest.get("compat"), indent=2))
+        else:
+            print_compat(manifest, placement)
+    elif as_json:
         click.echo(json.dumps(manifest, indent=2))
     else:
         print_manifest(manifest)

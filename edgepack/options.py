@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -184,6 +185,25 @@ def _parse_validation(value: Any) -> float:
     return number
 
 
+DEVICE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,63}")
+
+
+def _parse_devices(value: Any) -> tuple[str, ...]:
+    """Accelerators to place bundles on (``[compat]``): a list of names, or ``"a,b"``; SoC
+    models (``SM8650``, ``mt6989``, ``Tensor_G4``) or ``nnapi``, ``coreml-ep``, ``ane``.
+    Each target places the ones it knows (README: NPU placement)."""
+    from edgepack.placement import unique_names
+
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list | tuple):
+        raise ValueError(f"expected a list of device names, got {value!r}")
+    cleaned = [str(name).strip() for name in names if str(name).strip()]
+    for name in cleaned:
+        if not DEVICE_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a device name (like SM8650, nnapi, ane)")
+    return unique_names(cleaned)
+
+
 def _optional(parser: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """A threshold can be switched off with ``"off"`` (config, env) or ``none``."""
 
@@ -228,6 +248,10 @@ GENERIC_KEYS: dict[str, Callable[[Any], Any]] = {
     "model.license": _parse_text,
     "model.description": _parse_text,
     "model.outputs": _parse_output_semantics,
+    "compat.devices": _parse_devices,
+    "compat.require": _parse_devices,
+    "compat.compile": _parse_bool,
+    "compat.artefacts": _parse_bool,
 }
 # Short forms: ``tune = true`` in a config file means ``[tune] enabled = true``.
 ALIASES = {"tune": "tune.enabled"}
@@ -252,6 +276,7 @@ ENV_KEYS = {
     "EDGEPACK_TUNE_SECONDS": "tune.max_seconds",
     "EDGEPACK_TUNE_PRECISIONS": "tune.precisions",
     "EDGEPACK_MODEL_VERSION": "model.version",
+    "EDGEPACK_REQUIRE_NPU": "compat.require",
 }
 # EDGEPACK_* variables that are not build options (read by scripts, not by the resolver).
 NON_OPTION_ENV = {"EDGEPACK_MODELS"}
@@ -288,6 +313,26 @@ class TuneOptions:
 
 
 @dataclass(frozen=True)
+class CompatOptions:
+    """NPU placement (``[compat]``): the devices each bundle is placed on, those the build
+    requires it to be wholly on (the gate), whether the vendor compilers also compile
+    (partitioning alone can be optimistic), and whether the compiled models ship in the
+    bundle (``npu/<device>.<ext>``)."""
+
+    devices: tuple[str, ...] = ()
+    require: tuple[str, ...] = ()
+    compile: bool = True
+    artefacts: bool = False
+
+    @property
+    def all_devices(self) -> tuple[str, ...]:
+        """The listed devices, then the required ones not listed."""
+        from edgepack.placement import unique_names
+
+        return unique_names((*self.devices, *self.require))
+
+
+@dataclass(frozen=True)
 class BuildOptions:
     """Everything one target's build needs to know, resolved from all layers."""
 
@@ -314,6 +359,7 @@ class BuildOptions:
     source_date_epoch: int | None = None
     # [model]: the app-facing name, version, author, licence
     model: ModelInfo = dataclasses.field(default_factory=ModelInfo)
+    compat: CompatOptions = CompatOptions()
 
 
 @dataclass(frozen=True)
@@ -360,6 +406,10 @@ _DEFAULTS: dict[str, Any] = {
     "model.license": "",
     "model.description": "",
     "model.outputs": {},
+    "compat.devices": CompatOptions.devices,
+    "compat.require": CompatOptions.require,
+    "compat.compile": CompatOptions.compile,
+    "compat.artefacts": CompatOptions.artefacts,
 }
 
 
@@ -369,7 +419,7 @@ _DEFAULTS: dict[str, Any] = {
 def profile_layer(profile: TargetProfile) -> dict[str, Any]:
     """The option keys a profile sets, flattened to dotted keys."""
     layer = {}
-    for section in ("calibration", "drift", "settings", "tune"):
+    for section in ("calibration", "drift", "settings", "tune", "compat"):
         for key, value in getattr(profile, section).items():
             layer[f"{section}.{key}"] = value
     return _checked(layer, f"profile {profile.source}", allow_settings=True)
@@ -486,6 +536,7 @@ def resolve_build_options(
         project_root=project_root(cwd),
         source_date_epoch=source_date_epoch(environ),
         model=_from_section(ModelInfo, merged, "model"),
+        compat=_from_section(CompatOptions, merged, "compat"),
     )
 
 

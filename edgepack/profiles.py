@@ -11,6 +11,7 @@ A profile file has these tables (unknown tables or keys are errors)::
     [calibration]  num_samples, seed
     [drift]        samples, min_agreement, max_drop, min_sqnr, ...
     [tune]         enabled, max_seconds, max_candidates, validation
+    [compat]       devices, require, compile, artefacts (NPU placement)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from edgepack.errors import ConfigError
 
 PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 PROFILE_KEYS = {"name", "backend", "description", "firmware_note", "extends"}
-SECTIONS = {"profile", "settings", "calibration", "drift", "tune"}
+SECTIONS = {"profile", "settings", "calibration", "drift", "tune", "compat"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class TargetProfile:
     calibration: dict[str, Any] = field(default_factory=dict)
     drift: dict[str, Any] = field(default_factory=dict)
     tune: dict[str, Any] = field(default_factory=dict)
+    compat: dict[str, Any] = field(default_factory=dict)
 
 
 def builtin_profiles_dir() -> Path:
@@ -166,4 +168,5 @@ def _profile_from_data(data: dict[str, Any], path: Path, source: str) -> TargetP
         calibration=dict(data.get("calibration", {})),
         drift=dict(data.get("drift", {})),
         tune=dict(data.get("tune", {})),
+        compat=dict(data.get("compat", {})),
     )

@@ -94,6 +94,79 @@ def print_build_results(results: Sequence[Any]) -> None:
         for failure in result.report.failures:
             # escaped: a failure names its path in brackets ("[xnnpack] ..."), not markup
             _console.print(f"[red]{result.target}: {escape(failure)}[/red]")
+        if result.compat is not None:
+            _print_placement_lines(result.target, result.compat)
+
+
+def _print_placement_lines(target: str, compat: Any) -> None:
+    from edgepack.api import placement_line
+
+    for placement in compat.placements:
+        required = " (required)" if placement.device in compat.require else ""
+        _console.print(f"{target}: NPU {escape(placement_line(placement))}{required}")
+    for failure in compat.failures:
+        _console.print(f"[red]{target}: placement: {escape(failure)}[/red]")
+
+
+def print_compat(manifest: dict[str, Any], compat: Any) -> None:
+    """``inspect --compat``: one row per device, then every op left to the CPU with the
+    tool's reason."""
+    from edgepack.api import placement_line
+
+    if compat is None:
+        _console.print(
+            f"{manifest['target']['profile']}: no placement recorded (the profile lists no "
+            "[compat] devices its target places, or the bundle predates placement)"
+        )
+        return
+    table = Table(title="NPU placement", title_justify="left")
+    for column in (
+        "device",
+        "accelerator",
+        "how",
+        "ops on it",
+        "partitions",
+        "CPU ops",
+        "compiled",
+        "verdict",
+    ):
+        table.add_column(column)  # fmt: skip
+    for p in compat.placements:
+        compiled = {True: "yes", False: "FAILED", None: "-"}[p.compiled]
+        required = p.device in compat.require
+        verdict = "-" if p.status != "ok" else ("whole" if p.whole else "falls off")
+        if required:
+            verdict = _verdict(p.whole) + " (required)"
+        table.add_row(
+            p.device,
+            escape(f"{p.vendor} {p.accelerator}"),
+            p.kind,
+            f"{p.ops_offloaded}/{p.ops_total}" if p.status == "ok" else p.status,
+            str(p.partitions) if p.status == "ok" else "-",
+            str(len(p.fallen)) + (f" (+{len(p.cpu_ops) - len(p.fallen)} boundary)"
+                                  if len(p.cpu_ops) > len(p.fallen) else ""),
+            compiled,
+            verdict,
+        )  # fmt: skip
+    _console.print(table)
+    for p in compat.placements:
+        if p.status != "ok":
+            _console.print(f"{p.device}: {escape(placement_line(p))}")
+            continue
+        for op in p.cpu_ops:
+            where = "boundary, on the CPU by design" if op.boundary else "CPU"
+            name = f" {op.name}" if op.name else ""
+            _console.print(escape(f"{p.device}: #{op.index} {op.op}{name} -> {where}: {op.reason}"))
+        if p.compile_error:
+            _console.print(f"[red]{p.device}: compile: {escape(p.compile_error)}[/red]")
+        versions = ", ".join(f"{k} {v}" for k, v in p.versions.items())
+        _console.print(escape(f"{p.device}: {p.tool}; {versions}"))
+        for note in p.notes:
+            _console.print(escape(f"{p.device}: note: {note}"))
+        if p.artefact:
+            _console.print(escape(f"{p.device}: compiled model in the bundle: {p.artefact}"))
+    for failure in compat.failures:
+        _console.print(f"[red]placement: {escape(failure)}[/red]")
 
 
 def _data_kind(drift: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from edgepack.appmeta import AppDescription
 from edgepack.drift.layers import TensorPair
 from edgepack.errors import ConfigError, UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
+from edgepack.placement import Device, Placement
 from edgepack.tune import Candidate, PrecisionPlan
 
 
@@ -193,6 +194,29 @@ class CalibrationData:
         return {name: np.concatenate(arrays) for name, arrays in parts.items()}
 
 
+def fixed_input_shapes(
+    inputs: Sequence[TensorInfo], sample_shapes: Mapping[str, tuple[int, ...]]
+) -> dict[str, tuple[int, ...]]:
+    """Each bundle input's shape as a device runs it: batch 1, and every other dimension the
+    model leaves open taken from one calibration sample (``sample_shapes``: source names,
+    source layout, batch axis first)."""
+    fixed = {}
+    for info in inputs:
+        sample = sample_shapes.get(info.source_name)
+        if sample is not None and info.transpose is not None:
+            sample = tuple(sample[axis] for axis in info.transpose)
+        dims = []
+        for axis, dim in enumerate(info.shape):
+            if dim is not None and dim > 0:
+                dims.append(int(dim))
+            elif axis > 0 and sample is not None and len(sample) == len(info.shape):
+                dims.append(int(sample[axis]))
+            else:
+                dims.append(1)
+        fixed[info.name] = tuple(dims)
+    return fixed
+
+
 def pick_path(available: Sequence[ExecutionPath], name: str | None) -> ExecutionPath:
     """The execution path called ``name`` (None: the first), or a one-line error."""
     if name is None:
@@ -256,6 +280,26 @@ class Backend(Protocol):
         """Write ``app`` (the contract, labels, name, version, author, licence) into the
         built model file's own metadata, in the form the target's app tooling reads, and
         give the file the name apps import it by; the model's computation is unchanged."""
+        ...
+
+    def devices(self, names: Sequence[str], settings: Any) -> list[Device]:
+        """Of ``names`` (``[compat]`` devices), the accelerators this target's bundles can be
+        placed on, each with what its tool lacks on this host; names of other targets'
+        devices are left out, a name the target's own tool does not know is a ConfigError."""
+        ...
+
+    def place(
+        self,
+        built: BuiltModel,
+        devices: Sequence[Device],
+        sample_shapes: Mapping[str, tuple[int, ...]],
+        compile: bool,
+        artefacts: Path | None = None,
+    ) -> list[Placement]:
+        """Where each op of the built model runs on each device (:mod:`edgepack.placement`),
+        with the inputs fixed as the device runs them (``sample_shapes``: one calibration
+        sample's, source names); with ``compile``, the vendor compilers also compile, and with
+        ``artefacts`` (a folder in the bundle) their compiled models are kept there."""
         ...
 
     def precisions(self, settings: Any) -> tuple[str, ...]:

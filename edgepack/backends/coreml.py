@@ -28,7 +28,7 @@ import platform
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -56,6 +56,7 @@ from edgepack.drift.layers import TensorPair, stack_samples
 from edgepack.errors import ConversionError, UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
 from edgepack.frontends.tf_call import signature_name
+from edgepack.placement import Device, Placement
 from edgepack.tune import Candidate, PrecisionPlan
 
 # Mode -> the oldest deployment target whose opset has the ops the mode needs.
@@ -158,6 +159,26 @@ class CoreMLBackend:
         keys = ", ".join(sorted(spec.description.metadata.userDefined))
         details = dict(built.details, class_name=app.name, metadata=f"user defined: {keys}")
         return dataclasses.replace(built, model_file=named, details=details)
+
+    def devices(self, names: Sequence[str], settings: CoreMLSettings) -> list[Device]:
+        """``ane``: the Neural Engine, as a static estimate from documented constraints."""
+        from edgepack.placement import ane
+
+        return [ane.device() for name in names if ane.knows(name)]
+
+    def place(
+        self,
+        built: BuiltModel,
+        devices: Sequence[Device],
+        sample_shapes: Mapping[str, tuple[int, ...]],
+        compile: bool,
+        artefacts: Path | None = None,
+    ) -> list[Placement]:
+        """Apple's documented Neural Engine constraints applied per op (nothing compiles:
+        Core ML compiles on the device)."""
+        from edgepack.placement import ane
+
+        return [ane.place(built.model_file, device) for device in devices]
 
     def precisions(self, settings: CoreMLSettings) -> tuple[str, ...]:
         """Float: a layer's ops left out of coremltools' compression (``op_name_configs``

@@ -45,6 +45,7 @@ from edgepack.backends.base import (
     LayerCapture,
     ModelIO,
     TensorInfo,
+    fixed_input_shapes,
     pick_path,
     refuse_plan,
     require_numeric_inputs,
@@ -53,6 +54,7 @@ from edgepack.convert.compare import check_float_match
 from edgepack.drift.layers import TensorPair
 from edgepack.errors import ConversionError, UnloadableModelError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel, fixed_batch, run_in_batches
+from edgepack.placement import Device, Placement
 from edgepack.tune import Candidate, PrecisionPlan
 
 PATHS = (
@@ -211,6 +213,47 @@ class ONNXBackend:
         if settings.mode == "dynamic":
             method = "none: activation ranges computed at run time (dynamic quantization)"
         return BuiltModel(model_file, inputs, outputs, versions, method, details)
+
+    def devices(self, names: Sequence[str], settings: ONNXSettings) -> list[Device]:
+        """Qualcomm SoCs (onnxruntime's QNN EP), ``nnapi`` and ``coreml-ep`` (onnxruntime's
+        mobile EPs' rules)."""
+        from edgepack.placement import ort_mobile, qnn
+
+        found = []
+        for name in names:
+            if qnn.knows(name):
+                found.append(qnn.device(name))
+            elif ort_mobile.knows(name):
+                found.append(ort_mobile.device(name))
+        return found
+
+    def place(
+        self,
+        built: BuiltModel,
+        devices: Sequence[Device],
+        sample_shapes: Mapping[str, tuple[int, ...]],
+        compile: bool,
+        artefacts: Path | None = None,
+    ) -> list[Placement]:
+        """On the model with fixed input shapes, as a device runs it: the QNN EP's own
+        validation (and compile) per Qualcomm SoC, onnxruntime's rules for NNAPI / Core ML."""
+        from edgepack.placement import ort_mobile, qnn
+
+        shapes = fixed_input_shapes(built.inputs, sample_shapes)
+        placements = []
+        for device in devices:
+            if ort_mobile.knows(device.name):
+                placements.append(ort_mobile.place(built.model_file, device, shapes))
+                continue
+            keep = None if artefacts is None else artefacts / f"{device.name}.onnx"
+            placement = qnn.place(built.model_file, device, shapes, compile, keep)
+            if keep is not None and placement.compiled:
+                placement = dataclasses.replace(
+                    placement,
+                    artefact=f"{artefacts.name}/{keep.name}",  # type: ignore[union-attr]
+                )
+            placements.append(placement)
+        return placements
 
     def precisions(self, settings: ONNXSettings) -> tuple[str, ...]:
         """16-bit activations (int8 weights) for chosen tensors, through onnxruntime's

@@ -19,7 +19,7 @@ import dataclasses
 import platform
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -47,6 +47,7 @@ from edgepack.drift.layers import TensorPair
 from edgepack.errors import ConversionError, UnsupportedError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel
 from edgepack.frontends.tf_call import signature_name, tf_callable, tf_input_dtype
+from edgepack.placement import Device, Placement
 from edgepack.tune import Candidate, PrecisionPlan
 
 IO_DTYPES = ("int8", "uint8", "int16", "float32")  # int16: 16x8 (int16 activations)
@@ -280,6 +281,39 @@ class TFLiteBackend:
             built.details, metadata=f"TFLite Metadata (TFLITE_METADATA; packed: {packed})"
         )
         return dataclasses.replace(built, details=details)
+
+    def devices(self, names: Sequence[str], settings: TFLiteSettings) -> list[Device]:
+        """SoCs of the NPU vendors LiteRT has compiler plugins for (none for a
+        microcontroller bundle)."""
+        from edgepack.placement import litert
+
+        if settings.micro:
+            return []
+        return [litert.device(name) for name in names if litert.vendor_of(name) is not None]
+
+    def place(
+        self,
+        built: BuiltModel,
+        devices: Sequence[Device],
+        sample_shapes: Mapping[str, tuple[int, ...]],
+        compile: bool,
+        artefacts: Path | None = None,
+    ) -> list[Placement]:
+        """The vendors' own compilers, through LiteRT's AOT plugins (the model's shapes are
+        already fixed)."""
+        from edgepack.placement import litert
+
+        placements = []
+        for device in devices:
+            keep = None if artefacts is None else artefacts / f"{device.name}.tflite"
+            placement = litert.place(built.model_file, device, compile, keep)
+            if keep is not None and placement.compiled:
+                placement = dataclasses.replace(
+                    placement,
+                    artefact=f"{artefacts.name}/{keep.name}",  # type: ignore[union-attr]
+                )
+            placements.append(placement)
+        return placements
 
     def precisions(self, settings: TFLiteSettings) -> tuple[str, ...]:
         """16-bit activations with int8 weights (LiteRT's 16x8 builtin kernels), built per op

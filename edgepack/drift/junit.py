@@ -4,12 +4,14 @@ One test suite per report; one test case per threshold that applies (top-1 agree
 drop, the SQNR of each output, the detection recall of each detection output) and one per
 output for channel collapse. A threshold that is off, or that cannot be measured (no labels, no
 classifier output), is a skipped test case; a broken one is a failure whose message is the
-report's own failure lines (of every execution path, each naming its path).
+report's own failure lines (of every execution path, each naming its path). A build's document
+(``build --junit``) has one suite per target, with a case per NPU device the build requires.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,60 @@ def junit_cases(report: DriftReport) -> list[Case]:
     return cases
 
 
+def placement_cases(compat: Any) -> list[Case]:
+    """One case per device the build requires: it fails with the ops that fall off it."""
+    if compat is None:
+        return []
+    found = {p.device.lower(): p for p in compat.placements}
+    cases = []
+    for device in compat.require:
+        placement = found.get(device.lower())
+        problem = "not placed" if placement is None else placement.problem()
+        cases.append(Case(f"every op on {device}", failure=problem))
+    return cases
+
+
+def build_junit_xml(results: Sequence[Any]) -> str:
+    """The JUnit XML document of a build: one suite per target, with its drift cases and one
+    case per required NPU device."""
+    suites = ET.Element("testsuites", name="edgepack build")
+    for result in results:
+        cases = junit_cases(result.report) + placement_cases(result.compat)
+        name = f"edgepack build {Path(result.bundle).name}"
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            name=name,
+            tests=str(len(cases)),
+            failures=str(sum(case.failure is not None for case in cases)),
+            skipped=str(sum(case.skipped is not None for case in cases)),
+            errors="0",
+        )
+        properties = ET.SubElement(suite, "properties")
+        for key, value in (
+            ("target", result.target),
+            ("bundle", str(result.bundle)),
+            ("runtime", result.report.runtime),
+            ("samples", str(result.report.samples)),
+        ):
+            ET.SubElement(properties, "property", name=key, value=value)
+        _add_cases(suite, name, cases)
+    ET.indent(suites)
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+    )
+
+
+def _add_cases(suite: ET.Element, classname: str, cases: Sequence[Case]) -> None:
+    for case in cases:
+        element = ET.SubElement(suite, "testcase", classname=classname, name=case.name)
+        if case.failure is not None:
+            kind = "placement" if case.name.startswith("every op on ") else "drift"
+            ET.SubElement(element, "failure", message=case.failure, type=kind).text = case.failure
+        elif case.skipped is not None:
+            ET.SubElement(element, "skipped", message=case.skipped)
+
+
 def _unlabelled(line: str) -> str:
     """A failure line without its ``[path] `` label."""
     if line.startswith("[") and "] " in line:
@@ -103,14 +159,7 @@ def junit_xml(report: DriftReport, bundle: str) -> str:
         ("data_fingerprint", str(report.data.get("fingerprint", ""))),
     ):
         ET.SubElement(properties, "property", name=key, value=value)
-    for case in cases:
-        element = ET.SubElement(suite, "testcase", classname=suite_name, name=case.name)
-        if case.failure is not None:
-            ET.SubElement(
-                element, "failure", message=case.failure, type="drift"
-            ).text = case.failure
-        elif case.skipped is not None:
-            ET.SubElement(element, "skipped", message=case.skipped)
+    _add_cases(suite, suite_name, cases)
     ET.indent(suites)
     return (
         '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
