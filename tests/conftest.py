@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable
@@ -16,6 +17,42 @@ from PIL import Image
 from edgepack.cli import cli
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _qnn_lpai_stand_in() -> None:
+    """LiteRT's Qualcomm compiler plugin links ``libQnnLpai.so`` (QNN's low-power-island
+    backend), which onnxruntime-qnn does not ship. The plugin takes no symbol from it: it
+    opens the QNN backends by path when it runs. So the tests give the loader a library of
+    that name, glibc's ``libdl.so.2``, in a folder put on ``LD_LIBRARY_PATH`` (inherited by
+    the plugin's process). The product does no such thing: without the library it reports
+    Qualcomm's TFLite placement as not measured and says why (README: NPU placement)."""
+    import importlib.util
+    import tempfile
+
+    spec = importlib.util.find_spec("onnxruntime_qnn")
+    if spec is None or not spec.submodule_search_locations or os.environ.get("QNN_SDK_ROOT"):
+        return
+    if (Path(next(iter(spec.submodule_search_locations))) / "libQnnLpai.so").exists():
+        return
+    libdl = next(
+        (Path(p) for p in ("/lib/x86_64-linux-gnu/libdl.so.2", "/usr/lib64/libdl.so.2",
+                           "/lib64/libdl.so.2") if Path(p).exists()),
+        None,
+    )  # fmt: skip
+    if libdl is None:
+        return
+    folder = Path(tempfile.gettempdir()) / f"edgepack-tests-qnn-{os.getuid()}"
+    folder.mkdir(exist_ok=True)
+    link = folder / "libQnnLpai.so"
+    if not link.exists():
+        with contextlib.suppress(FileExistsError):  # another test worker made it first
+            link.symlink_to(libdl)
+    paths = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+    if str(folder) not in paths:
+        os.environ["LD_LIBRARY_PATH"] = os.pathsep.join([str(folder), *paths])
+
+
+_qnn_lpai_stand_in()
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS_MODEL = REPO / "examples" / "digits" / "digits.keras"

@@ -13,8 +13,10 @@ A device is named as in the profile's ``[compat] devices`` and ``--require-npu``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # how a placement was obtained
@@ -237,3 +239,20 @@ def unique_names(names: Iterable[str]) -> tuple[str, ...]:
 def known_devices_text(served: Mapping[str, Sequence[str]]) -> str:
     """``tflite: SM8650, ...; onnx: ...``: which target places which kind of device."""
     return "; ".join(f"{target}: {', '.join(kinds)}" for target, kinds in served.items())
+
+
+_PLACED: dict[tuple[Any, ...], Placement] = {}
+
+
+def placed_once(
+    model_file: Path, key: tuple[Any, ...], place: Callable[[], Placement]
+) -> Placement:
+    """``place()``, run once per process for the same model bytes and ``key`` (the device,
+    the tool's options): the vendor tools are deterministic, and a service or a session that
+    builds the same model again need not pay for them again. Placements that keep a compiled
+    model are not remembered (the caller asks for a file)."""
+    digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
+    remembered = _PLACED.get((digest, *key))
+    if remembered is None:
+        remembered = _PLACED[(digest, *key)] = place()
+    return remembered

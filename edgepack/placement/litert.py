@@ -40,6 +40,7 @@ from edgepack.placement import (
     CpuOp,
     Device,
     Placement,
+    placed_once,
     unavailable,
 )
 
@@ -138,6 +139,16 @@ def place(
     ``compile``, compile it; the compiled model is kept at ``artefact`` when given."""
     if device.missing is not None:
         return unavailable(device)
+    if artefact is None:
+        return placed_once(
+            model_file, ("litert", device, compile), lambda: _place(model_file, device, compile)
+        )
+    return _place(model_file, device, compile, artefact)
+
+
+def _place(
+    model_file: Path, device: Device, compile: bool, artefact: Path | None = None
+) -> Placement:
     vendor = vendor_of(f"{device.vendor}:{device.name}")
     assert vendor is not None
     with tempfile.TemporaryDirectory(prefix="edgepack-npu-") as scratch:
@@ -395,9 +406,11 @@ def _rejections(log: str) -> dict[int, str]:
                 if tensor:
                     plain = "no quantization" in tensor.group(2)
                     dtypes.append(tensor.group(1).lower() + (" unquantized" if plain else ""))
-            pending = f"QNN's HTP validator refused {invalid.group(2)}" + (
-                f" on {', '.join(dtypes)} tensors" if dtypes else ""
-            )
+            kind, _, detail = invalid.group(2).partition(", ")
+            kind = kind.removeprefix("type=")
+            pending = f"QNN's HTP validator refused {kind}" + (f" ({detail})" if detail else "")
+            if dtypes:
+                pending += f" on {' and '.join(sorted(set(dtypes)))} tensors"
             continue
         rejected = _REJECTED.search(line)
         if rejected:

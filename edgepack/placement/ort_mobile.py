@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edgepack.placement import OK, RULES, CpuOp, Device, Placement
+from edgepack.placement import OK, RULES, CpuOp, Device, Placement, placed_once
 
 TOOL = "onnxruntime mobile usability checker (rules)"
 DEVICES = {
@@ -36,6 +36,11 @@ def knows(name: str) -> bool:
 
 def place(model_file: Path, device: Device, shapes: Mapping[str, Sequence[int]]) -> Placement:
     """What the EP's rules take of ``model_file`` with its inputs fixed to ``shapes``."""
+    key = ("ort-mobile", device, tuple(sorted((k, tuple(v)) for k, v in shapes.items())))
+    return placed_once(model_file, key, lambda: _place(model_file, device, shapes))
+
+
+def _place(model_file: Path, device: Device, shapes: Mapping[str, Sequence[int]]) -> Placement:
     import onnx
     from onnxruntime.tools.mobile_helpers import usability_checker as checker
     from onnxruntime.tools.onnx_model_utils import optimize_model

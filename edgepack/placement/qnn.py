@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edgepack.placement import FAILED, OK, CpuOp, Device, Placement, unavailable
+from edgepack.placement import FAILED, OK, CpuOp, Device, Placement, placed_once, unavailable
 
 TIMEOUT_SECONDS = 900
 TOOL = "onnxruntime QNN execution provider (HTP)"
@@ -66,6 +66,19 @@ def place(
     ``shapes``), and, with ``compile``, its compiled EP-context model (kept at ``artefact``)."""
     if device.missing is not None:
         return unavailable(device)
+    if artefact is None:
+        key = ("qnn", device, compile, tuple(sorted((k, tuple(v)) for k, v in shapes.items())))
+        return placed_once(model_file, key, lambda: _place(model_file, device, shapes, compile))
+    return _place(model_file, device, shapes, compile, artefact)
+
+
+def _place(
+    model_file: Path,
+    device: Device,
+    shapes: Mapping[str, Sequence[int]],
+    compile: bool,
+    artefact: Path | None = None,
+) -> Placement:
     soc_id, arch = SOC_IDS[device.name]
     options = {"backend_type": "htp", "soc_model": str(soc_id), "htp_arch": str(arch)}
     with tempfile.TemporaryDirectory(prefix="edgepack-qnn-") as scratch:

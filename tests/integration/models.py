@@ -48,6 +48,30 @@ def savedmodel_with_cumsum(path: Path) -> Path:
     return path
 
 
+def savedmodel_with_floormod(path: Path) -> Path:
+    """A SavedModel classifier on 6x6 grey images with a FLOOR_MOD, which has no int8 kernel
+    and which Qualcomm's NPU does not take in float."""
+    from edgepack._native import captured_output, import_tensorflow
+
+    tf = import_tensorflow()
+    weights = np.random.default_rng(0).normal(size=(36, 3)).astype(np.float32) * 0.1
+
+    class Model(tf.Module):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = tf.Variable(weights)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 6, 6, 1], tf.float32, name="image")])
+        def serve(self, image: object) -> dict[str, object]:
+            x = tf.math.floormod(tf.reshape(image, [-1, 36]) * 4.0, 1.0)
+            return {"scores": tf.nn.softmax(tf.matmul(x, self.w))}
+
+    model = Model()
+    with captured_output():
+        tf.saved_model.save(model, str(path), signatures={"serving_default": model.serve})
+    return path
+
+
 def savedmodel_classifier(path: Path) -> Path:
     """A SavedModel conv classifier on 6x6 grey images (dynamic batch)."""
     from edgepack._native import captured_output, import_tensorflow
