@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgepack import __version__
 from edgepack.errors import (
@@ -33,6 +33,7 @@ from edgepack.errors import (
     ConfigError,
     EdgepackError,
     ModelLoadError,
+    TargetsFailedError,
     UnsupportedError,
 )
 from edgepack.options import (
@@ -44,6 +45,11 @@ from edgepack.options import (
 )
 from edgepack.profiles import TargetProfile, builtin_profile_names, load_profile
 
+if TYPE_CHECKING:  # numpy-backed types: imported where they are used, not on import
+    from edgepack.drift.layers import LayerReport
+    from edgepack.drift.report import DriftReport
+    from edgepack.placement import Compat
+
 log = logging.getLogger("edgepack")
 
 
@@ -54,10 +60,10 @@ class BuildResult:
     target: str
     bundle: Path
     manifest: dict[str, Any]
-    report: Any  # edgepack.drift.DriftReport
+    report: DriftReport
     seconds: float
-    layers: Any = None  # edgepack.drift.layers.LayerReport, when the options ask for it
-    compat: Any = None  # edgepack.placement.Compat, when the target places on devices
+    layers: LayerReport | None = None  # when the options ask for it
+    compat: Compat | None = None  # when the target places on devices
 
     @property
     def passed(self) -> bool:
@@ -75,8 +81,8 @@ class CheckResult:
 
     bundle: Path
     manifest: dict[str, Any]
-    report: Any  # edgepack.drift.DriftReport
-    layers: Any = None  # edgepack.drift.layers.LayerReport, with layers=True
+    report: DriftReport
+    layers: LayerReport | None = None  # with layers=True
 
     @property
     def passed(self) -> bool:
@@ -122,11 +128,14 @@ def targets() -> list[TargetInfo]:
     return infos
 
 
-def resolve_targets(names: Sequence[str]) -> list[TargetProfile]:
+def resolve_targets(names: Sequence[str] | str) -> list[TargetProfile]:
     """Profile names or paths -> profiles; ``all`` is one bundle per backend: the built-in
-    profile named after it (``tflite``, ``onnx``, ``coreml``). Variants are asked by name."""
+    profile named after it (``tflite``, ``onnx``, ``coreml``). Variants are asked by name.
+    One name may be given as a string."""
     from edgepack.backends import BACKENDS
 
+    if isinstance(names, str):
+        names = [names]
     if not names:
         raise ConfigError("no target given (use --target NAME; see 'edgepack targets')")
     profiles: list[TargetProfile] = []
@@ -145,7 +154,7 @@ def resolve_targets(names: Sequence[str]) -> list[TargetProfile]:
 
 def build(
     model: str | os.PathLike[str],
-    targets: Sequence[str],
+    targets: Sequence[str] | str,
     calib: str | os.PathLike[str],
     *,
     eval: str | os.PathLike[str] | None = None,
@@ -165,6 +174,11 @@ def build(
     tune_seconds: float | None = None,
     tune_precisions: Sequence[str] | str | None = None,
     require_npu: Sequence[str] | str | None = None,
+    layers: bool | None = None,
+    json_path: str | os.PathLike[str] | None = None,
+    junit_path: str | os.PathLike[str] | None = None,
+    html_path: str | os.PathLike[str] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> list[BuildResult]:
@@ -182,7 +196,12 @@ def build(
     knows (:mod:`edgepack.placement`); ``require_npu`` names devices every op must run on.
     Returns one :class:`BuildResult` per target; a target whose drift exceeds its budget, or
     whose model falls off a required device, still gets its bundle (``result.passed`` is
-    False).
+    False). Each target is built on its own: when one of several fails (its conversion, its
+    support check), the others are still built and :class:`TargetsFailedError` is raised at
+    the end with their results and each failure; a single target's failure is raised as it is.
+    ``json_path``, ``junit_path`` and ``html_path`` also write the verdicts as ``check`` does
+    (one HTML page per target when there are several); ``progress(phase, done, total)`` is
+    called as the drift check's samples go through each model.
     """
     from edgepack.backends import get_backend
     from edgepack.calib.dataset import open_sample_set
@@ -208,6 +227,7 @@ def build(
         "tune.max_seconds": tune_seconds,
         "tune.precisions": tune_precisions,
         "compat.require": require_npu,
+        "drift.layers": layers,
     }
     from edgepack.profiles import firmware_note_file
 
@@ -230,8 +250,16 @@ def build(
     if source.refusals:
         raise UnsupportedError(f"{model_path.name}: {source.refusals[0]}")
     bound = samples.bind(source.inputs)
-    for _, backend, options in plans:
-        backend.check_support(source, options.settings)
+    failures: list[tuple[str, EdgepackError]] = []
+    supported = []
+    for index, (profile, backend, options) in enumerate(plans):
+        try:
+            backend.check_support(source, options.settings)
+            supported.append(index)
+        except UnsupportedError as exc:
+            if len(plans) == 1:
+                raise
+            failures.append((profile.name, exc))
     # one sample through the float model before any conversion: a size or layout its graph
     # cannot take is the set's problem, said as such, not a converter's failure later
     source.run(bound.load(samples.samples[:1]))
@@ -240,20 +268,99 @@ def build(
         for _, _, options in plans
         if options.eval_dir is not None
     }
-    return [
-        _build_one(
-            _Job(
-                source,
-                samples,
-                bound,
-                backend,
-                options,
-                evaluations.get(options.eval_dir),
-                *placing[index],
+    built: list[_Built] = []
+    for index in supported:
+        profile, backend, options = plans[index]
+        job = _Job(
+            source, samples, bound, backend, options, evaluations.get(options.eval_dir),
+            *placing[index], progress,
+        )  # fmt: skip
+        try:
+            built.append(_build_one(job))
+        except EdgepackError as exc:
+            if len(plans) == 1:
+                raise
+            log.warning("%s: %s: %s (the other targets go on)", profile.name, exc.kind, exc)
+            failures.append((profile.name, exc))
+    results = [b.result for b in built]
+    reports = BuildReports(json_path, junit_path, html_path)
+    _write_build_reports(built, failures, work_dir, reports)
+    if failures:
+        raise TargetsFailedError(failures, results)
+    return results
+
+
+@dataclass(frozen=True)
+class BuildReports:
+    """The report files a build writes beside its bundles (None: not asked for)."""
+
+    json_path: str | os.PathLike[str] | None = None
+    junit_path: str | os.PathLike[str] | None = None
+    html_path: str | os.PathLike[str] | None = None
+
+
+def _write_build_reports(
+    built: Sequence[_Built],
+    failures: Sequence[tuple[str, EdgepackError]],
+    work_dir: Path,
+    reports: BuildReports,
+) -> None:
+    """``build --json/--junit/--html``: every target's verdict, the failed ones' errors.
+    With several targets, each gets its own HTML page (``report-<target>.html``)."""
+    from edgepack.bundle import json_text, write_report
+
+    results = [b.result for b in built]
+    if reports.json_path is not None:
+        document = {
+            "targets": [build_result_dict(r) for r in results],
+            "failures": [
+                {"target": t, "kind": e.kind, "exit_code": e.exit_code, "message": str(e)}
+                for t, e in failures
+            ],
+        }
+        write_report(_absolute(Path(reports.json_path), work_dir), json_text(document))
+    if reports.junit_path is not None:
+        from edgepack.drift.junit import build_junit_xml
+
+        page = build_junit_xml(results, failures)
+        write_report(_absolute(Path(reports.junit_path), work_dir), page)
+    if reports.html_path is not None:
+        from edgepack.drift.html import render_html
+
+        path = _absolute(Path(reports.html_path), work_dir)
+        several = len(built) + len(failures) > 1
+        for one in built:
+            result, outputs = one.result, one.outputs
+            page = render_html(
+                result.report,
+                result.manifest,
+                outputs["reference"],
+                outputs["quantized"],
+                outputs["labels"],
+                result.layers,
+                str(result.bundle),
             )
-        )
-        for index, (_, backend, options) in enumerate(plans)
-    ]
+            target = (
+                path.with_name(f"{path.stem}-{result.target}{path.suffix}") if several else path
+            )
+            write_report(target, page)
+
+
+def build_result_dict(result: BuildResult) -> dict[str, Any]:
+    """One target's outcome as JSON: its bundle, verdicts, drift report and placement."""
+    document: dict[str, Any] = {
+        "target": result.target,
+        "bundle": str(result.bundle),
+        "passed": result.passed,
+        "drift_passed": bool(result.report.passed),
+        "placement_passed": result.placement_passed,
+        "seconds": round(result.seconds, 3),
+        "drift": result.report.to_dict(),
+        "compat": None if result.compat is None else result.compat.to_dict(),
+    }
+    if result.layers is not None:
+        document["layers"] = result.layers.to_dict()
+    return document
 
 
 def _placement_plans(plans: Sequence[Any]) -> list[tuple[tuple[Any, ...], tuple[str, ...]]]:
@@ -333,9 +440,18 @@ class _Job:
     evaluation: Any = None  # BoundSet of the evaluation set (None: hold out calibration samples)
     devices: tuple[Any, ...] = ()  # edgepack.placement.Device: where to place the bundle
     require: tuple[str, ...] = ()  # of those, the ones it must be wholly on
+    progress: Callable[[str, int, int], None] | None = None  # the drift check's, per phase
 
 
-def _build_one(job: _Job) -> BuildResult:
+@dataclass(frozen=True)
+class _Built:
+    """A target's result, and its drift check's outputs for the HTML report."""
+
+    result: BuildResult
+    outputs: dict[str, Any]
+
+
+def _build_one(job: _Job) -> _Built:
     from edgepack.bundle import bundle_path, staged_bundle
     from edgepack.profiles import firmware_note_file
 
@@ -395,7 +511,13 @@ def _build_one(job: _Job) -> BuildResult:
         _write_bundle_files(staging, built, manifest, report, job.samples, layers, note)
     seconds = time.perf_counter() - started
     log.info("%s: bundle %s (%.1f s)", options.profile.name, final, seconds)
-    return BuildResult(options.profile.name, final, manifest, report, seconds, layers, compat)
+    result = BuildResult(options.profile.name, final, manifest, report, seconds, layers, compat)
+    outputs = {
+        "reference": verdict.reference,
+        "quantized": verdict.quantized,
+        "labels": checked.labels,
+    }
+    return _Built(result, outputs)
 
 
 NPU_FOLDER = "npu"  # the bundle's folder of vendor-compiled models ([compat] artefacts)
@@ -604,6 +726,7 @@ class _Verdict:
     report: Any
     feeds: Mapping[str, Any]
     reference: dict[str, Any]
+    quantized: dict[str, Any] = dataclasses.field(default_factory=dict)  # the worst path's
 
 
 def _drift(job: _Job, checked: _DriftData, built: Any, same_as: _Verdict | None = None) -> _Verdict:
@@ -620,6 +743,7 @@ def _drift(job: _Job, checked: _DriftData, built: Any, same_as: _Verdict | None 
         job.options.paths,
         reference_run,
         feeds,
+        progress=job.progress if same_as is None else None,
     )
     report = _judge_paths(
         measured,
@@ -629,7 +753,8 @@ def _drift(job: _Job, checked: _DriftData, built: Any, same_as: _Verdict | None 
         job.options.detections,
         data=checked.data,
     )
-    return _Verdict(report, feeds, measured.reference)
+    worst = next(p for p in measured.paths if p.name == report.path)
+    return _Verdict(report, feeds, measured.reference, dict(worst.outputs))
 
 
 @dataclass(frozen=True)
@@ -1472,6 +1597,7 @@ def check(
     """
     if runtime not in ("emulated", "native"):
         raise ConfigError(f"runtime must be 'emulated' or 'native', got {runtime!r}")
+    started = time.perf_counter()
     from edgepack._native import allow_coremltools_converters
     from edgepack.backends import get_backend
     from edgepack.bundle import read_manifest, verify_bundle_files, verify_model_io
@@ -1561,8 +1687,13 @@ def check(
             progress("per-layer capture", 1, 1)
     result = CheckResult(bundle_dir, manifest, report, layer_report)
     worst = next(p for p in measured.paths if p.name == report.path)
-    arrays = {"reference": reference, "quantized": worst.outputs, "labels": labels}
-    _write_reports(result, arrays, work_dir, json_path, junit_path, html_path)
+    _write_reports(
+        result,
+        {"reference": reference, "quantized": worst.outputs, "labels": labels},
+        work_dir,
+        (json_path, junit_path, html_path),
+        time.perf_counter() - started,
+    )
     return result
 
 
@@ -1609,12 +1740,13 @@ def _write_reports(
     result: CheckResult,
     outputs: Mapping[str, Any],
     work_dir: Path,
-    json_path: str | os.PathLike[str] | None,
-    junit_path: str | os.PathLike[str] | None,
-    html_path: str | os.PathLike[str] | None,
+    paths: tuple[str | os.PathLike[str] | None, ...],
+    seconds: float,
 ) -> None:
-    """The files ``check`` was asked for: JSON report, JUnit XML, HTML page."""
+    """The files ``check`` was asked for (``paths``: JSON report, JUnit XML, HTML page)."""
     from edgepack.bundle import json_text, write_report
+
+    json_path, junit_path, html_path = paths
 
     bundle = str(result.bundle)
     if json_path is not None:
@@ -1625,7 +1757,8 @@ def _write_reports(
     if junit_path is not None:
         from edgepack.drift.junit import junit_xml
 
-        write_report(_absolute(Path(junit_path), work_dir), junit_xml(result.report, bundle))
+        page = junit_xml(result.report, bundle, seconds)
+        write_report(_absolute(Path(junit_path), work_dir), page)
     if html_path is not None:
         from edgepack.drift.html import render_html
 
@@ -1829,12 +1962,3 @@ def inspect_compat(manifest: dict[str, Any], bundle: str | os.PathLike[str]) -> 
     from edgepack.bundle import MANIFEST, recorded_compat
 
     return recorded_compat(manifest, Path(bundle) / MANIFEST)
-
-
-def write_build_junit(results: Sequence[BuildResult], path: str | os.PathLike[str]) -> None:
-    """Write a build's verdicts as JUnit XML (drift cases per target, one case per
-    required NPU device)."""
-    from edgepack.bundle import write_report
-    from edgepack.drift.junit import build_junit_xml
-
-    write_report(Path(path), build_junit_xml(results))

@@ -71,7 +71,75 @@ def _budget_options(function: F) -> F:
     )(function)
 
 
+def _target_names(incomplete: str) -> list[Any]:
+    """Shell completion of --target: the built-in profile names and ``all``, then files."""
+    from click.shell_completion import CompletionItem
+
+    from edgepack.profiles import builtin_profile_names
+
+    names = [n for n in [*builtin_profile_names(), "all"] if n.startswith(incomplete)]
+    return [CompletionItem(n) for n in names] or [CompletionItem(incomplete, type="file")]
+
+
+def _show_progress(no_progress: bool) -> bool:
+    """Progress bars on stderr when it is a terminal, unless asked not to (or -q)."""
+    return not (no_progress or _quiet()) and sys.stderr.isatty()
+
+
+def _report_options(command: str) -> Callable[[F], F]:
+    """--json, --junit, --html, --layers and --no-progress, shared by build and check."""
+    several = " (one page per target when there are several: FILE-<target>.html)"
+
+    def add(function: F) -> F:
+        function = click.option(
+            "--no-progress",
+            is_flag=True,
+            default=False,
+            help="No progress bars (they are off anyway when stderr is not a terminal).",
+        )(function)
+        function = click.option(
+            "--layers",
+            is_flag=True,
+            default=None,
+            help="Also measure drift per layer (worst first), named as in the source model.",
+        )(function)
+        function = click.option(
+            "--html",
+            "html_path",
+            default=None,
+            type=click.Path(path_type=str),
+            help="Also write a self-contained HTML report with plots to this file"
+            + (several if command == "build" else "")
+            + ".",
+        )(function)
+        function = click.option(
+            "--junit",
+            "junit_path",
+            default=None,
+            type=click.Path(path_type=str),
+            help="Also write the verdict as JUnit XML (one test case per threshold and output"
+            + ("; per target, and one per required NPU device)." if command == "build" else ")."),
+        )(function)
+        return click.option(
+            "--json",
+            "json_path",
+            default=None,
+            type=click.Path(path_type=str),
+            help="Also write the drift report"
+            + (" of every target, with its placement and any build error," if command == "build"
+               else "")
+            + " as JSON to this file.",
+        )(function)  # fmt: skip
+
+    return add
+
+
 def _configure(verbose: int, quiet: int) -> None:
+    """Verbosity and logging for the command; and every EDGEPACK_* variable checked, by every
+    command (a misspelt one is an error, not silently ignored)."""
+    from edgepack.options import env_layer, environ_snapshot
+
+    env_layer(environ_snapshot())
     ctx = click.get_current_context()
     state = ctx.find_root().ensure_object(dict)
     state["verbose"] = state.get("verbose", 0) + verbose
@@ -84,15 +152,47 @@ def _configure(verbose: int, quiet: int) -> None:
     logger.handlers.clear()
     # Progress is the command's narrative, on stdout beside its results; stderr holds only
     # warnings and, when a command fails, its one error line.
-    progress = logging.StreamHandler(sys.stdout)
+    progress = _CurrentStreamHandler("stdout")
     progress.addFilter(lambda record: record.levelno < logging.WARNING)
-    problems = logging.StreamHandler(sys.stderr)
+    problems = _CurrentStreamHandler("stderr")
     problems.setLevel(logging.WARNING)
     for handler in (progress, problems):
-        handler.setFormatter(logging.Formatter("edgepack: %(message)s"))
+        handler.setFormatter(_LineFormatter(handler.stream))
         logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+
+
+class _CurrentStreamHandler(logging.StreamHandler):
+    """Writes to ``sys.stdout`` / ``sys.stderr`` as they are when a record comes: while
+    progress bars are drawn, rich replaces them so that lines print above the bars."""
+
+    def __init__(self, which: str) -> None:
+        super().__init__(getattr(sys, which))
+        self.which = which
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = getattr(sys, self.which)
+        super().emit(record)
+
+
+class _LineFormatter(logging.Formatter):
+    """``edgepack: <message>``; in a terminal, wrapped to its width (continuation lines
+    indented), so that long messages read like the tables beside them. Logs keep one line."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__("edgepack: %(message)s")
+        self.terminal = bool(getattr(stream, "isatty", lambda: False)())
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        if not self.terminal:
+            return line
+        import shutil
+        import textwrap
+
+        width = shutil.get_terminal_size().columns
+        return "\n".join(textwrap.wrap(line, width, subsequent_indent="  ")) or line
 
 
 def _quiet() -> bool:
@@ -147,8 +247,15 @@ class _OneLineErrors(click.Group):
         kwargs["standalone_mode"] = False
         try:
             code = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            # bare `edgepack`: the help, as `edgepack --help` prints it (not an error line)
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
         except click.ClickException as exc:
             click.echo(f"edgepack: usage error: {exc.format_message()} (see --help)", err=True)
+            sys.exit(exc.exit_code)
+        except EdgepackError as exc:  # raised before a command runs (its environment)
+            click.echo(f"edgepack: {exc.kind}: {exc}", err=True)
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
             click.echo("edgepack: interrupted", err=True)
@@ -173,6 +280,7 @@ def cli(verbose: int, quiet: int) -> None:
     multiple=True,
     required=True,
     help="Target profile name (see 'edgepack targets'), 'all', or a profile .toml.",
+    shell_complete=lambda _ctx, _param, incomplete: _target_names(incomplete),
 )
 @click.option(
     "-c",
@@ -202,7 +310,8 @@ def cli(verbose: int, quiet: int) -> None:
 @click.option(
     "--calib-method",
     default=None,
-    help="Calibration method where the target offers a choice: minmax, percentile, entropy.",
+    type=click.Choice(["minmax", "percentile", "entropy"]),
+    help="Calibration method where the target offers a choice.",
 )
 @click.option("--force", is_flag=True, default=None, help="Replace existing bundles.")
 @click.option(
@@ -239,14 +348,7 @@ def cli(verbose: int, quiet: int) -> None:
     "mt6989, Tensor_G4) or nnapi, coreml-ep, ane; repeatable (README: NPU placement).",
     callback=lambda _ctx, _param, value: list(value) or None,
 )
-@click.option(
-    "--junit",
-    "junit_path",
-    default=None,
-    type=click.Path(path_type=str),
-    help="Also write the verdicts as JUnit XML: drift cases per target, one case per "
-    "required NPU device.",
-)
+@_report_options("build")
 @_budget_options
 @_verbosity_options
 @_reported
@@ -256,19 +358,25 @@ def build(
     calib: str,
     verbose: int,
     quiet: int,
-    junit_path: str | None,
+    no_progress: bool,
     **options: Any,
 ) -> None:
     """Build one bundle per target from MODEL (.keras, .h5, SavedModel folder, .onnx)."""
     _configure(verbose, quiet)
     from edgepack import api
-    from edgepack.report_text import print_build_results
+    from edgepack.errors import TargetsFailedError
+    from edgepack.report_text import print_build_results, progress_bars
 
-    results = api.build(model, list(targets), calib, **options)
-    if junit_path is not None:
-        api.write_build_junit(results, junit_path)
+    failures: list[tuple[str, Any]] = []
+    with progress_bars(_show_progress(no_progress)) as progress:
+        try:
+            results = api.build(model, list(targets), calib, progress=progress, **options)
+        except TargetsFailedError as failed:
+            results, failures = failed.results, failed.failures
     if not _quiet():
-        print_build_results(results)
+        print_build_results(results, failures)
+    for target, error in failures:
+        click.echo(f"edgepack: {target}: {error.kind}: {error}", err=True)
     drifted = [r.target for r in results if not r.report.passed]
     misplaced = [r.target for r in results if not r.placement_passed]
     if drifted:
@@ -285,8 +393,11 @@ def build(
             + " (bundles written; inspect --compat names the ops)",
             err=True,
         )
+    codes = [error.exit_code for _, error in failures]
     if drifted or misplaced:
-        sys.exit(EXIT_DRIFT)
+        codes.append(EXIT_DRIFT)
+    if codes:
+        sys.exit(max(codes))
 
 
 @cli.command()
@@ -314,39 +425,7 @@ def build(
     show_default=True,
     help="Core ML bundles: edgepack's emulator, or Apple's runtime (macOS only).",
 )
-@click.option(
-    "--json",
-    "json_path",
-    default=None,
-    type=click.Path(path_type=str),
-    help="Also write the drift report as JSON to this file.",
-)
-@click.option(
-    "--layers",
-    is_flag=True,
-    default=None,
-    help="Also measure drift per layer (worst first), named as in the source model.",
-)
-@click.option(
-    "--no-progress",
-    is_flag=True,
-    default=False,
-    help="No progress bars (they are off anyway when stderr is not a terminal).",
-)
-@click.option(
-    "--html",
-    "html_path",
-    default=None,
-    type=click.Path(path_type=str),
-    help="Also write a self-contained HTML report with plots to this file.",
-)
-@click.option(
-    "--junit",
-    "junit_path",
-    default=None,
-    type=click.Path(path_type=str),
-    help="Also write the verdict as JUnit XML (one test case per threshold and output).",
-)
+@_report_options("check")
 @_verbosity_options
 @_reported
 def check(
@@ -357,8 +436,7 @@ def check(
     from edgepack import api
     from edgepack.report_text import print_check_result, progress_bars
 
-    show = not (no_progress or _quiet()) and sys.stderr.isatty()
-    with progress_bars(show) as progress:
+    with progress_bars(_show_progress(no_progress)) as progress:
         result = api.check(bundle, data, progress=progress, **options)
     if not _quiet():
         print_check_result(result)

@@ -22,6 +22,7 @@ Exit codes are part of the public interface (CI pipelines branch on them):
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 EXIT_OK = 0
 EXIT_DRIFT = 1
@@ -128,6 +129,27 @@ def output_error(exc: OSError, what: str, writing: bool = False) -> OutputError 
         return None
     where = f" ({exc.filename})" if exc.filename else ""
     return OutputError(f"cannot write {what}: {exc.strerror or exc}{where}")
+
+
+class TargetsFailedError(EdgepackError):
+    """Some targets of a build with several failed; the others were built.
+
+    ``failures`` pairs each failed target with its error; ``results`` holds the others'
+    :class:`edgepack.api.BuildResult`. The exit code is the worst (highest) of the failures'.
+    """
+
+    kind = "build failed"
+
+    def __init__(self, failures: list[tuple[str, EdgepackError]], results: list[Any]) -> None:
+        self.failures = failures
+        self.results = results
+        self.exit_code = max(error.exit_code for _, error in failures)
+        built = f"; built: {', '.join(r.target for r in results)}" if results else ""
+        super().__init__(
+            f"{len(failures)} of {len(failures) + len(results)} targets failed: "
+            + "; ".join(f"{target}: {error.kind}: {error}" for target, error in failures)
+            + built
+        )
 
 
 class DriftExceededError(EdgepackError):

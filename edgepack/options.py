@@ -483,14 +483,19 @@ def config_layer(config: tuple[Path, dict[str, Any]] | None, target: str) -> dic
 def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
     """``EDGEPACK_*`` variables; an unknown one is an error (a typo must not pass silently)."""
     layer = {}
-    for name, value in environ.items():
+    for name, value in sorted(environ.items()):
         if not name.startswith("EDGEPACK_") or name in NON_OPTION_ENV:
             continue
         if name not in ENV_KEYS:
             known = ", ".join(sorted(ENV_KEYS))
             raise ConfigError(f"unknown environment variable {name} (known: {known})")
-        layer[ENV_KEYS[name]] = value
-    return _checked(layer, "environment", allow_settings=False)
+        try:
+            layer.update(_checked({ENV_KEYS[name]: value}, name, allow_settings=False))
+        except ConfigError as exc:  # name the variable the user set, not the option
+            raise ConfigError(
+                str(exc).replace(f"{name}: {ENV_KEYS[name]}: ", f"{name}: ")
+            ) from None
+    return layer
 
 
 def cli_layer(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,10 +14,12 @@ from rich.table import Table
 
 from edgepack.errors import BundleError
 
-# A terminal's own width (at least 100); logs and pipes do not wrap, so tables keep their
-# names whole there (160 columns).
+# In a terminal: its own width, and table cells wrap long names (paths, tensor names) onto
+# more lines rather than cut them. In logs and pipes: wide enough for every value in full on
+# one line (what users copy from CI logs), as wide as each table needs.
+UNWRAPPED_WIDTH = 1000
 _console = Console(
-    highlight=False, width=max(100, Console().width) if Console().is_terminal else 160
+    highlight=False, width=None if Console().is_terminal else UNWRAPPED_WIDTH, soft_wrap=False
 )
 
 
@@ -35,7 +37,8 @@ def _verdict(passed: bool) -> str:
     return "[green]pass[/green]" if passed else "[red]FAIL[/red]"
 
 
-def print_build_results(results: Sequence[Any]) -> None:
+def print_build_results(results: Sequence[Any], failures: Sequence[tuple[str, Any]] = ()) -> None:
+    """The build table: one row per target, failed targets too (their error below it)."""
     table = Table(title="edgepack build", title_justify="left")
     for column in (
         "target",
@@ -46,7 +49,7 @@ def print_build_results(results: Sequence[Any]) -> None:
         "min SQNR",
         "drift",
     ):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for result in results:
         report = result.report
         accuracy = "-"
@@ -61,41 +64,49 @@ def print_build_results(results: Sequence[Any]) -> None:
             f"{report.min_sqnr_db:.2f} dB",
             _verdict(result.passed),
         )
+    for target, error in failures:
+        table.add_row(target, "-", "-", "-", "-", "-", f"[red]{escape(error.kind)}[/red]")
     _console.print(table)
     for result in results:
-        report = result.report
-        _console.print(f"{result.target}: {_verdict_basis(result.manifest, report)}")
-        tuning = result.manifest.get("tuning")
-        if tuning:
-            _console.print(f"{result.target}: {escape(_tuning_line(tuning))}")
-            if tuning.get("precision"):
-                line = escape(_precision_line(tuning, result.manifest["model"]))
-                colour = "" if tuning["precision"]["holds"] else "red"
-                _console.print(
-                    f"[{colour}]{result.target}: {line}[/{colour}]"
-                    if colour
-                    else f"{result.target}: {line}"
-                )
-            if tuning.get("effect"):
-                _console.print(f"{result.target}: {escape(_effect_line(tuning['effect']))}")
-        for note in report.resolution():
-            _console.print(f"[yellow]{result.target}: {escape(note)}[/yellow]")
-        if len(report.paths) > 1:
+        _print_result_notes(result)
+
+
+def _print_result_notes(result: Any) -> None:
+    """The lines under the build table for one target: what the verdict rests on, tuning,
+    execution paths, the worst layer, failures and placement."""
+    report = result.report
+    _console.print(f"{result.target}: {_verdict_basis(result.manifest, report)}")
+    tuning = result.manifest.get("tuning")
+    if tuning:
+        _console.print(f"{result.target}: {escape(_tuning_line(tuning))}")
+        if tuning.get("precision"):
+            line = escape(_precision_line(tuning, result.manifest["model"]))
+            colour = "" if tuning["precision"]["holds"] else "red"
             _console.print(
-                f"{result.target}: figures of the worst of {len(report.paths)} execution paths, "
-                f"{report.path} ({', '.join(p.name for p in report.paths)}; each in drift.json)"
+                f"[{colour}]{result.target}: {line}[/{colour}]"
+                if colour
+                else f"{result.target}: {line}"
             )
-        worst = result.layers.worst if result.layers is not None else None
-        if worst is not None:
-            _console.print(
-                f"{result.target}: worst layer {worst.layer} ({worst.sqnr_db:.1f} dB; "
-                "per-layer drift in drift.json)"
-            )
-        for failure in result.report.failures:
-            # escaped: a failure names its path in brackets ("[xnnpack] ..."), not markup
-            _console.print(f"[red]{result.target}: {escape(failure)}[/red]")
-        if result.compat is not None:
-            _print_placement_lines(result.target, result.compat)
+        if tuning.get("effect"):
+            _console.print(f"{result.target}: {escape(_effect_line(tuning['effect']))}")
+    for note in report.resolution():
+        _console.print(f"[yellow]{result.target}: {escape(note)}[/yellow]")
+    if len(report.paths) > 1:
+        _console.print(
+            f"{result.target}: figures of the worst of {len(report.paths)} execution paths, "
+            f"{report.path} ({', '.join(p.name for p in report.paths)}; each in drift.json)"
+        )
+    worst = result.layers.worst if result.layers is not None else None
+    if worst is not None:
+        _console.print(
+            f"{result.target}: worst layer {worst.layer} ({worst.sqnr_db:.1f} dB; "
+            "per-layer drift in drift.json)"
+        )
+    for failure in result.report.failures:
+        # escaped: a failure names its path in brackets ("[xnnpack] ..."), not markup
+        _console.print(f"[red]{result.target}: {escape(failure)}[/red]")
+    if result.compat is not None:
+        _print_placement_lines(result.target, result.compat)
 
 
 def _print_placement_lines(target: str, compat: Any) -> None:
@@ -130,7 +141,7 @@ def print_compat(manifest: dict[str, Any], compat: Any) -> None:
         "compiled",
         "verdict",
     ):
-        table.add_column(column)  # fmt: skip
+        table.add_column(column, overflow="fold")  # fmt: skip
     for p in compat.placements:
         compiled = {True: "yes", False: "FAILED", None: "-"}[p.compiled]
         required = p.device in compat.require
@@ -288,7 +299,7 @@ def print_check_result(result: Any) -> None:
         title=f"edgepack check {result.bundle} ({report.samples} samples)", title_justify="left"
     )
     for column in ("output", "SQNR", "cosine", "max abs error", "top-1 agreement"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for output in report.outputs:
         table.add_row(
             output.name,
@@ -353,7 +364,7 @@ def _print_paths(report: Any) -> None:
         return
     table = Table(title="execution paths (the verdict is the worst)", title_justify="left")
     for column in ("path", "agreement", "accuracy", "min SQNR", "drift", "runtime"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for path in report.paths:
         table.add_row(
             path.name,
@@ -415,9 +426,9 @@ def _print_layers(layers: Any, rows: int = 10) -> None:
         title_justify="left",
     )
     for column in ("layer", "SQNR", "own share", "cosine", "shape", "tensor"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for drift in layers.layers[:rows]:
-        tensor = drift.tensor if len(drift.tensor) <= 40 else drift.tensor[:37] + "..."
+        tensor = drift.tensor
         share = "-" if drift.contribution_db is None else f"{drift.contribution_db:+.2f} dB"
         table.add_row(
             drift.layer,
@@ -447,7 +458,7 @@ def _print_channels(report: Any) -> None:
             continue
         table = Table(title=f"{output.name}: per channel/slice (worst first)", title_justify="left")
         for column in ("channel", "axis", "float range", "SQNR", "collapse"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         ranked = sorted(output.channels, key=lambda c: (not c.collapsed, c.sqnr_db))
         for channel in ranked[: max(5, len(output.collapsed))]:
             table.add_row(
@@ -482,7 +493,7 @@ def _tensor_table(manifest: dict[str, Any]) -> Table:
     columns += ["scale, zero point", "holds"]
     for column in columns:
         if column != "source name" or renamed:
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
     for kind, tensor in tensors:
         quant = tensor.get("quantization") or {}
         labels = tensor.get("labels")
@@ -552,15 +563,15 @@ def print_manifest(manifest: dict[str, Any]) -> None:
     versions = ", ".join(f"{k} {v}" for k, v in manifest["versions"].items())
     _console.print(f"versions: {versions}")
     if target.get("firmware_note"):
-        origin = target.get("firmware_note_source")
-        where = f" (in the bundle; the profile's {origin})" if origin else ""
-        _console.print(escape(f"deployment notes: {target['firmware_note']}{where}"))
+        # the copy in the bundle: the profile's own path names a repository folder an
+        # installed edgepack does not have
+        _console.print(escape(f"deployment notes: {target['firmware_note']} (in the bundle)"))
 
 
 def print_targets(infos: Sequence[Any]) -> None:
     table = Table(title="targets", title_justify="left")
     for column in ("name", "backend", "execution paths checked", "description"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for info in infos:
         backend = info.backend if info.available else f"{info.backend} (not in this version)"
         table.add_row(info.name, backend, ", ".join(info.paths), info.description)

@@ -24,6 +24,7 @@ class Case:
     name: str
     failure: str | None = None
     skipped: str | None = None
+    measured: str | None = None  # the value against the threshold, shown for passes too
 
 
 def junit_cases(report: DriftReport) -> list[Case]:
@@ -37,30 +38,38 @@ def junit_cases(report: DriftReport) -> list[Case]:
         found = [line for bare, line in lines if bare.startswith(prefix)]
         return "; ".join(found) or None
 
-    def case(name: str, limit: Any, value: Any, prefix: str, unmeasured: str) -> Case:
+    def case(
+        name: str, limit: Any, value: Any, prefix: str, unmeasured: str, shown: str = ""
+    ) -> Case:
         if limit is None:
             return Case(name, skipped="threshold off")
         if value is None:
             return Case(name, skipped=f"not measured: {unmeasured}")
-        return Case(name, failure=failing(prefix))
+        return Case(name, failure=failing(prefix), measured=shown)
+
+    def pct(value: float | None) -> str:
+        return "" if value is None else f"{value:.2%}"
 
     cases = [
         case("top-1 agreement", limits.min_agreement, report.top1_agreement,
-             "top-1 agreement ", "no classifier output"),
+             "top-1 agreement ", "no classifier output",
+             f"{pct(report.top1_agreement)} (at least {pct(limits.min_agreement)})"),
         case("accuracy drop", limits.max_drop, report.accuracy_drop, "accuracy drop ",
-             "no labels"),
+             "no labels", f"{pct(report.accuracy_drop)} (at most {pct(limits.max_drop)})"),
     ]  # fmt: skip
     for output in report.outputs:
         cases.append(
             case(f"SQNR of {output.name}", limits.min_sqnr, output.sqnr_db,
-                 f"SQNR of {output.name!r} ", "")
+                 f"SQNR of {output.name!r} ", "",
+                 f"{output.sqnr_db:.2f} dB (at least {limits.min_sqnr} dB)")
         )  # fmt: skip
     for output in report.outputs:
         if output.detections is not None:
             cases.append(
                 case(f"detection recall of {output.name}", limits.min_recall,
                      output.detections.recall, f"detection recall of {output.name!r} ",
-                     "the float model detects nothing")
+                     "the float model detects nothing",
+                     f"{pct(output.detections.recall)} (at least {pct(limits.min_recall)})")
             )  # fmt: skip
     for output in report.outputs:
         name = f"no collapsed channel in {output.name}"
@@ -83,14 +92,29 @@ def placement_cases(compat: Any) -> list[Case]:
     for device in compat.require:
         placement = found.get(device.lower())
         problem = "not placed" if placement is None else placement.problem()
-        cases.append(Case(f"every op on {device}", failure=problem))
+        shown = None
+        if placement is not None and placement.status == "ok":
+            shown = (
+                f"{placement.ops_offloaded}/{placement.ops_total} ops, "
+                f"{placement.partitions} partitions ({placement.tool})"
+            )
+        cases.append(Case(f"every op on {device}", failure=problem, measured=shown))
     return cases
 
 
-def build_junit_xml(results: Sequence[Any]) -> str:
+def build_junit_xml(results: Sequence[Any], failures: Sequence[tuple[str, Any]] = ()) -> str:
     """The JUnit XML document of a build: one suite per target, with its drift cases and one
-    case per required NPU device."""
+    case per required NPU device; a target that failed to build is a suite with one errored
+    case, ``build``."""
     suites = ET.Element("testsuites", name="edgepack build")
+    for target, error in failures:
+        suite = ET.SubElement(
+            suites, "testsuite", name=f"edgepack build {target}", tests="1", failures="0",
+            skipped="0", errors="1",
+        )  # fmt: skip
+        case = ET.SubElement(suite, "testcase", classname=f"edgepack build {target}", name="build")
+        message = f"{error.kind}: {error}"
+        ET.SubElement(case, "error", message=message, type=error.kind).text = message
     for result in results:
         cases = junit_cases(result.report) + placement_cases(result.compat)
         name = f"edgepack build {Path(result.bundle).name}"
@@ -102,6 +126,7 @@ def build_junit_xml(results: Sequence[Any]) -> str:
             failures=str(sum(case.failure is not None for case in cases)),
             skipped=str(sum(case.skipped is not None for case in cases)),
             errors="0",
+            time=f"{result.seconds:.3f}",
         )
         properties = ET.SubElement(suite, "properties")
         for key, value in (
@@ -120,12 +145,14 @@ def build_junit_xml(results: Sequence[Any]) -> str:
 
 def _add_cases(suite: ET.Element, classname: str, cases: Sequence[Case]) -> None:
     for case in cases:
-        element = ET.SubElement(suite, "testcase", classname=classname, name=case.name)
+        element = ET.SubElement(suite, "testcase", classname=classname, name=case.name, time="0")
         if case.failure is not None:
             kind = "placement" if case.name.startswith("every op on ") else "drift"
             ET.SubElement(element, "failure", message=case.failure, type=kind).text = case.failure
         elif case.skipped is not None:
             ET.SubElement(element, "skipped", message=case.skipped)
+        if case.measured:
+            ET.SubElement(element, "system-out").text = f"measured: {case.measured}"
 
 
 def _unlabelled(line: str) -> str:
@@ -135,20 +162,22 @@ def _unlabelled(line: str) -> str:
     return line
 
 
-def junit_xml(report: DriftReport, bundle: str) -> str:
-    """The JUnit XML document of ``report`` for ``bundle``."""
+def junit_xml(report: DriftReport, bundle: str, seconds: float | None = None) -> str:
+    """The JUnit XML document of ``report`` for ``bundle`` (``seconds``: the check's time,
+    on the suite; the cases share it and have none of their own)."""
     cases = junit_cases(report)
     suite_name = f"edgepack drift {Path(bundle).name}"
     suites = ET.Element("testsuites", name="edgepack check")
-    suite = ET.SubElement(
-        suites,
-        "testsuite",
-        name=suite_name,
-        tests=str(len(cases)),
-        failures=str(sum(case.failure is not None for case in cases)),
-        skipped=str(sum(case.skipped is not None for case in cases)),
-        errors="0",
-    )
+    attributes = {
+        "name": suite_name,
+        "tests": str(len(cases)),
+        "failures": str(sum(case.failure is not None for case in cases)),
+        "skipped": str(sum(case.skipped is not None for case in cases)),
+        "errors": "0",
+    }
+    if seconds is not None:
+        attributes["time"] = f"{seconds:.3f}"
+    suite = ET.SubElement(suites, "testsuite", attributes)
     properties = ET.SubElement(suite, "properties")
     for key, value in (
         ("bundle", bundle),
