@@ -39,6 +39,8 @@ from edgepack.errors import (
 from edgepack.options import (
     BuildOptions,
     check_options_layer,
+    check_overrides,
+    parse_overrides,
     parse_paths,
     resolve_build_options,
     resolve_check_options,
@@ -91,12 +93,30 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class TargetInfo:
+    """A built-in target profile: what it builds, and the options a build of it starts from
+    (``settings``: every backend setting, the profile's over the backend's defaults; the
+    profile's ``calibration``, ``drift``, ``tune`` and ``compat`` tables)."""
+
     name: str
     description: str
     backend: str
     available: bool
     firmware_note: str | None
     paths: tuple[str, ...] = ()  # execution paths its drift check runs on this host
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    tables: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "backend": self.backend,
+            "available": self.available,
+            "firmware_note": self.firmware_note,
+            "paths": list(self.paths),
+            "settings": dict(self.settings),
+            **{name: dict(table) for name, table in self.tables.items()},
+        }
 
 
 # ---------------------------------------------------------------------------- targets
@@ -111,10 +131,18 @@ def targets() -> list[TargetInfo]:
         profile = load_profile(name)
         backend = BACKENDS.get(profile.backend)
         paths: tuple[str, ...] = ()
+        settings: dict[str, Any] = dict(profile.settings)
         if backend is not None:
             requested = parse_paths(profile.drift.get("paths", ()))
             chosen = _host_paths(backend, requested, native=False)
             paths = tuple(p.name for p in chosen)
+            settings = dataclasses.asdict(backend.settings_type(**profile.settings))
+        tables = {
+            "calibration": profile.calibration,
+            "drift": profile.drift,
+            "tune": profile.tune,
+            "compat": profile.compat,
+        }
         infos.append(
             TargetInfo(
                 profile.name,
@@ -123,6 +151,8 @@ def targets() -> list[TargetInfo]:
                 backend is not None,
                 profile.firmware_note,
                 paths,
+                settings,
+                tables,
             )
         )
     return infos
@@ -179,6 +209,7 @@ def build(
     junit_path: str | os.PathLike[str] | None = None,
     html_path: str | os.PathLike[str] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    overrides: Sequence[str] = (),
     cwd: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> list[BuildResult]:
@@ -199,11 +230,12 @@ def build(
     False). Each target is built on its own: when one of several fails (its conversion, its
     support check), the others are still built and :class:`TargetsFailedError` is raised at
     the end with their results and each failure; a single target's failure is raised as it is.
+    ``overrides`` are ``KEY=VALUE`` strings (``--set``): any option or backend setting, for
+    every target or one (``targets.onnx.per_channel=false``), checked like the config.
     ``json_path``, ``junit_path`` and ``html_path`` also write the verdicts as ``check`` does
     (one HTML page per target when there are several); ``progress(phase, done, total)`` is
     called as the drift check's samples go through each model.
     """
-    from edgepack.backends import get_backend
     from edgepack.calib.dataset import open_sample_set
     from edgepack.frontends import detect_format, load_source
 
@@ -229,16 +261,8 @@ def build(
         "compat.require": require_npu,
         "drift.layers": layers,
     }
-    from edgepack.profiles import firmware_note_file
-
     model_path = _absolute(Path(model), work_dir)
-    plans = []
-    for profile in resolve_targets(targets):
-        backend = get_backend(profile.backend)
-        firmware_note_file(profile)  # a missing note fails every target before any work
-        options = resolve_build_options(profile, backend.settings_type, cli, work_dir, env)
-        _host_paths(backend, options.paths, native=False)  # an unknown path fails before work
-        plans.append((profile, backend, options))
+    plans = _build_plans(targets, cli, overrides, work_dir, env)
     placing = _placement_plans(plans)
     detect_format(model_path)
     for _, _, options in plans:
@@ -361,6 +385,30 @@ def build_result_dict(result: BuildResult) -> dict[str, Any]:
     if result.layers is not None:
         document["layers"] = result.layers.to_dict()
     return document
+
+
+def _build_plans(
+    targets: Sequence[str] | str,
+    cli: Mapping[str, Any],
+    overrides: Sequence[str],
+    work_dir: Path,
+    env: Mapping[str, str],
+) -> list[tuple[TargetProfile, Any, BuildOptions]]:
+    """Each target's profile, backend and resolved options; every option problem (an
+    unknown key, a bad value, a missing note, an unknown execution path) before any work."""
+    from edgepack.backends import get_backend
+    from edgepack.profiles import firmware_note_file
+
+    profiles = [(p, get_backend(p.backend)) for p in resolve_targets(targets)]
+    sets = parse_overrides(overrides)
+    check_overrides(sets, {p.name: b.settings_type for p, b in profiles})
+    plans = []
+    for profile, backend in profiles:
+        firmware_note_file(profile)  # a missing note fails every target before any work
+        options = resolve_build_options(profile, backend.settings_type, cli, work_dir, env, sets)
+        _host_paths(backend, options.paths, native=False)  # an unknown path fails before work
+        plans.append((profile, backend, options))
+    return plans
 
 
 def _placement_plans(plans: Sequence[Any]) -> list[tuple[tuple[Any, ...], tuple[str, ...]]]:

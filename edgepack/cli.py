@@ -340,6 +340,15 @@ def cli(verbose: int, quiet: int) -> None:
     "int16, float, int16,float or none [default: int16,float].",
 )
 @click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override an option or backend setting, as in the config: quantize=w8a8, "
+    "drift.max_drop=2%, targets.onnx.per_channel=false; repeatable (see 'edgepack targets "
+    "--verbose').",
+)
+@click.option(
     "--require-npu",
     "require_npu",
     multiple=True,
@@ -478,15 +487,22 @@ def inspect(bundle: str, as_json: bool, compat: bool, verbose: int, quiet: int) 
 
 
 @cli.command()
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the profiles as JSON (every setting and table)."
+)
 @_verbosity_options
 @_reported
-def targets(verbose: int, quiet: int) -> None:
-    """List the target profiles."""
+def targets(as_json: bool, verbose: int, quiet: int) -> None:
+    """List the target profiles (-v: with every setting, drift and compat option)."""
     _configure(verbose, quiet)
     from edgepack import api
     from edgepack.report_text import print_targets
 
-    print_targets(api.targets())
+    infos = api.targets()
+    if as_json:
+        click.echo(json.dumps([info.to_dict() for info in infos], indent=2))
+    else:
+        print_targets(infos, verbose=bool(verbose))
 
 
 # Commands that only read and run bundles: their process imports coremltools without the

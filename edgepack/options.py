@@ -19,7 +19,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -202,6 +202,93 @@ def _parse_devices(value: Any) -> tuple[str, ...]:
         if not DEVICE_NAME.fullmatch(name):
             raise ValueError(f"{name!r} is not a device name (like SM8650, nnapi, ane)")
     return unique_names(cleaned)
+
+
+GENERIC_SECTIONS = ("calibration", "drift", "tune", "model", "compat")
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """``--set KEY=VALUE`` overrides, sorted by whom they apply to: ``generic`` option keys
+    and ``settings`` (bare setting names) for every target of the build, ``per_target``
+    keys for one profile (``targets.<profile>.<key>``)."""
+
+    generic: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    per_target: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+def parse_overrides(items: Sequence[str]) -> Overrides:
+    """``KEY=VALUE`` strings, as in a config file: the value is read as TOML (``false``,
+    ``3``, ``"w8a8"``, ``["SM8650"]``), else taken as text. KEY is an option
+    (``drift.max_drop``, ``out``), a backend setting (``quantize``, ``settings.quantize``), or
+    either for one target (``targets.onnx.per_channel``). Checked like the config."""
+    generic: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
+    per_target: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE (like quantize=w8a8)")
+        value = _toml_value(text.strip())
+        if key.startswith("targets."):
+            _, target, rest = [*key.split(".", 2), "", ""][:3]
+            if not target or not rest:
+                raise ConfigError(f"--set {item!r}: expected targets.<profile>.<key>=VALUE")
+            per_target.setdefault(target, {})[_dotted(rest)] = value
+        elif key in GENERIC_KEYS or key in ALIASES or key.split(".", 1)[0] in GENERIC_SECTIONS:
+            generic[key] = value
+        else:
+            settings[key.removeprefix("settings.")] = value
+    _checked(generic, "--set", allow_settings=False)
+    return Overrides(generic, settings, per_target)
+
+
+def _dotted(key: str) -> str:
+    """A per-target key: an option as it is, a bare setting name as ``settings.<name>``."""
+    if (
+        key in GENERIC_KEYS
+        or key.startswith("settings.")
+        or key.split(".", 1)[0] in (GENERIC_SECTIONS)
+    ):
+        return key
+    return f"settings.{key}"
+
+
+def _toml_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def override_layer(overrides: Overrides, profile: str, settings_type: type) -> dict[str, Any]:
+    """The overrides one target gets: the generic ones, the settings its backend has, and
+    its own (checked like the config's ``[targets.<profile>]``)."""
+    names = {f.name for f in dataclasses.fields(settings_type)}
+    layer = dict(overrides.generic)
+    layer.update({f"settings.{k}": v for k, v in overrides.settings.items() if k in names})
+    layer.update(overrides.per_target.get(profile, {}))
+    return _checked(layer, "--set", allow_settings=True)
+
+
+def check_overrides(overrides: Overrides, targets: Mapping[str, type]) -> None:
+    """Every override must reach a target of the build: a setting no target's backend has,
+    or a ``targets.<profile>`` the build does not build, is an error (a typo must not pass)."""
+    for profile in overrides.per_target:
+        if profile not in targets:
+            raise ConfigError(
+                f"--set targets.{profile}.*: {profile!r} is not a target of this build "
+                f"({', '.join(targets)})"
+            )
+    for key in overrides.settings:
+        if not any(key in {f.name for f in dataclasses.fields(t)} for t in targets.values()):
+            known = sorted({f.name for t in targets.values() for f in dataclasses.fields(t)})
+            raise ConfigError(
+                f"--set {key}: no target of this build has an option or setting {key!r} "
+                f"(settings: {', '.join(known)}; options: {', '.join(sorted(GENERIC_KEYS))})"
+            )
 
 
 def _optional(parser: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -513,13 +600,16 @@ def resolve_build_options(
     cli: Mapping[str, Any],
     cwd: Path,
     environ: Mapping[str, str],
+    overrides: Overrides | None = None,
 ) -> BuildOptions:
-    """Merge every layer for one target and validate the result."""
+    """Merge every layer for one target and validate the result (``--set`` overrides are
+    command line, below the named flags)."""
     merged = _merge(
         _DEFAULTS,
         profile_layer(profile),
         config_layer(find_config(cwd), profile.name),
         env_layer(environ),
+        {} if overrides is None else override_layer(overrides, profile.name, settings_type),
         cli_layer(cli),
     )
     out = Path(merged["out"])

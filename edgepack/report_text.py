@@ -568,11 +568,41 @@ def print_manifest(manifest: dict[str, Any]) -> None:
         _console.print(escape(f"deployment notes: {target['firmware_note']} (in the bundle)"))
 
 
-def print_targets(infos: Sequence[Any]) -> None:
+def print_targets(infos: Sequence[Any], verbose: bool = False) -> None:
+    """The profiles, one row each; ``verbose``: also every setting and the profile's tables
+    (what ``--set`` and the config can change)."""
     table = Table(title="targets", title_justify="left")
-    for column in ("name", "backend", "execution paths checked", "description"):
+    columns = ["name", "backend", "execution paths checked", "description"]
+    if verbose:
+        columns += ["settings (--set KEY=VALUE)", "drift, compat"]
+    for column in columns:
         table.add_column(column, overflow="fold")
     for info in infos:
         backend = info.backend if info.available else f"{info.backend} (not in this version)"
-        table.add_row(info.name, backend, ", ".join(info.paths), info.description)
+        row = [info.name, backend, ", ".join(info.paths), info.description]
+        if verbose:
+            row.append(escape("\n".join(f"{k} = {_toml(v)}" for k, v in info.settings.items())))
+            tables = {
+                "drift": info.tables.get("drift", {}),
+                "compat": info.tables.get("compat", {}),
+            }
+            row.append(
+                escape(
+                    "\n".join(
+                        f"{section}.{k} = {_toml(v)}"
+                        for section, values in tables.items()
+                        for k, v in values.items()
+                    )
+                )
+            )
+        table.add_row(*row)
     _console.print(table)
+
+
+def _toml(value: Any) -> str:
+    """A value as it is written in a profile or config."""
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, str | list | tuple) else str(value)

@@ -200,3 +200,32 @@ def test_piped_output_keeps_every_value_whole(bundle: Path) -> None:
     )  # fmt: skip
     assert "…" not in result.stdout
     assert "serving_default_image:0" in result.stdout  # a long tensor name, on one line
+
+
+def test_set_changes_settings_per_target_from_the_command_line(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    result = run_cli("-q", "build", DIGITS_MODEL, "-t", "onnx", "-t", "coreml", "-c",
+                     DIGITS_CALIB, "-o", "out", "--set", "quantize=fp16",
+                     "--set", "targets.onnx.per_channel=false")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    onnx = json.loads((tmp_path / "out" / "digits-onnx" / "manifest.json").read_text())
+    coreml = json.loads((tmp_path / "out" / "digits-coreml" / "manifest.json").read_text())
+    assert onnx["target"]["settings"]["per_channel"] is False
+    assert coreml["target"]["settings"]["quantize"] == "fp16"
+    assert coreml["target"]["settings"]["per_channel"] is True
+    bad = run_cli("-q", "build", DIGITS_MODEL, "-t", "onnx", "-c", DIGITS_CALIB,
+                  "--set", "quantize=fp16")  # fmt: skip
+    assert bad.exit_code == EXIT_USAGE and "no target of this build has" in bad.stderr
+    assert not (tmp_path / "bundles").exists()
+
+
+def test_targets_lists_every_setting(run_cli: Run) -> None:
+    as_json = run_cli("targets", "--json")
+    assert as_json.exit_code == 0
+    profiles = {p["name"]: p for p in json.loads(as_json.stdout)}
+    assert profiles["onnx"]["settings"]["per_channel"] is True  # a backend default, listed
+    assert profiles["coreml"]["settings"]["quantize"] == "w8"
+    assert profiles["tflite"]["compat"]["devices"][0] == "SM8650"
+    verbose = run_cli("targets", "-v")
+    assert 'quantize = "w8"' in verbose.stdout and "compat.devices" in verbose.stdout
