@@ -2004,6 +2004,36 @@ def inspect(bundle: str | os.PathLike[str]) -> dict[str, Any]:
     return read_manifest(Path(bundle))
 
 
+def report(
+    paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    *,
+    html_path: str | os.PathLike[str] | None = None,
+    markdown_path: str | os.PathLike[str] | None = None,
+    junit_path: str | os.PathLike[str] | None = None,
+    json_path: str | os.PathLike[str] | None = None,
+) -> Any:
+    """Merge the drift reports under ``paths`` (``check --json``, ``build --json``, bundles'
+    ``drift.json``, their JUnit files) into one :class:`edgepack.drift.summary.Summary`, and
+    write it as an HTML index, a Markdown table (a CI job summary), one JUnit document and
+    JSON where asked. ``summary.passed`` is False when any verdict fails or any target failed
+    to build."""
+    from edgepack.bundle import json_text, write_report
+    from edgepack.drift import summary as merge
+
+    given = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    found = merge.collect([Path(p) for p in given])
+    if html_path is not None:
+        write_report(Path(html_path), merge.html_index(found))
+    if markdown_path is not None:
+        write_report(Path(markdown_path), merge.markdown(found))
+    if junit_path is not None:
+        write_report(Path(junit_path), merge.merged_junit(found.junit))
+    if json_path is not None:
+        document = {"passed": found.passed, "rows": [row.to_dict() for row in found.rows]}
+        write_report(Path(json_path), json_text(document))
+    return found
+
+
 def inspect_compat(manifest: dict[str, Any], bundle: str | os.PathLike[str]) -> Any:
     """The placement report a bundle's manifest records (:class:`edgepack.placement.Compat`),
     None when it records none."""

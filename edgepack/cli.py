@@ -12,6 +12,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -503,6 +504,58 @@ def targets(as_json: bool, verbose: int, quiet: int) -> None:
         click.echo(json.dumps([info.to_dict() for info in infos], indent=2))
     else:
         print_targets(infos, verbose=bool(verbose))
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option(
+    "--html",
+    "html_path",
+    default=None,
+    type=click.Path(path_type=str),
+    help="Also write an HTML index (rows link each report's HTML page).",
+)
+@click.option(
+    "--markdown",
+    "markdown_path",
+    default=None,
+    type=click.Path(path_type=str),
+    help="Also write the table as Markdown (for a CI job summary).",
+)
+@click.option(
+    "--junit",
+    "junit_path",
+    default=None,
+    type=click.Path(path_type=str),
+    help="Also merge every JUnit file found into one.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    default=None,
+    type=click.Path(path_type=str),
+    help="Also write the rows as JSON.",
+)
+@_verbosity_options
+@_reported
+def report(paths: tuple[str, ...], verbose: int, quiet: int, **outputs: Any) -> None:
+    """Merge the drift reports in PATHS (check/build --json files, bundles, JUnit; folders
+    searched) into one table; exit 1 if any verdict fails."""
+    _configure(verbose, quiet)
+    from edgepack import api
+    from edgepack.report_text import print_summary
+
+    summary = api.report(list(paths), **outputs)
+    if not _quiet():
+        print_summary(summary)
+    if not summary.passed:
+        failing = [row for row in summary.rows if row.verdict != "pass"]
+        click.echo(
+            f"edgepack: {len(failing)} of {len(summary.rows)} verdicts do not pass: "
+            + ", ".join(f"{Path(r.bundle).name or r.target} ({r.verdict})" for r in failing),
+            err=True,
+        )
+        sys.exit(EXIT_DRIFT)
 
 
 # Commands that only read and run bundles: their process imports coremltools without the

@@ -606,3 +606,26 @@ def _toml(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return json.dumps(value) if isinstance(value, str | list | tuple) else str(value)
+
+
+def print_summary(summary: Any) -> None:
+    """``edgepack report``: one row per verdict found, failures under the table."""
+    from edgepack.drift.summary import COLUMNS, cells
+
+    passed = sum(row.verdict == "pass" for row in summary.rows)
+    table = Table(
+        title=f"edgepack report: {passed} of {len(summary.rows)} verdicts pass",
+        title_justify="left",
+    )
+    for column in (*COLUMNS, "report"):
+        table.add_column(column, overflow="fold")
+    for row in summary.rows:
+        shown = [escape(c) for c in cells(row)]
+        shown[2] = _verdict(row.verdict == "pass") if row.verdict != "error" else "[red]error[/red]"
+        table.add_row(*shown, escape(row.source))
+    _console.print(table)
+    for row in summary.rows:
+        if row.verdict != "pass" and row.detail:
+            _console.print(f"[red]{escape(row.target)}: {escape(row.detail)}[/red]")
+    if summary.junit:
+        _console.print(f"JUnit files: {len(summary.junit)}")
