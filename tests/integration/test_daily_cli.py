@@ -189,6 +189,7 @@ def test_build_fits_an_80_column_terminal(tmp_path: Path) -> None:
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 80, text
     assert "…" not in text
+    assert "float model" in text and "/200" in text  # the drift check's progress bars drew
     # the bundle's path, folded across lines, is whole
     assert str(tmp_path / "digits-tflite") in "".join(line.strip(" │┃") for line in lines)
 
