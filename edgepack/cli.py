@@ -193,7 +193,8 @@ class _LineFormatter(logging.Formatter):
         import textwrap
 
         width = shutil.get_terminal_size().columns
-        return "\n".join(textwrap.wrap(line, width, subsequent_indent="  ")) or line
+        wrapped = textwrap.wrap(line, width, subsequent_indent="  ", break_on_hyphens=False)
+        return "\n".join(wrapped) or line
 
 
 def _quiet() -> bool:
