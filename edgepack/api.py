@@ -491,6 +491,26 @@ class _Job:
     progress: Callable[[str, int, int], None] | None = None  # the drift check's, per phase
 
 
+class _Steps:
+    """A build's steps as one progress bar (the drift check draws its own per model): the
+    bar's elapsed time moves during a long conversion, its count says which step is done."""
+
+    TOTAL = 5  # calibration data, conversion, placement, drift check, bundle written
+
+    def __init__(self, progress: Callable[[str, int, int], None] | None, phase: str) -> None:
+        self.progress = progress
+        self.phase = phase
+        self.count = 0
+        if progress is not None:
+            progress(phase, 0, self.TOTAL)
+
+    def done(self, what: str) -> None:
+        self.count += 1
+        if self.progress is not None:
+            self.progress(self.phase, self.count, self.TOTAL)
+        log.debug("%s: %s", self.phase, what)
+
+
 @dataclass(frozen=True)
 class _Built:
     """A target's result, and its drift check's outputs for the HTML report."""
@@ -505,6 +525,7 @@ def _build_one(job: _Job) -> _Built:
 
     started = time.perf_counter()
     options = job.options
+    steps = _Steps(job.progress, f"{options.profile.name}: build steps")
     note = firmware_note_file(options.profile)  # before any slow work: a missing note is an error
     held_out = 0 if job.evaluation is not None else options.drift_samples
     split = job.samples.split(options.num_calib, held_out, options.seed)
@@ -514,6 +535,7 @@ def _build_one(job: _Job) -> _Built:
     if tuning is not None:
         settings = dataclasses.replace(settings, **tuning.chosen.overrides)
     calibration = _calibration_data(job, split.calibration)
+    steps.done("calibration data")
 
     final = bundle_path(options.out_dir, job.source.path, options.profile.name)
     log.info(
@@ -526,10 +548,13 @@ def _build_one(job: _Job) -> _Built:
     with staged_bundle(final, options.force) as staging:
         plan = None if tuning is None else tuning.plan
         built = _build_model(job, calibration, settings, staging, plan)
+        steps.done("converted and quantized")
         app = _app_description(job, built, checked)
         built = job.backend.describe(built, app)
         compat, built = _place(job, built, calibration, staging)
+        steps.done("placed")
         verdict = _drift(job, checked, built)
+        steps.done("drift checked")
         report = verdict.report
         # after the build, so that a build that fails says one line
         for warning in split_warnings(
@@ -557,6 +582,7 @@ def _build_one(job: _Job) -> _Built:
             tuning = dataclasses.replace(tuning, effect=effect)
         manifest = _manifest(job, split, built, report, settings, app, tuning, compat)
         _write_bundle_files(staging, built, manifest, report, job.samples, layers, note)
+    steps.done("bundle written")
     seconds = time.perf_counter() - started
     log.info("%s: bundle %s (%.1f s)", options.profile.name, final, seconds)
     result = BuildResult(options.profile.name, final, manifest, report, seconds, layers, compat)

@@ -429,6 +429,11 @@ def _check_tensor(item: dict[str, Any], where: str, path: Path) -> None:
     for key in ("shape", "transpose"):
         if not all(isinstance(d, int) and not isinstance(d, bool) for d in item.get(key) or []):
             raise BundleError(f"{path}: {where}.{key} must be a list of integers")
+    transpose = item.get("transpose")
+    if transpose is not None and sorted(transpose) != list(range(len(item["shape"]))):
+        raise BundleError(
+            f"{path}: {where}.transpose must order the {len(item['shape'])} axes of its shape"
+        )
     if not all(isinstance(c, str) for c in item.get("classes") or []):
         raise BundleError(f"{path}: {where}.classes must be a list of strings")
     labels = item.get("labels")

@@ -737,7 +737,7 @@ CASES = [
     case(
         "calib-method-unknown",
         EXIT_USAGE,
-        "calibration_method",
+        "'magic' is not one of 'minmax', 'percentile', 'entropy'",
         lambda w: build("--calib-method", "magic"),
     ),
     case("path-unknown", EXIT_USAGE, "warp", lambda w: build("--path", "warp")),
@@ -844,29 +844,39 @@ CASES = [
     ),
     # ------------------------------------------------------------------ environment (2)
     case("env-unknown", EXIT_USAGE, "EDGEPACK_UNKNOWN", lambda w: _env(w, EDGEPACK_UNKNOWN="1")),
-    case("env-seed-abc", EXIT_USAGE, "calibration.seed", lambda w: _env(w, EDGEPACK_SEED="abc")),
+    case("env-seed-abc", EXIT_USAGE, "EDGEPACK_SEED:", lambda w: _env(w, EDGEPACK_SEED="abc")),
     case(
         "env-num-calib-0",
         EXIT_USAGE,
-        "calibration.num_samples",
+        "EDGEPACK_NUM_CALIB:",
         lambda w: _env(w, EDGEPACK_NUM_CALIB="0", args=build()[:-2]),
     ),
-    case("env-max-drop-2", EXIT_USAGE, "drift.max_drop", lambda w: _env(w, EDGEPACK_MAX_DROP="2")),
     case(
-        "env-min-sqnr-nan", EXIT_USAGE, "drift.min_sqnr", lambda w: _env(w, EDGEPACK_MIN_SQNR="nan")
+        "env-max-drop-2", EXIT_USAGE, "EDGEPACK_MAX_DROP:", lambda w: _env(w, EDGEPACK_MAX_DROP="2")
     ),
-    case("env-force-perhaps", EXIT_USAGE, "force", lambda w: _env(w, EDGEPACK_FORCE="perhaps")),
-    case("env-tune-maybe", EXIT_USAGE, "tune.enabled", lambda w: _env(w, EDGEPACK_TUNE="maybe")),
+    case(
+        "env-min-sqnr-nan",
+        EXIT_USAGE,
+        "EDGEPACK_MIN_SQNR:",
+        lambda w: _env(w, EDGEPACK_MIN_SQNR="nan"),
+    ),
+    case(
+        "env-force-perhaps",
+        EXIT_USAGE,
+        "EDGEPACK_FORCE:",
+        lambda w: _env(w, EDGEPACK_FORCE="perhaps"),
+    ),
+    case("env-tune-maybe", EXIT_USAGE, "EDGEPACK_TUNE:", lambda w: _env(w, EDGEPACK_TUNE="maybe")),
     case(
         "env-tune-seconds-negative",
         EXIT_USAGE,
-        "tune.max_seconds",
+        "EDGEPACK_TUNE_SECONDS:",
         lambda w: _env(w, EDGEPACK_TUNE_SECONDS="-1"),
     ),
     case(
         "env-drift-samples-text",
         EXIT_USAGE,
-        "drift.samples",
+        "EDGEPACK_DRIFT_SAMPLES:",
         lambda w: _env(w, EDGEPACK_DRIFT_SAMPLES="lots"),
     ),
     case("env-paths-unknown", EXIT_USAGE, "warp", lambda w: _env(w, EDGEPACK_PATHS="warp")),
@@ -1119,6 +1129,20 @@ CASES = [
         EXIT_BUNDLE,
         "outputs",
         lambda w: _manifest(w, lambda m: m.update(outputs=[1])),
+        bundle=True,
+    ),
+    case(  # found by the fuzz run: check crashed transposing with no axes
+        "check-output-transpose-empty",
+        EXIT_BUNDLE,
+        "outputs[0].transpose must order the 2 axes of its shape",
+        lambda w: _manifest(w, lambda m: m["outputs"][0].update(transpose=[]), args=check()),
+        bundle=True,
+    ),
+    case(
+        "inspect-compat-malformed",
+        EXIT_BUNDLE,
+        "compat is malformed",
+        lambda w: _manifest(w, lambda m: m.update(compat={"devices": [{}], "require": []})),
         bundle=True,
     ),
     case(

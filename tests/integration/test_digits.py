@@ -183,7 +183,7 @@ def test_inspect_summary_and_json(bundle: Path, tmp_path: Path) -> None:
         "-128",
         "GRAY",
         "probabilities",
-        "firmware-notes/android-npu.md",
+        "deployment notes: firmware-note.md (in the bundle)",
     ):
         assert needle in stdout, needle
     code, stdout, _ = invoke("inspect", bundle, "--json", cwd=tmp_path)
