@@ -1018,7 +1018,7 @@ ENTROPY_QUANTIZED_BINS = 128
 
 def _entropy_ranges(model: Path, reader: Any, cache: Path) -> Path:
     from onnxruntime.quantization import CalibrationMethod, create_calibrator
-    from onnxruntime.quantization.calibrate import save_tensors_data
+    from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
     calibrator = create_calibrator(
         model,
@@ -1033,10 +1033,61 @@ def _entropy_ranges(model: Path, reader: Any, cache: Path) -> Path:
     )
     try:
         calibrator.collect_data(reader)
-        save_tensors_data(calibrator.compute_data(), cache)
+        collector = calibrator.collector
+        thresholds = {
+            tensor: (*entropy_threshold(histogram, collector.num_quantized_bins), *histogram[:2])
+            for tensor, histogram in collector.histogram_dict.items()
+        }
+        save_tensors_data(TensorsData(CalibrationMethod.Entropy, thresholds), cache)
     finally:
         cache.with_suffix(".augmented.onnx").unlink(missing_ok=True)
     return cache
+
+
+def entropy_threshold(histogram: Any, num_quantized_bins: int) -> tuple[Any, Any]:
+    """onnxruntime's ``HistogramCollector.get_entropy_threshold``, step for step, with its
+    per-bin Python loops as NumPy array operations: the same thresholds (the tests compare
+    them exactly), about ten times faster. Its KL search over a 2048-bin histogram spent 0.55 s
+    per tensor in Python ``sum``: 240 of the 280 s of a calibration search on a 21-tensor
+    model (measured). ``histogram``: (counts, edges, min, max) as the collector keeps it."""
+    from onnxruntime.quantization.calibrate import entropy
+    from onnxruntime.quantization.quant_utils import smooth_distribution
+
+    hist, edges = histogram[0], histogram[1]
+    num_bins = hist.size
+    zero_bin = num_bins // 2
+    half = num_quantized_bins // 2
+    dtype = edges.dtype
+    divergences = np.zeros(zero_bin - half + 1)
+    thresholds = []
+    cumulative = np.concatenate([[0], np.cumsum(hist)])
+    for i in range(half, zero_bin + 1):
+        start, end = zero_bin - i, min(zero_bin + i + 1, num_bins)
+        thresholds.append((edges[start], edges[end]))
+        sliced = hist[start:end]
+        p = sliced.copy()
+        p[0] += cumulative[start]  # the outliers on each side land in the end bins
+        p[-1] += cumulative[num_bins] - cumulative[end]
+        nonzeros = (p != 0).astype(np.int64)
+        merged = sliced.size // num_quantized_bins
+        whole = num_quantized_bins * merged
+        quantized = sliced[:whole].reshape(num_quantized_bins, merged).sum(axis=1)
+        quantized = quantized.astype(np.int64)
+        quantized[-1] += sliced[whole:].sum()
+        norm = nonzeros[:whole].reshape(num_quantized_bins, merged).sum(axis=1)
+        # the reference assigns quantized / norm (a float) into an int64 array: truncated
+        expanded = np.where(norm != 0, quantized / np.where(norm == 0, 1, norm), 0)
+        q = np.zeros(p.size, dtype=np.int64)
+        q[:whole] = np.repeat(expanded.astype(np.int64), merged)
+        p_smooth, q_smooth = smooth_distribution(p), smooth_distribution(q)
+        if p_smooth is None or q_smooth is None:
+            divergences[i - half] = np.array(np.inf, dtype=dtype)
+        else:
+            divergences[i - half] = np.array(entropy(p_smooth, q_smooth), dtype=dtype)
+    low, high = thresholds[int(np.argmin(divergences))]
+    low = max(low, histogram[2])
+    high = min(high, histogram[3])
+    return low, high
 
 
 LOAD_RETRIES = 3

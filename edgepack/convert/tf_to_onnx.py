@@ -26,13 +26,33 @@ def tensorflow_to_onnx(
     Returns the map from ONNX input names to source input names, and the largest relative
     error of the converted model on ``batch``.
     """
+    names = [signature_name(s.name, i) for i, s in enumerate(source.inputs)]
+    shapes = tuple(batch[s.name].shape[1:] for s in source.inputs)
+    key = (source.sha256, str(source.path), opset, shapes)
+    if _LAST_CONVERSION.get("key") != key:
+        _LAST_CONVERSION.clear()
+        _LAST_CONVERSION.update(key=key, model=_convert(source, names, shapes, opset))
+    target.write_bytes(_LAST_CONVERSION["model"])
+    mapping = dict(zip(names, (s.name for s in source.inputs), strict=True))
+    return mapping, _check(source, target, batch, mapping)
+
+
+# The last conversion, by source (sha256 and path), opset and per-sample input shapes: a
+# build with a calibration search converts the same model once per candidate and fold, and
+# the result is byte-identical (names made canonical below), so it is converted once. Only
+# the last model is kept: a process that builds many models holds one.
+_LAST_CONVERSION: dict[str, Any] = {}
+
+
+def _convert(
+    source: SourceModel, names: list[str], shapes: tuple[tuple[int, ...], ...], opset: int
+) -> bytes:
     import tf2onnx
 
     tf = import_tensorflow()
-    names = [signature_name(s.name, i) for i, s in enumerate(source.inputs)]
     specs = [
-        tf.TensorSpec((None, *batch[s.name].shape[1:]), tf_input_dtype(tf, s), name=name)
-        for name, s in zip(names, source.inputs, strict=True)
+        tf.TensorSpec((None, *shape), tf_input_dtype(tf, s), name=name)
+        for name, s, shape in zip(names, source.inputs, shapes, strict=True)
     ]
     function = tf.function(tf_callable(source), input_signature=specs)
     try:
@@ -42,9 +62,7 @@ def tensorflow_to_onnx(
         text = " ".join(str(exc).split())[:300]
         raise ConversionError(f"tf2onnx could not convert the model: {text}") from None
     _canonical_names(proto)
-    target.write_bytes(proto.SerializeToString())
-    mapping = dict(zip(names, (s.name for s in source.inputs), strict=True))
-    return mapping, _check(source, target, batch, mapping)
+    return bytes(proto.SerializeToString())
 
 
 _GENERATED = re.compile(r"__(\d+)")
