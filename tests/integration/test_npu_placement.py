@@ -276,3 +276,22 @@ def test_without_libqnnlpai_the_product_says_what_is_missing() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout
     assert "libQnnLpai.so" in out and "QNN_SDK_ROOT" in out
+
+
+def test_inspect_compat_of_a_bundle_without_placement(
+    digits: dict, run_cli: Run, tmp_path: Path
+) -> None:
+    import shutil
+
+    from edgepack.bundle import seal_manifest
+
+    bundle = tmp_path / "old-tflite"
+    shutil.copytree(digits["tflite"].bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    del manifest["compat"]  # as a bundle from before placement
+    (bundle / "manifest.json").write_text(json.dumps(seal_manifest(manifest), indent=2))
+    table = run_cli("inspect", "--compat", bundle)
+    assert table.exit_code == 0, table.stderr
+    assert "no placement recorded" in table.stdout
+    as_json = run_cli("inspect", "--compat", "--json", bundle)
+    assert as_json.exit_code == 0 and as_json.stdout.strip() == "null"
