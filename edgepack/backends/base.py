@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,6 +216,14 @@ def fixed_input_shapes(
                 dims.append(1)
         fixed[info.name] = tuple(dims)
     return fixed
+
+
+def kept_artefact(placement: Placement, kept: Path | None) -> Placement:
+    """``placement`` naming the compiled model it kept in the bundle (``npu/<file>``, the
+    folder ``kept`` lies in), where the compile succeeded."""
+    if kept is None or not placement.compiled:
+        return placement
+    return dataclasses.replace(placement, artefact=f"{kept.parent.name}/{kept.name}")
 
 
 def pick_path(available: Sequence[ExecutionPath], name: str | None) -> ExecutionPath:

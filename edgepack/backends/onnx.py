@@ -46,6 +46,7 @@ from edgepack.backends.base import (
     ModelIO,
     TensorInfo,
     fixed_input_shapes,
+    kept_artefact,
     pick_path,
     refuse_plan,
     require_numeric_inputs,
@@ -246,13 +247,9 @@ class ONNXBackend:
                 placements.append(ort_mobile.place(built.model_file, device, shapes))
                 continue
             keep = None if artefacts is None else artefacts / f"{device.name}.onnx"
-            placement = qnn.place(built.model_file, device, shapes, compile, keep)
-            if keep is not None and placement.compiled:
-                placement = dataclasses.replace(
-                    placement,
-                    artefact=f"{artefacts.name}/{keep.name}",  # type: ignore[union-attr]
-                )
-            placements.append(placement)
+            placements.append(
+                kept_artefact(qnn.place(built.model_file, device, shapes, compile, keep), keep)
+            )
         return placements
 
     def precisions(self, settings: ONNXSettings) -> tuple[str, ...]:

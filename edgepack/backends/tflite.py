@@ -38,6 +38,7 @@ from edgepack.backends.base import (
     ModelIO,
     QuantParams,
     TensorInfo,
+    kept_artefact,
     pick_path,
     refuse_plan,
     require_numeric_inputs,
@@ -306,13 +307,9 @@ class TFLiteBackend:
         placements = []
         for device in devices:
             keep = None if artefacts is None else artefacts / f"{device.name}.tflite"
-            placement = litert.place(built.model_file, device, compile, keep)
-            if keep is not None and placement.compiled:
-                placement = dataclasses.replace(
-                    placement,
-                    artefact=f"{artefacts.name}/{keep.name}",  # type: ignore[union-attr]
-                )
-            placements.append(placement)
+            placements.append(
+                kept_artefact(litert.place(built.model_file, device, compile, keep), keep)
+            )
         return placements
 
     def precisions(self, settings: TFLiteSettings) -> tuple[str, ...]:

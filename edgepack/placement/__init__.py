@@ -175,17 +175,18 @@ class Placement:
         )
 
 
+def placement_on(device: Device, status: str, **figures: Any) -> Placement:
+    """A placement on ``device`` (its name, vendor, accelerator, tool and kind), with
+    ``status`` and the tool's ``figures`` (:class:`Placement`'s other fields)."""
+    return Placement(
+        device.name, device.vendor, device.accelerator, device.tool, device.kind, status,
+        **figures,
+    )  # fmt: skip
+
+
 def unavailable(device: Device) -> Placement:
     """The placement of a device whose tool cannot run here: nothing measured, and why."""
-    return Placement(
-        device.name,
-        device.vendor,
-        device.accelerator,
-        device.tool,
-        device.kind,
-        UNAVAILABLE,
-        missing=device.missing,
-    )
+    return placement_on(device, UNAVAILABLE, missing=device.missing)
 
 
 @dataclass(frozen=True)

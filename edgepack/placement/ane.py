@@ -26,7 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgepack.placement import ESTIMATE, OK, CpuOp, Device, Placement
+from edgepack.placement import ESTIMATE, OK, CpuOp, Device, Placement, placement_on
 
 TOOL = "edgepack's static estimate from Apple's documented constraints"
 NAME = "ane"
@@ -91,12 +91,8 @@ def place(package: Path, device: Device) -> Placement:
         )
     if any(op.type == "quantize" for op in operations):
         notes.append("int8 activations (W8A8): the int8-int8 path is on A17 Pro / M4 and later")
-    return Placement(
-        device.name,
-        device.vendor,
-        device.accelerator,
-        device.tool,
-        device.kind,
+    return placement_on(
+        device,
         OK,
         ops_total=len(eligible),
         ops_offloaded=sum(eligible),

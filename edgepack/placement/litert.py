@@ -41,6 +41,7 @@ from edgepack.placement import (
     Device,
     Placement,
     placed_once,
+    placement_on,
     unavailable,
 )
 
@@ -162,12 +163,8 @@ def _place(
         if run.returncode != 0 or not stats or not _written(partitioned):
             return _failed(device, versions, f"partition exit {run.returncode}: {_errors(run)}")
         cpu_ops = _cpu_ops(model_file, partitioned, _rejections(run.stderr), vendor)
-        placement = Placement(
-            device.name,
-            device.vendor,
-            device.accelerator,
-            device.tool,
-            device.kind,
+        placement = placement_on(
+            device,
             OK,
             ops_total=sum(s[2] for s in stats),
             ops_offloaded=sum(s[1] for s in stats),
@@ -438,12 +435,8 @@ def _compile_error(run: subprocess.CompletedProcess[str], model_file: Path) -> s
 
 
 def _failed(device: Device, versions: Mapping[str, str], error: str) -> Placement:
-    return Placement(
-        device.name,
-        device.vendor,
-        device.accelerator,
-        device.tool,
-        device.kind,
+    return placement_on(
+        device,
         FAILED,
         compile_error=error,
         versions=versions,

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edgepack.placement import OK, RULES, CpuOp, Device, Placement, placed_once
+from edgepack.placement import OK, RULES, CpuOp, Device, Placement, placed_once, placement_on
 
 TOOL = "onnxruntime mobile usability checker (rules)"
 DEVICES = {
@@ -72,12 +72,8 @@ def _place(model_file: Path, device: Device, shapes: Mapping[str, Sequence[int]]
         cpu_ops.append(CpuOp(index, node.op_type, reason, node.name, boundary))
     caveats = info.supported_ops_checker.get_caveats()
     del onnx  # imported for the checker's protobuf types
-    return Placement(
-        device.name,
-        device.vendor,
-        device.accelerator,
-        device.tool,
-        device.kind,
+    return placement_on(
+        device,
         OK,
         ops_total=info.num_nodes,
         ops_offloaded=info.num_supported_nodes,

@@ -21,7 +21,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edgepack.placement import FAILED, OK, CpuOp, Device, Placement, placed_once, unavailable
+from edgepack.placement import (
+    FAILED,
+    OK,
+    CpuOp,
+    Device,
+    Placement,
+    placed_once,
+    placement_on,
+    unavailable,
+)
 
 TIMEOUT_SECONDS = 900
 TOOL = "onnxruntime QNN execution provider (HTP)"
@@ -99,12 +108,8 @@ def _place(
         verdicts = _verdicts(log)
         cpu_names, partitions = _assignment(log)
         if result.get("error") and not (cpu_names or partitions):
-            return Placement(
-                device.name,
-                device.vendor,
-                device.accelerator,
-                device.tool,
-                device.kind,
+            return placement_on(
+                device,
                 FAILED,
                 ops_total=len(nodes),
                 compile_error=str(result["error"])[:500],
@@ -131,12 +136,8 @@ def _place(
             if compiled and artefact is not None:
                 artefact.parent.mkdir(parents=True, exist_ok=True)
                 artefact.write_bytes(context.read_bytes())
-        return Placement(
-            device.name,
-            device.vendor,
-            device.accelerator,
-            device.tool,
-            device.kind,
+        return placement_on(
+            device,
             OK,
             ops_total=len(nodes),
             ops_offloaded=offloaded,
