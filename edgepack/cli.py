@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
+import textwrap
 import traceback
 from collections.abc import Callable
 from functools import wraps
@@ -189,9 +191,6 @@ class _LineFormatter(logging.Formatter):
         line = super().format(record)
         if not self.terminal:
             return line
-        import shutil
-        import textwrap
-
         width = shutil.get_terminal_size().columns
         wrapped = textwrap.wrap(line, width, subsequent_indent="  ", break_on_hyphens=False)
         return "\n".join(wrapped) or line

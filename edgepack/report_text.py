@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from edgepack.drift.summary import percent as _pct
 from edgepack.errors import BundleError
 
 # In a terminal: its own width, and table cells wrap long names (paths, tensor names) onto
@@ -21,10 +22,6 @@ UNWRAPPED_WIDTH = 1000
 _console = Console(
     highlight=False, width=None if Console().is_terminal else UNWRAPPED_WIDTH, soft_wrap=False
 )
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2%}"
 
 
 def _short_path(path: Path) -> str:

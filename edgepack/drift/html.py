@@ -21,6 +21,7 @@ import numpy as np
 
 from edgepack.drift.metrics import top1
 from edgepack.drift.report import DriftReport
+from edgepack.drift.summary import percent as _pct
 
 SCATTER_POINTS = 20_000  # most points drawn per output (evenly strided)
 
@@ -362,10 +363,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         for row in rows
     )
     return f"<table>{f'<tr>{head}</tr>' if head else ''}{body}</table>"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2%}"
 
 
 _STYLE = """

@@ -159,8 +159,8 @@ def cells(row: Row) -> list[str]:
         Path(row.bundle).name if row.bundle else "-",
         row.target or "-",
         row.verdict,
-        _pct(row.top1_agreement),
-        _pct(row.accuracy_drop),
+        percent(row.top1_agreement),
+        percent(row.accuracy_drop),
         "-" if row.min_sqnr_db is None else f"{row.min_sqnr_db:.2f} dB",
         "-" if row.samples is None else str(row.samples),
     ]
@@ -223,5 +223,6 @@ def merged_junit(files: Iterable[Path]) -> str:
     )
 
 
-def _pct(value: float | None) -> str:
+def percent(value: float | None) -> str:
+    """A share as the reports print it (``99.25%``), ``-`` when not measured."""
     return "-" if value is None else f"{value:.2%}"

@@ -14,7 +14,7 @@ A device is named as in the profile's ``[compat] devices`` and ``--require-npu``
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,9 +237,24 @@ def unique_names(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(seen.values())
 
 
-def known_devices_text(served: Mapping[str, Sequence[str]]) -> str:
-    """``tflite: SM8650, ...; onnx: ...``: which target places which kind of device."""
-    return "; ".join(f"{target}: {', '.join(kinds)}" for target, kinds in served.items())
+def package_dir(name: str) -> Path | None:
+    """The folder of an installed Python package (a vendor tool's libraries), or None."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def distribution_version(distribution: str) -> str | None:
+    """An installed distribution's version, None when it is not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 _PLACED: dict[tuple[Any, ...], Placement] = {}

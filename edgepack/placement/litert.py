@@ -21,7 +21,6 @@ Where a library is missing the placement says which, and nothing else fails.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import re
 import shutil
@@ -29,9 +28,7 @@ import subprocess
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from edgepack.errors import ConfigError
 from edgepack.placement import (
@@ -40,6 +37,8 @@ from edgepack.placement import (
     CpuOp,
     Device,
     Placement,
+    distribution_version,
+    package_dir,
     placed_once,
     placement_on,
     unavailable,
@@ -126,11 +125,6 @@ def device(name: str) -> Device:
         soc = by_lower[soc.lower()]
     tool = f"LiteRT {vendor.name} compiler plugin (apply_plugin_main)"
     return Device(soc, vendor.name, vendor.accelerator, tool, missing=probe.missing)
-
-
-def known_socs(vendor_key: str) -> tuple[str, ...]:
-    """The SoC names a vendor's plugin knows (``--cmd=info``); () when it cannot load."""
-    return _probe(vendor_key).socs
 
 
 def place(
@@ -235,14 +229,14 @@ class _Setup:
 
 
 def _tool() -> Path | None:
-    litert = _package_dir("ai_edge_litert")
+    litert = package_dir("ai_edge_litert")
     tool = None if litert is None else litert / "tools" / "apply_plugin_main"
     return tool if tool is not None and tool.is_file() else None
 
 
 def _setup(vendor: Vendor) -> _Setup | str:
     """The plugin flags and environment, or what is missing."""
-    litert = _package_dir("ai_edge_litert")
+    litert = package_dir("ai_edge_litert")
     assert litert is not None
     plugin = litert / "vendors" / vendor.folder / "compiler"
     if not plugin.is_dir():
@@ -269,24 +263,10 @@ def qnn_library_dir() -> tuple[Path, str] | None:
         folder = Path(root) / "lib" / "x86_64-linux-clang"
         if (folder / "libQnnHtp.so").is_file():
             return folder, "QNN_SDK_ROOT"
-    package = _package_dir("onnxruntime_qnn")
+    package = package_dir("onnxruntime_qnn")
     if package is not None and (package / "libQnnHtp.so").is_file():
-        return package, f"onnxruntime-qnn {_version('onnxruntime-qnn')}"
+        return package, f"onnxruntime-qnn {distribution_version('onnxruntime-qnn')}"
     return None
-
-
-def _package_dir(name: str) -> Path | None:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _version(distribution: str) -> str:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def _run(
@@ -360,7 +340,7 @@ def _missing_library(vendor: Vendor, log: str) -> str | None:
 
 
 def _versions(vendor: Vendor, log: str) -> dict[str, str]:
-    versions = {"ai-edge-litert": _version("ai-edge-litert")}
+    versions = {"ai-edge-litert": distribution_version("ai-edge-litert") or "not installed"}
     sdk = _SDK_VERSION.search(log)
     if sdk:
         versions[f"{vendor.key}_sdk"] = sdk.group(1)
@@ -488,8 +468,3 @@ def _cpu_ops(
             reason = reasons.get(original_index, f"not selected by {vendor.name}'s partitioner")
             left.append(CpuOp(original_index, original_name, reason, out))
     return left
-
-
-def describe_setup() -> dict[str, Any]:
-    """Which plugins can run here and why not (for ``edgepack targets --verbose``)."""
-    return {key: _probe(key).missing or "ready" for key in VENDORS}

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,8 @@ from edgepack.placement import (
     CpuOp,
     Device,
     Placement,
+    distribution_version,
+    package_dir,
     placed_once,
     placement_on,
     unavailable,
@@ -56,7 +57,9 @@ GET_IT = "pip install 'edgepack[npu]' (onnxruntime-qnn, Linux x86-64 and Windows
 def device(name: str) -> Device:
     """The QNN device for a Qualcomm SoC name (``missing`` set without onnxruntime-qnn)."""
     soc = name.split(":", 1)[-1].upper()
-    missing = None if _installed() else f"onnxruntime-qnn is not installed: {GET_IT}"
+    missing = (
+        None if package_dir("onnxruntime_qnn") else f"onnxruntime-qnn is not installed: {GET_IT}"
+    )
     return Device(soc, "Qualcomm", ACCELERATOR, TOOL, missing=missing)
 
 
@@ -191,12 +194,6 @@ def _shapes_text(shapes: Mapping[str, Sequence[int]]) -> str:
     return ", ".join(f"{name} {list(shape)}" for name, shape in shapes.items())
 
 
-def _installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("onnxruntime_qnn") is not None
-
-
 def _result(child: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     found = re.search(r"@@EDGEPACK@@(.*)", child.stdout)
     if found is None:
@@ -208,10 +205,9 @@ def _result(child: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 def _versions(log: str) -> dict[str, str]:
     versions = {}
     for distribution in ("onnxruntime", "onnxruntime-qnn"):
-        try:
-            versions[distribution] = metadata.version(distribution)
-        except metadata.PackageNotFoundError:
-            continue
+        version = distribution_version(distribution)
+        if version is not None:
+            versions[distribution] = version
     build = re.search(r"Backend build version: (\S+)", log)
     if build:
         versions["qnn_htp_build"] = build.group(1)
@@ -222,12 +218,10 @@ def _versions(log: str) -> dict[str, str]:
 
 
 def _qnn_sdk_version() -> str | None:
-    import importlib.util
-
-    spec = importlib.util.find_spec("onnxruntime_qnn")
-    if spec is None or not spec.submodule_search_locations:
+    package = package_dir("onnxruntime_qnn")
+    if package is None:
         return None
-    info = Path(next(iter(spec.submodule_search_locations))) / "build_and_package_info.py"
+    info = package / "build_and_package_info.py"
     found = re.search(r"qnn_version\s*=\s*'([^']+)'", info.read_text()) if info.is_file() else None
     return None if found is None else found.group(1)
 

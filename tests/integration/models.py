@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,30 +28,18 @@ def uint8_tflite_profile(folder: Path) -> str:
 
 def savedmodel_with_cumsum(path: Path) -> Path:
     """A SavedModel classifier on 6x6 grey images with a CUMSUM, which has no int8 kernel."""
-    from edgepack._native import captured_output, import_tensorflow
-
-    tf = import_tensorflow()
-    weights = np.random.default_rng(0).normal(size=(36, 3)).astype(np.float32) * 0.1
-
-    class Model(tf.Module):  # type: ignore[misc,name-defined]
-        def __init__(self) -> None:
-            super().__init__()
-            self.w = tf.Variable(weights)
-
-        @tf.function(input_signature=[tf.TensorSpec([None, 6, 6, 1], tf.float32, name="image")])
-        def serve(self, image: object) -> dict[str, object]:
-            x = tf.math.cumsum(tf.reshape(image, [-1, 36]), axis=1)
-            return {"scores": tf.nn.softmax(tf.matmul(x, self.w))}
-
-    model = Model()
-    with captured_output():
-        tf.saved_model.save(model, str(path), signatures={"serving_default": model.serve})
-    return path
+    return _savedmodel_with_float_op(path, lambda tf, x: tf.math.cumsum(x, axis=1))
 
 
 def savedmodel_with_floormod(path: Path) -> Path:
     """A SavedModel classifier on 6x6 grey images with a FLOOR_MOD, which has no int8 kernel
     and which Qualcomm's NPU does not take in float."""
+    return _savedmodel_with_float_op(path, lambda tf, x: tf.math.floormod(x * 4.0, 1.0))
+
+
+def _savedmodel_with_float_op(path: Path, op: Callable[[Any, Any], Any]) -> Path:
+    """A SavedModel on 6x6 grey images: the flattened pixels through ``op(tf, x)``, then a
+    3-class softmax layer."""
     from edgepack._native import captured_output, import_tensorflow
 
     tf = import_tensorflow()
@@ -63,7 +52,7 @@ def savedmodel_with_floormod(path: Path) -> Path:
 
         @tf.function(input_signature=[tf.TensorSpec([None, 6, 6, 1], tf.float32, name="image")])
         def serve(self, image: object) -> dict[str, object]:
-            x = tf.math.floormod(tf.reshape(image, [-1, 36]) * 4.0, 1.0)
+            x = op(tf, tf.reshape(image, [-1, 36]))
             return {"scores": tf.nn.softmax(tf.matmul(x, self.w))}
 
     model = Model()
