@@ -436,18 +436,12 @@ def _placement_plans(plans: Sequence[Any]) -> list[tuple[tuple[Any, ...], tuple[
     names = {n.lower(): n for _, _, options in plans for n in options.compat.all_devices}
     unknown = [name for lower, name in names.items() if lower not in served]
     if unknown:
-        raise ConfigError(
-            f"no target of this build places {', '.join(unknown)} (tflite: Qualcomm, MediaTek "
-            "and Google Tensor SoCs like SM8650, mt6989, Tensor_G4; onnx: Qualcomm SoCs "
-            f"{', '.join(_qnn_socs())}, nnapi, coreml-ep; coreml: ane)"
+        places = "; ".join(
+            f"{profile.name}: {backend.places(options.settings) or 'none'}"
+            for profile, backend, options in plans
         )
+        raise ConfigError(f"no target of this build places {', '.join(unknown)} ({places})")
     return placing
-
-
-def _qnn_socs() -> list[str]:
-    from edgepack.placement.qnn import SOC_IDS
-
-    return sorted(SOC_IDS)
 
 
 def _evaluation_set(folder: Path, calibration: Any, source: Any) -> Any:
@@ -609,28 +603,10 @@ def _place(job: _Job, built: Any, calibration: Any, staging: Path) -> tuple[Any,
     artefacts = staging / NPU_FOLDER if options.compat.artefacts else None
     placements = job.backend.place(built, job.devices, shapes, options.compat.compile, artefacts)
     for placement in placements:
-        log.info("%s: %s", options.profile.name, placement_line(placement))
+        log.info("%s: %s", options.profile.name, placement.line())
     kept = tuple(p.artefact for p in placements if p.artefact)
     return Compat(tuple(placements), job.require), dataclasses.replace(
         built, files=(*built.files, *kept)
-    )
-
-
-def placement_line(placement: Any) -> str:
-    """``SM8650 (Qualcomm Hexagon NPU (HTP)): 7/7 ops, 1 partition, compiled``, in one line."""
-    from edgepack.placement import OK
-
-    head = f"{placement.device} ({placement.vendor} {placement.accelerator})"
-    if placement.status != OK:
-        return f"{head}: {placement.status}: {placement.missing or placement.compile_error}"
-    compiled = {True: ", compiled", False: ", compile FAILED", None: ""}[placement.compiled]
-    fallen = len(placement.fallen)
-    cpu = f", {fallen} on the CPU" if fallen else ""
-    kind = "" if placement.kind == "compiler" else f" [{placement.kind}]"
-    return (
-        f"{head}: {placement.ops_offloaded}/{placement.ops_total} ops, "
-        f"{placement.partitions} partition{'s' if placement.partitions != 1 else ''}"
-        f"{cpu}{compiled}{kind}"
     )
 
 

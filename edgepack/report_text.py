@@ -107,11 +107,10 @@ def _print_result_notes(result: Any) -> None:
 
 
 def _print_placement_lines(target: str, compat: Any) -> None:
-    from edgepack.api import placement_line
 
     for placement in compat.placements:
         required = " (required)" if placement.device in compat.require else ""
-        _console.print(f"{target}: NPU {escape(placement_line(placement))}{required}")
+        _console.print(f"{target}: NPU {escape(placement.line())}{required}")
     for failure in compat.failures:
         _console.print(f"[red]{target}: placement: {escape(failure)}[/red]")
 
@@ -119,7 +118,6 @@ def _print_placement_lines(target: str, compat: Any) -> None:
 def print_compat(manifest: dict[str, Any], compat: Any) -> None:
     """``inspect --compat``: one row per device, then every op left to the CPU with the
     tool's reason."""
-    from edgepack.api import placement_line
 
     if compat is None:
         _console.print(
@@ -159,7 +157,7 @@ def print_compat(manifest: dict[str, Any], compat: Any) -> None:
     _console.print(table)
     for p in compat.placements:
         if p.status != "ok":
-            _console.print(f"{p.device}: {escape(placement_line(p))}")
+            _console.print(f"{p.device}: {escape(p.line())}")
             continue
         for op in p.cpu_ops:
             where = "boundary, on the CPU by design" if op.boundary else "CPU"

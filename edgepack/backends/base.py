@@ -291,6 +291,10 @@ class Backend(Protocol):
         give the file the name apps import it by; the model's computation is unchanged."""
         ...
 
+    def places(self, settings: Any) -> str:
+        """What devices :meth:`devices` takes, in words (for an error naming the others)."""
+        ...
+
     def devices(self, names: Sequence[str], settings: Any) -> list[Device]:
         """Of ``names`` (``[compat]`` devices), the accelerators this target's bundles can be
         placed on, each with what its tool lacks on this host; names of other targets'

@@ -160,6 +160,11 @@ class CoreMLBackend:
         details = dict(built.details, class_name=app.name, metadata=f"user defined: {keys}")
         return dataclasses.replace(built, model_file=named, details=details)
 
+    def places(self, settings: CoreMLSettings) -> str:
+        from edgepack.placement import ane
+
+        return ane.NAME
+
     def devices(self, names: Sequence[str], settings: CoreMLSettings) -> list[Device]:
         """``ane``: the Neural Engine, as a static estimate from documented constraints."""
         from edgepack.placement import ane

@@ -215,6 +215,11 @@ class ONNXBackend:
             method = "none: activation ranges computed at run time (dynamic quantization)"
         return BuiltModel(model_file, inputs, outputs, versions, method, details)
 
+    def places(self, settings: ONNXSettings) -> str:
+        from edgepack.placement import ort_mobile, qnn
+
+        return ", ".join([*sorted(qnn.SOC_IDS), *ort_mobile.DEVICES])
+
     def devices(self, names: Sequence[str], settings: ONNXSettings) -> list[Device]:
         """Qualcomm SoCs (onnxruntime's QNN EP), ``nnapi`` and ``coreml-ep`` (onnxruntime's
         mobile EPs' rules)."""

@@ -283,6 +283,11 @@ class TFLiteBackend:
         )
         return dataclasses.replace(built, details=details)
 
+    def places(self, settings: TFLiteSettings) -> str:
+        if settings.micro:
+            return ""
+        return "Qualcomm, MediaTek and Google Tensor SoCs (SM8650, mt6989, Tensor_G4)"
+
     def devices(self, names: Sequence[str], settings: TFLiteSettings) -> list[Device]:
         """SoCs of the NPU vendors LiteRT has compiler plugins for (none for a
         microcontroller bundle)."""

@@ -133,6 +133,20 @@ class Placement:
             return f"{self.device}: partitioned whole, but the compile failed: {self.compile_error}"
         return None
 
+    def line(self) -> str:
+        """``SM8650 (Qualcomm Hexagon NPU (HTP)): 7/7 ops, 1 partition, compiled``."""
+        head = f"{self.device} ({self.vendor} {self.accelerator})"
+        if self.status != OK:
+            return f"{head}: {self.status}: {self.missing or self.compile_error}"
+        compiled = {True: ", compiled", False: ", compile FAILED", None: ""}[self.compiled]
+        cpu = f", {len(self.fallen)} on the CPU" if self.fallen else ""
+        kind = "" if self.kind == MEASURED else f" [{self.kind}]"
+        plural = "s" if self.partitions != 1 else ""
+        return (
+            f"{head}: {self.ops_offloaded}/{self.ops_total} ops, "
+            f"{self.partitions} partition{plural}{cpu}{compiled}{kind}"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "device": self.device,
