@@ -1,8 +1,9 @@
 """edgepack's defaults and ``--tune`` side by side with the anchors' own pipelines.
 
-For the shipped digits example (its evaluation split) and the real third-party models (a
-held-out part of their calibration sets), every pipeline calibrates on the same samples and is
-measured on the same samples, in one run:
+For the shipped digits example and the real third-party models (their evaluation sets, which
+share no sample with the calibration sets, see ``benchmarks/real_models.py``; with
+``--held-out``, a held-out part of the calibration sets instead), every pipeline calibrates on
+the same samples and is measured on the same samples, in one run:
 
 - onnxruntime ``quantize_static`` (QDQ, int8) with its defaults, per-tensor and per-channel
   weights, min-max and percentile calibration, on the float model edgepack quantizes (opset
@@ -21,7 +22,7 @@ file for edgepack). Prints a table and writes JSON:
 
     python benchmarks/anchors.py [--models digits fer] [--targets onnx tflite coreml
         coreml-w8a8 onnx-dynamic tflite-dynamic] [--num-calib 64] [--folds 5]
-        [--json benchmarks/results/anchors.json]
+        [--held-out] [--json benchmarks/results/anchors.json]
 
 Any profile name is a target too (``onnx-w8a16``, ``tflite-w8a16``).
 
@@ -121,7 +122,9 @@ def built(name: str, folder: Path) -> dict[str, Path | None]:
     return {"path": make(folder), "calib": folder / "calib", "eval": folder / "eval"}
 
 
-def models(names: list[str], scratch: Path) -> dict[str, dict[str, Path | None]]:
+def models(
+    names: list[str], scratch: Path, held_out: bool = False
+) -> dict[str, dict[str, Path | None]]:
     chosen: dict[str, dict[str, Path | None]] = {}
     if "digits" in names:
         chosen["digits"] = dict(digits())
@@ -134,8 +137,11 @@ def models(names: list[str], scratch: Path) -> dict[str, dict[str, Path | None]]
 
         prepared = prepare()
         for name in real:
-            real_model = prepared[name]
-            chosen[name] = {"path": real_model.path, "calib": real_model.calib, "eval": None}
+            given = prepared[name]
+            if held_out:
+                chosen[name] = {"path": given.path, "calib": given.calib, "eval": None}
+            else:
+                chosen[name] = {"path": given.path, "calib": given.eval_calib, "eval": given.eval}
     return chosen
 
 
@@ -294,7 +300,10 @@ def edgepack_run(
     tune: bool,
     folds: int = 1,
     min_sqnr: float | None = None,
+    feeds: Any = None,
 ) -> dict:
+    """One edgepack build, its figures, and (given ``feeds``) its outputs on them on the
+    portable path, for paired comparisons."""
     profile, config = edgepack_target(target)
     with tempfile.TemporaryDirectory() as out:
         (Path(out) / "edgepack.toml").write_text(f"[tune]\nfolds = {folds}\n{config}")
@@ -305,9 +314,10 @@ def edgepack_run(
             min_sqnr=min_sqnr, environ={}, cwd=out,
         )[0]  # fmt: skip
         seconds = time.perf_counter() - started
+        quantized = None if feeds is None else bundle_outputs(result, feeds)
     report = result.report
     tuning = result.manifest.get("tuning") or {}
-    found = [o.detections for o in report.outputs if getattr(o, "detections", None)]
+    found = [o.detections for o in report.outputs if o.detections is not None]
     return {
         "recall": found[0].recall if found else None,
         "paths": {
@@ -322,7 +332,60 @@ def edgepack_run(
         "effect": tuning.get("effect"),
         "passed": result.passed,
         "tuning": tuning or None,
+        "quantized": quantized,
     }
+
+
+def bundle_outputs(result: Any, feeds: Any) -> dict[str, np.ndarray]:
+    """The bundle's outputs on ``feeds``, on the path whose figures the table shows."""
+    from edgepack.backends import get_backend
+    from edgepack.backends.base import TensorInfo
+    from edgepack.bundle import verify_bundle_files
+
+    manifest = result.manifest
+    backend = get_backend(manifest["target"]["backend"])
+    inputs = [TensorInfo.from_dict(d) for d in manifest["inputs"]]
+    outputs = [TensorInfo.from_dict(d) for d in manifest["outputs"]]
+    model_file = verify_bundle_files(result.bundle, manifest)
+    path = PORTABLE_PATH[backend.name]
+    return backend.emulate(model_file, inputs, outputs, path=path).run(feeds)
+
+
+BOOTSTRAP = 2000  # resamples of the evaluation samples for the confidence of a gap
+
+
+def sqnr_gap(
+    reference: dict[str, np.ndarray], ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray]
+) -> tuple[float, float, float]:
+    """Min-output SQNR of ``ours`` minus that of ``theirs`` on the same evaluation samples,
+    with its 95% interval from a paired bootstrap over the samples (each resample draws the
+    same samples for both): how far the evaluation set can resolve the difference."""
+
+    def energies(outputs: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        pairs = []
+        for name, ref in reference.items():
+            r = np.asarray(ref, np.float64).reshape(len(ref), -1)
+            q = np.asarray(outputs[name], np.float64).reshape(len(ref), -1)
+            pairs.append(((r * r).sum(1), ((r - q) ** 2).sum(1)))
+        return pairs
+
+    def min_sqnr(pairs: list[tuple[np.ndarray, np.ndarray]], index: Any) -> float:
+        return min(
+            10 * np.log10(signal[index].sum() / max(noise[index].sum(), 1e-30))
+            for signal, noise in pairs
+        )
+
+    mine, other = energies(ours), energies(theirs)
+    count = len(next(iter(reference.values())))
+    everything = np.arange(count)
+    point = min_sqnr(mine, everything) - min_sqnr(other, everything)
+    rng = np.random.default_rng(0)
+    draws = []
+    for _ in range(BOOTSTRAP):
+        index = rng.integers(0, count, count)
+        draws.append(min_sqnr(mine, index) - min_sqnr(other, index))
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return float(point), float(low), float(high)
 
 
 def int8_share(counts: dict | None) -> float | None:
@@ -373,11 +436,12 @@ def measure(
     targets: tuple[str, ...] = (),
     min_sqnr: float | None = None,
     tune: bool = True,
+    held_out: bool = False,
 ) -> list[dict]:
     targets = targets or DEFAULT_TARGETS
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="edgepack-anchors-") as scratch:
-        for name, model in models(names, Path(scratch)).items():
+        for name, model in models(names, Path(scratch), held_out).items():
             rows += measure_model(name, model, num_calib, folds, targets, min_sqnr, tune)
     return rows
 
@@ -394,6 +458,7 @@ def measure_model(
     rows: list[dict] = []
     source, calib, feeds, calibrated = data(model, num_calib)
     reference = source.run(feeds)
+    outputs: dict[tuple[str, str], dict[str, np.ndarray]] = {}  # (target, pipeline) -> outputs
     anchors: list[tuple[str, str, Any]] = []
     if "coreml" in targets:
         anchors.append(("coreml", "coremltools w8 default", None))
@@ -412,6 +477,7 @@ def measure_model(
             else:
                 anchor = ort_anchor(source, calib, feeds, *choice)
             rows.append(anchor_row(name, target, label, calibrated, reference, anchor))
+            outputs[(target, label)] = anchor["quantized"]
         except Exception as exc:  # an anchor that cannot quantize the model is a result
             rows.append(failed_row(name, target, label, calibrated, exc))
         print_row(rows[-1])
@@ -419,7 +485,7 @@ def measure_model(
         for tuned in (False, True) if tune else (False,):
             pipeline = "edgepack --tune" if tuned else "edgepack default"
             try:
-                run = edgepack_run(model, target, num_calib, tuned, folds, min_sqnr)
+                run = edgepack_run(model, target, num_calib, tuned, folds, min_sqnr, feeds)
             except Exception as exc:
                 rows.append(failed_row(name, target, pipeline, calibrated, exc))
                 print_row(rows[-1])
@@ -439,8 +505,53 @@ def measure_model(
                     "passed": run["passed"], "tuning": run["tuning"],
                 }
             )  # fmt: skip
+            outputs[(target, pipeline)] = run["quantized"]
             print_row(rows[-1])
+    for row in rows:
+        if row["pipeline"] == "edgepack --tune" and not row.get("failed"):
+            row.update(against_the_best(row, rows, outputs, reference))
+            print_gap(row)
     return rows
+
+
+def against_the_best(
+    tuned: dict, rows: list[dict], outputs: dict[tuple[str, str], Any], reference: Any
+) -> dict:
+    """The ``--tune`` row against the best other pipeline of its target (the anchors' and
+    edgepack's default), with the paired bootstrap interval of the gap (:func:`sqnr_gap`)."""
+    others = [
+        r
+        for r in rows
+        if r["target"] == tuned["target"]
+        and r["pipeline"] != tuned["pipeline"]
+        and not r.get("failed")
+    ]
+    best = max(others, key=lambda r: r["min_sqnr_db"])
+    key = (tuned["target"], tuned["pipeline"])
+    point, low, high = sqnr_gap(
+        reference, outputs[key], outputs[(best["target"], best["pipeline"])]
+    )
+    if point >= 0:
+        verdict = "at or above"
+    elif high >= 0:
+        verdict = "below, not resolved"  # the evaluation set cannot tell them apart
+    else:
+        verdict = "short"
+    return {
+        "best_other": best["pipeline"],
+        "gap_db": point,
+        "gap_interval_db": [low, high],
+        "against_the_best": verdict,
+    }
+
+
+def print_gap(row: dict) -> None:
+    low, high = row["gap_interval_db"]
+    print(
+        f"{row['model']:<18} {row['target']:<14} --tune vs {row['best_other']}: "
+        f"{row['gap_db']:+.2f} dB (95% [{low:+.2f}, {high:+.2f}]): {row['against_the_best']}",
+        flush=True,
+    )
 
 
 def print_row(row: dict) -> None:
@@ -482,6 +593,12 @@ def main() -> None:
     parser.add_argument(
         "--no-tune", dest="tune", action="store_false", help="edgepack's defaults only"
     )
+    parser.add_argument(
+        "--held-out",
+        action="store_true",
+        help="measure the real models on a held-out part of their calibration sets, not on "
+        "their evaluation sets",
+    )
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/anchors.json")
     args = parser.parse_args()
     print(
@@ -489,12 +606,18 @@ def main() -> None:
         f"{'int8':>5} {'size':>5} {'build':>9}"
     )
     rows = measure(
-        args.models, args.num_calib, args.folds, tuple(args.targets), args.min_sqnr, args.tune
+        args.models,
+        args.num_calib,
+        args.folds,
+        tuple(args.targets),
+        args.min_sqnr,
+        args.tune,
+        args.held_out,
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     summary = {
         "num_calib": args.num_calib, "folds": args.folds, "targets": args.targets,
-        "min_sqnr": args.min_sqnr, "rows": rows,
+        "min_sqnr": args.min_sqnr, "held_out": args.held_out, "rows": rows,
     }  # fmt: skip
     args.json.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {args.json}")

