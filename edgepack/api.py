@@ -1022,8 +1022,20 @@ def _validate(job: _Job, folds: Sequence[_Validation], settings: Any, plan: Any 
         ranked.top1_agreement,
         ranked.min_sqnr_db,
         by_fold,
+        tuple(_energies(part) for part in parts),
     )
     return score, whole.passed and not sqnr_fails
+
+
+def _energies(measured: _Measured) -> tuple[tuple[Any, Any], ...]:
+    """Each sample's signal and noise energies, per execution path and output."""
+    from edgepack.drift.metrics import sample_energies
+
+    return tuple(
+        sample_energies(measured.reference[name], path.outputs[name])
+        for path in measured.paths
+        for name in measured.reference
+    )
 
 
 def _min_sqnr(measured: _Measured) -> float:

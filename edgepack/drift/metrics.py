@@ -29,6 +29,14 @@ def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
     return float(np.clip(10.0 * math.log10(signal / noise), -SQNR_CAP_DB, SQNR_CAP_DB))
 
 
+def sample_energies(reference: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's signal energy sum(ref^2) and noise energy sum((ref - test)^2): the parts
+    :func:`sqnr_db` sums, kept per sample so that SQNR can be recomputed on any subset."""
+    ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+    out = np.asarray(test, dtype=np.float64).reshape(len(test), -1)
+    return np.sum(ref**2, axis=1), np.sum((ref - out) ** 2, axis=1)
+
+
 def cosine_similarity(reference: np.ndarray, test: np.ndarray) -> float:
     """Mean over samples of the cosine between flattened reference and test outputs."""
     ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)

@@ -398,8 +398,14 @@ class TestBackendContract:
         ).settings
         names = [c.name for c in backend.calibration_candidates(settings)]
         assert [t["name"] for t in tuning["candidates"]] == names[: tuning["max_candidates"]]
-        scored = [t for t in tuning["candidates"] if t["error"] is None]
-        best = max(scored, key=lambda t: (-t["failures"], round(t["min_sqnr_db"] or 1e9, 2)))
+        own, *others = tuning["candidates"]
+        assert own["may_replace"] is None and own["resampled_wins"] is None
+        for trial in others:  # judged against the profile's own choice, or failed
+            assert (trial["may_replace"] is None) == (trial["error"] is not None)
+            if trial["may_replace"] and trial["failures"] == own["failures"]:
+                assert trial["resampled_wins"] >= 0.9
+        eligible = [own, *(t for t in others if t["may_replace"])]
+        best = max(eligible, key=lambda t: (-t["failures"], round(t["min_sqnr_db"] or 1e9, 2)))
         assert tuning["chosen"] == best["name"]
         chosen = next(t for t in tuning["candidates"] if t["name"] == tuning["chosen"])
         for key, value in chosen["settings"].items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -137,26 +138,37 @@ def test_real_model_bundle(
         )
 
 
-def test_tune_on_a_real_model_reaches_the_best_onnxruntime_setting(
+def test_tune_on_a_real_model_switches_only_on_a_consistent_gain(
     real_models: dict, tmp_path: Path
 ) -> None:
-    """fer (mini-Xception), 64 calibration samples, 36 held out: onnxruntime's per-channel
-    min-max (edgepack's default) measured 25.71 dB, its best setting (per-channel
-    percentile) 27.76 dB; the search finds the latter on its validation folds
-    (benchmarks/anchors.py, same samples)."""
+    """fer (mini-Xception), calibrated on 64 faces, checked on 288 samples of 36 other faces
+    (benchmarks/real_models.py). A candidate wins most validation folds by a higher median but
+    not 90% of the resampled validation samples, so the search keeps the profile's choice;
+    built as it is, that candidate measures lower on the evaluation set."""
     model = real_models["fer"]
-    result = api.build(
-        model.path, ["onnx"], model.calib, out=tmp_path, num_calib=64, tune=True,
-        paths=["unoptimized"], min_agreement="off", max_drop="off", environ={},
-        cwd=tmp_path,
-    )[0]  # fmt: skip
+    common = {
+        "out": tmp_path, "eval": model.eval, "num_calib": 64, "paths": ["unoptimized"],
+        "min_agreement": "off", "max_drop": "off", "environ": {}, "cwd": tmp_path,
+        "force": True,
+    }  # fmt: skip
+    result = api.build(model.path, ["onnx"], model.eval_calib, tune=True, **common)[0]
     assert_valid_manifest(result.manifest)
     tuning = result.manifest["tuning"]
-    assert tuning["chosen"] == "percentile 99.999, per-channel weights"
-    effect = tuning["effect"]
-    assert effect["default"]["min_sqnr_db"] < 26.5
-    assert effect["tuned"]["min_sqnr_db"] > effect["default"]["min_sqnr_db"] + 1.0
-    assert result.report.min_sqnr_db > 27.0 and result.passed
+    own, *others = tuning["candidates"]
+    assert tuning["chosen"] == own["name"] == "minmax, per-channel weights"
+    lucky = max(others, key=lambda t: t["min_sqnr_db"])
+    wins = sum(a > b for a, b in zip(lucky["folds_sqnr_db"], own["folds_sqnr_db"], strict=True))
+    assert wins >= 3 and lucky["min_sqnr_db"] > own["min_sqnr_db"] + 0.5, lucky
+    assert lucky["resampled_wins"] < 0.9 and lucky["may_replace"] is False, lucky
+    assert not any(t["may_replace"] for t in others)
+    sets = [f"targets.onnx.{k}={json.dumps(v)}" for k, v in lucky["settings"].items()]
+    as_lucky = api.build(model.path, ["onnx"], model.eval_calib, overrides=sets, **common)[0]
+    assert as_lucky.report.min_sqnr_db < result.report.min_sqnr_db - 0.3
+    print(
+        f"fer onnx: kept {own['name']} {result.report.min_sqnr_db:.2f} dB; {lucky['name']} "
+        f"won {wins} folds and {lucky['resampled_wins']:.0%} of resamples: "
+        f"{as_lucky.report.min_sqnr_db:.2f} dB"
+    )
 
 
 def test_text_detector_holds_with_16_bit_activations(real_models: dict, tmp_path: Path) -> None:

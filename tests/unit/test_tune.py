@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 
 from edgepack.errors import ConfigError, ConversionError
 from edgepack.tune import (
+    CONFIDENCE,
     MIN_VALIDATION_SAMPLES,
     Candidate,
     PrecisionPlan,
     Rung,
     Score,
     climb_ladder,
+    resampled_wins,
     search_calibration,
     search_precisions,
     validation_split,
@@ -285,3 +288,52 @@ def test_a_plan_must_win_most_folds_over_the_bundle_without_one() -> None:
 
     search = climb_ladder(RANKED[:1], [Rung("int16", 1)], evaluate, 60, baseline=baseline)
     assert len(search.trials) == 1 and not search.chosen
+
+
+def energies(*folds: np.ndarray) -> tuple:
+    """One output per fold, whose samples all carry unit signal energy and the noise given."""
+    return tuple(((np.ones(len(noise)), noise),) for noise in folds)
+
+
+def test_a_gain_carried_by_a_few_samples_does_not_replace_the_profile_choice() -> None:
+    """Winning most folds is not enough when the gain rests on a few validation samples:
+    'a' is better on one sample of each of three folds and worse on the others (its median
+    is higher, but resamples that leave out any of those samples favour 'own'); 'b' is
+    better on every sample."""
+    rng = np.random.default_rng(1)
+    noise = [rng.uniform(0.009, 0.011, 13) for _ in range(5)]
+    lucky = [n * 1.05 for n in noise]
+    for fold in lucky[:3]:
+        fold[0] = 0.0001  # one sample carries each fold's gain
+    folds = (30.0, 30.0, 30.0, 30.0, 30.0)
+    own = Score(0, 30.0, 1.0, 20.0, folds, energies(*noise))
+    a = Score(0, 31.0, 1.0, 20.3, (31.0, 31.0, 31.0, 30.0, 30.0), energies(*lucky))
+    b = Score(0, 30.5, 1.0, 21.0, (30.5,) * 5, energies(*(n * 0.8 for n in noise)))
+    assert 0.1 < resampled_wins(a.energies, own.energies) < CONFIDENCE
+    assert resampled_wins(b.energies, own.energies) == 1.0
+    result = search_calibration(
+        CANDIDATES, scores(own=own, a=a, b=b), max_candidates=8, max_seconds=60
+    )
+    assert result.chosen.name == "b"
+    only_a = search_calibration(
+        CANDIDATES[:2], scores(own=own, a=a), max_candidates=8, max_seconds=60
+    )
+    assert only_a.chosen.name == "own"
+
+
+def test_resampled_wins_rank_by_the_folds_median_of_the_worst_output() -> None:
+    noise = np.linspace(0.01, 0.02, 32)
+    plain = (((np.ones(32), noise), (np.ones(32), noise)),)
+    better_first = (((np.ones(32), noise * 0.5), (np.ones(32), noise * 3.0)),)
+    assert resampled_wins(better_first, plain) == 0.0  # its second output is the worse
+    assert resampled_wins(plain, better_first) == 1.0
+    silent = energies(np.zeros(32))  # no noise at all: an infinite SQNR wins
+    assert resampled_wins(silent, energies(noise)) == 1.0
+    assert resampled_wins(energies(noise), energies(noise)) == 0.0  # ties are no win
+    assert resampled_wins(energies(noise * 0.99), energies(noise)) == 1.0
+    # one fold of three with a huge loss does not move the median
+    spoiled = energies(noise * 100, noise * 0.9, noise * 0.9)
+    assert resampled_wins(spoiled, energies(noise, noise, noise)) > 0.99
+    assert resampled_wins(spoiled, energies(noise, noise, noise)) == resampled_wins(
+        spoiled, energies(noise, noise, noise)
+    )
