@@ -360,30 +360,18 @@ def sqnr_gap(
     """Min-output SQNR of ``ours`` minus that of ``theirs`` on the same evaluation samples,
     with its 95% interval from a paired bootstrap over the samples (each resample draws the
     same samples for both): how far the evaluation set can resolve the difference."""
+    from edgepack.drift.metrics import sample_energies
+    from edgepack.tune import resampled_sqnr
 
-    def energies(outputs: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        pairs = []
-        for name, ref in reference.items():
-            r = np.asarray(ref, np.float64).reshape(len(ref), -1)
-            q = np.asarray(outputs[name], np.float64).reshape(len(ref), -1)
-            pairs.append(((r * r).sum(1), ((r - q) ** 2).sum(1)))
-        return pairs
-
-    def min_sqnr(pairs: list[tuple[np.ndarray, np.ndarray]], index: Any) -> float:
-        return min(
-            10 * np.log10(signal[index].sum() / max(noise[index].sum(), 1e-30))
-            for signal, noise in pairs
-        )
+    def energies(outputs: dict[str, np.ndarray]) -> Any:
+        return (tuple(sample_energies(ref, outputs[name]) for name, ref in reference.items()),)
 
     mine, other = energies(ours), energies(theirs)
     count = len(next(iter(reference.values())))
-    everything = np.arange(count)
-    point = min_sqnr(mine, everything) - min_sqnr(other, everything)
-    rng = np.random.default_rng(0)
-    draws = []
-    for _ in range(BOOTSTRAP):
-        index = rng.integers(0, count, count)
-        draws.append(min_sqnr(mine, index) - min_sqnr(other, index))
+    every = [np.arange(count)[None]]
+    point = float(resampled_sqnr(mine, every)[0] - resampled_sqnr(other, every)[0])
+    resamples = [np.random.default_rng(0).integers(0, count, (BOOTSTRAP, count))]
+    draws = resampled_sqnr(mine, resamples) - resampled_sqnr(other, resamples)
     low, high = np.percentile(draws, [2.5, 97.5])
     return float(point), float(low), float(high)
 

@@ -225,12 +225,12 @@ def resampled_wins(mine: Energies, theirs: Energies, resamples: int = RESAMPLES)
     draw for both (paired), from a fixed seed."""
     rng = np.random.default_rng(0)
     draws = [rng.integers(0, len(fold[0][0]), (resamples, len(fold[0][0]))) for fold in mine]
-    return float(np.mean(_resampled_sqnr(mine, draws) > _resampled_sqnr(theirs, draws)))
+    return float(np.mean(resampled_sqnr(mine, draws) > resampled_sqnr(theirs, draws)))
 
 
-def _resampled_sqnr(energies: Energies, draws: Sequence[np.ndarray]) -> np.ndarray:
-    """Per resample: the median over folds of the lowest output SQNR pooled over the drawn
-    samples."""
+def resampled_sqnr(energies: Energies, draws: Sequence[np.ndarray]) -> np.ndarray:
+    """Per resample (a row of each fold's ``draws``, sample indices): the median over folds
+    of the lowest output SQNR pooled over the drawn samples."""
     with np.errstate(divide="ignore", invalid="ignore"):
         per_fold = [
             np.min(
