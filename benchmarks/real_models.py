@@ -228,11 +228,8 @@ def face_set(folder: Path, first: int = 0, last: int = 100, variants: int = 1) -
         image = Image.fromarray(np.clip(face * 255.0, 0, 255).astype(np.uint8), "L")
         for variant in range(variants):
             changed = _face_variant(image, rng) if variant else image
-            changed.save(
-                folder / f"{index:03d}_{variant}.png"
-                if variants > 1
-                else folder / f"{index:03d}.png"
-            )
+            name = f"{index:03d}_{variant}" if variants > 1 else f"{index:03d}"
+            changed.save(folder / f"{name}.png")
     (folder / "calibration.toml").write_text(
         '[preprocessing]\nsize = [64, 64]\nresize = "bilinear"\ncolor = "GRAY"\n'
         'scale = 0.00784313725490196\nmean = [1.0]\nstd = [1.0]\nlayout = "NHWC"\n'

@@ -183,6 +183,7 @@ def search_calibration(
 
 
 def _judged(trial: Trial, own: Score) -> Trial:
+    """``trial`` with whether it may replace the profile's own choice, and why."""
     if trial.score is None:
         return trial
     return dataclasses.replace(
@@ -198,8 +199,8 @@ def _replaces(score: Score | None, own: Score) -> bool:
     choice on most validation folds (SQNR as printed; ties are no win) and it still ranks
     higher in :data:`CONFIDENCE` of paired resamples of the validation samples
     (:func:`resampled_wins`). Measured: on the PaddleOCR direction classifier a gain of the
-    folds' median turned into a 7 dB loss on held-out samples. Without folds (fewer than 3)
-    or per-sample figures, that test is skipped."""
+    folds' median turned into a 7 dB loss on held-out samples. The fold test needs 3 folds
+    or more, the resampling test per-sample figures; each is skipped without them."""
     assert score is not None
     if score.failures < own.failures:
         return True
