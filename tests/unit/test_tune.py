@@ -15,6 +15,7 @@ from edgepack.tune import (
     PrecisionPlan,
     Rung,
     Score,
+    SearchResult,
     climb_ladder,
     resampled_wins,
     search_calibration,
@@ -257,6 +258,12 @@ def test_a_candidate_replaces_the_profile_choice_only_by_winning_most_folds() ->
     own = Score(0, 30.0, 1.0, 28.0, (30.0, 30.0, 30.0, 31.0, 29.0))
     a = Score(0, 32.0, 1.0, 29.0, (35.0, 32.0, 30.0, 30.0, 28.0))
     b = Score(0, 30.5, 1.0, 28.5, (30.5, 30.5, 30.1, 30.0, 28.0))
+    only_a = assert_only_b_replaces_own(own, a, b)
+    assert only_a.trials[1].to_dict()["folds_sqnr_db"] == [35.0, 32.0, 30.0, 30.0, 28.0]
+
+
+def assert_only_b_replaces_own(own: Score, a: Score, b: Score) -> SearchResult:
+    """'b' is kept among all three; 'a' alone does not replace 'own' (that search returned)."""
     result = search_calibration(
         CANDIDATES, scores(own=own, a=a, b=b), max_candidates=8, max_seconds=60
     )
@@ -265,7 +272,7 @@ def test_a_candidate_replaces_the_profile_choice_only_by_winning_most_folds() ->
         CANDIDATES[:2], scores(own=own, a=a), max_candidates=8, max_seconds=60
     )
     assert only_a.chosen.name == "own"
-    assert only_a.trials[1].to_dict()["folds_sqnr_db"] == [35.0, 32.0, 30.0, 30.0, 28.0]
+    return only_a
 
 
 def test_fewer_missed_thresholds_replace_the_profile_choice_without_fold_wins() -> None:
@@ -311,14 +318,9 @@ def test_a_gain_carried_by_a_few_samples_does_not_replace_the_profile_choice() -
     b = Score(0, 30.5, 1.0, 21.0, (30.5,) * 5, energies(*(n * 0.8 for n in noise)))
     assert 0.1 < resampled_wins(a.energies, own.energies) < CONFIDENCE
     assert resampled_wins(b.energies, own.energies) == 1.0
-    result = search_calibration(
-        CANDIDATES, scores(own=own, a=a, b=b), max_candidates=8, max_seconds=60
-    )
-    assert result.chosen.name == "b"
-    only_a = search_calibration(
-        CANDIDATES[:2], scores(own=own, a=a), max_candidates=8, max_seconds=60
-    )
-    assert only_a.chosen.name == "own"
+    only_a = assert_only_b_replaces_own(own, a, b)
+    assert only_a.trials[1].may_replace is False
+    assert only_a.trials[1].resampled_wins == resampled_wins(a.energies, own.energies)
 
 
 def test_resampled_wins_rank_by_the_folds_median_of_the_worst_output() -> None:
