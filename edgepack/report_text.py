@@ -14,7 +14,7 @@ from rich.table import Table
 
 from edgepack.drift.summary import percent as _pct
 from edgepack.errors import BundleError
-from edgepack.tune import CONFIDENCE
+from edgepack.tune import CONFIDENCE, rank_sqnr
 
 # In a terminal: its own width, and table cells wrap long names (paths, tensor names) onto
 # more lines rather than cut them. In logs and pipes: wide enough for every value in full on
@@ -211,7 +211,7 @@ def _tuning_line(tuning: dict[str, Any]) -> str:
     passed_over = _passed_over(trials, chosen)
     if passed_over is not None:
         mine, theirs = passed_over["folds_sqnr_db"], default["folds_sqnr_db"]
-        won = sum(_db_rank(a) > _db_rank(b) for a, b in zip(mine, theirs, strict=False))
+        won = sum(rank_sqnr(a) > rank_sqnr(b) for a, b in zip(mine, theirs, strict=False))
         line += (
             f"; {passed_over['name']} scored higher ({_trial_figures(passed_over)}) but beat "
             f"the profile's own on {won} of {len(mine)} folds and in "
@@ -219,11 +219,6 @@ def _tuning_line(tuning: dict[str, Any]) -> str:
             f"consistent gain (a switch needs most folds and {CONFIDENCE:.0%})"
         )
     return line
-
-
-def _db_rank(sqnr: float | None) -> float:
-    """An SQNR as recorded (None: infinite) and compared, to two decimals."""
-    return 1e9 if sqnr is None else round(sqnr, 2)
 
 
 def _passed_over(trials: list[dict[str, Any]], chosen: dict[str, Any]) -> dict[str, Any] | None:
@@ -235,9 +230,9 @@ def _passed_over(trials: list[dict[str, Any]], chosen: dict[str, Any]) -> dict[s
         if t.get("may_replace") is False
         and t.get("resampled_wins") is not None
         and t["failures"] == chosen["failures"]
-        and _db_rank(t["min_sqnr_db"]) > _db_rank(chosen["min_sqnr_db"])
+        and rank_sqnr(t["min_sqnr_db"]) > rank_sqnr(chosen["min_sqnr_db"])
     ]
-    return max(doubtful, key=lambda t: _db_rank(t["min_sqnr_db"]), default=None)
+    return max(doubtful, key=lambda t: rank_sqnr(t["min_sqnr_db"]), default=None)
 
 
 def _precision_line(tuning: dict[str, Any], model: dict[str, Any]) -> str:

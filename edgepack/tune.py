@@ -66,7 +66,7 @@ class Score:
         rounded as it is printed). The pooled figure breaks ties of the folds' median, which
         can sit on a floor every candidate shares (an int8 output's own step)."""
         pooled = self.min_sqnr_db if self.pooled_sqnr_db is None else self.pooled_sqnr_db
-        return (-self.failures, _rank(self.min_sqnr_db), _rank(pooled))
+        return (-self.failures, rank_sqnr(self.min_sqnr_db), rank_sqnr(pooled))
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,7 @@ def _replaces(score: Score | None, own: Score) -> bool:
         return True
     mine, theirs = score.folds_sqnr_db, own.folds_sqnr_db
     if len(mine) >= 3 and len(mine) == len(theirs):
-        wins = sum(_rank(a) > _rank(b) for a, b in zip(mine, theirs, strict=True))
+        wins = sum(rank_sqnr(a) > rank_sqnr(b) for a, b in zip(mine, theirs, strict=True))
         if wins * 2 <= len(mine):
             return False
     share = _resampled_share(score, own)
@@ -248,7 +248,11 @@ def _improves_on(score: Score, own: Score) -> bool:
     return score.key() > own.key() and _replaces(score, own)
 
 
-def _rank(sqnr: float) -> float:
+def rank_sqnr(sqnr: float | None) -> float:
+    """An SQNR as the search compares it: to two decimals (as printed); infinite, or None
+    (infinite as a manifest records it), above any."""
+    if sqnr is None:
+        return 1e9
     return round(sqnr, 2) if math.isfinite(sqnr) else 1e9
 
 
