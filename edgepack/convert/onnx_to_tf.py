@@ -191,7 +191,13 @@ def _inside(folder: Path) -> Iterator[None]:
 
 def _run_onnx2tf(model: Path, output: Path, options: Mapping[str, Any]) -> None:
     import onnx2tf
+    import tf_keras
 
+    # onnx2tf builds a tf_keras model whose layer names number on from the process's earlier
+    # conversions (model_2/tf.math.add_16 the first time, model_5/tf.math.add_118 the next):
+    # a fresh session makes every conversion of a model name its tensors the same, which is
+    # what matching a bundle's tensors with its float twin's, and a precision plan, rely on
+    tf_keras.backend.clear_session()
     failure: BaseException | None = None
     try:
         with _inside(model.parent), captured_output():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,12 +56,22 @@ def load_onnx(path: Path) -> SourceModel:
         runner=run,
         native=path,
         versions={"onnx": metadata.version("onnx"), "onnxruntime": metadata.version("onnxruntime")},
-        layers=tuple(node.name or node.output[0] for node in graph.node),
+        layers=tuple(_node_name(node) for node in _computing(graph)),
         tensor_layers={
-            output: node.name or node.output[0] for node in graph.node for output in node.output
+            output: _node_name(node) for node in _computing(graph) for output in node.output
         },
         refusals=tuple(refusals(graph)),
     )
+
+
+def _computing(graph: Any) -> list[Any]:
+    """The graph's nodes but its Constant nodes: those hold weights (a Paddle export has one
+    per initializer), they are not layers a per-layer report or a precision plan can name."""
+    return [node for node in graph.node if node.op_type != "Constant"]
+
+
+def _node_name(node: Any) -> str:
+    return str(node.name or node.output[0])
 
 
 def tensor_spec(arg: object) -> TensorSpec:

@@ -290,3 +290,23 @@ def test_onnx2tf_alternatives_recover_a_conversion(run_cli: Run, tmp_path: Path)
         assert failed["name"] == "the contract's layouts"
         assert "Computed output size would be negative" in failed["failure"]
         assert record["float_max_rel_error"] < 1e-3
+
+
+@pytest.mark.parametrize("target", ["tflite", "coreml"])
+def test_layers_of_an_onnx_source_pair_every_op(run_cli: Run, tmp_path: Path, target: str) -> None:
+    """The bundle and its float twin are two onnx2tf conversions in one process: their
+    tensors must carry the same names (onnx2tf's layer names once numbered on from the
+    first conversion, and only the model's output paired), so every op is measured."""
+    conv_onnx(tmp_path / "conv.onnx")
+    rgb_set(tmp_path / "calib", "NCHW")
+    report = tmp_path / "build.json"
+    result = run_cli(
+        "-q", "build", "conv.onnx", "-t", target, "-c", "calib", "--num-calib", "30",
+        "--min-agreement", "90%", "--max-drop", "off", "--layers", "--json", str(report),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    (checked,) = json.loads(report.read_text())["targets"]
+    layers = checked["layers"]
+    # Conv+Relu, the pooling, the Gemm and the Softmax at least; the output alone before
+    assert len(layers["layers"]) >= 4, [d["tensor"] for d in layers["layers"]]
+    assert all(d["sqnr_db"] > 20.0 for d in layers["layers"]), layers["layers"]
