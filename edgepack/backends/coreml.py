@@ -62,6 +62,8 @@ from edgepack.tune import Candidate, PrecisionPlan
 # Mode -> the oldest deployment target whose opset has the ops the mode needs.
 QUANTIZE_MODES = {"fp16": 15, "w8": 16, "w8a8": 17, "palettize4": 16, "palettize6": 16}
 PRECISIONS = ("fp16", "fp32")
+# w8a8 activations -> coremltools' OpLinearQuantizerConfig mode
+ACTIVATION_MODES = {"symmetric": "linear_symmetric", "asymmetric": "linear"}
 DEPLOYMENT_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18")
 
 
@@ -75,6 +77,7 @@ class CoreMLSettings:
     image_input: bool = False
     classifier: bool = True
     per_channel: bool = True  # int8 weights: per-channel scales (false: one per weight tensor)
+    activations: str = "symmetric"  # w8a8: int8 activations symmetric, or asymmetric (zero point)
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE_MODES:
@@ -86,6 +89,8 @@ class CoreMLSettings:
         for name in ("image_input", "classifier", "per_channel"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false")
+        if self.activations not in ACTIVATION_MODES:
+            raise ValueError(f"activations must be one of {', '.join(ACTIVATION_MODES)}")
         if self.compute_precision not in PRECISIONS:
             raise ValueError(f"compute_precision must be one of {', '.join(PRECISIONS)}")
         if self.ios < QUANTIZE_MODES[self.quantize]:
@@ -125,7 +130,9 @@ class CoreMLBackend:
             kept = _float_ops(mlmodel, plan)
             if settings.quantize == "w8a8":
                 samples = _core_ml_samples(mlmodel, view, calibration)
-                mlmodel = _quantize_activations(mlmodel, samples, kept.activations)
+                mlmodel = _quantize_activations(
+                    mlmodel, samples, kept.activations, ACTIVATION_MODES[settings.activations]
+                )
         mlmodel = _compress(mlmodel, settings, kept.weights)
         _describe(mlmodel, source, settings)
         model_file = workdir / self.model_file_name
@@ -194,14 +201,21 @@ class CoreMLBackend:
 
     def calibration_candidates(self, settings: CoreMLSettings) -> tuple[Candidate, ...]:
         """Linear int8 weights (w8, w8a8) can have per-channel or per-tensor scales: the
-        profile's own first, then the other. Activation ranges (w8a8) are min/max, the only
+        profile's own first, then, in w8a8, its activations the other way (symmetric or with
+        a zero point), then the other weight scales. Activation ranges are min/max, the only
         method coremltools' activation quantizer has; fp16 and palettized weights offer no
         choice."""
         own = Candidate(_granularity_name(settings))
         if settings.quantize not in ("w8", "w8a8"):
             return (own,)
+        candidates = [own]
+        if settings.quantize == "w8a8":
+            (flipped,) = set(ACTIVATION_MODES) - {settings.activations}
+            changed = dataclasses.replace(settings, activations=flipped)
+            candidates.append(Candidate(_granularity_name(changed), {"activations": flipped}))
         other = dataclasses.replace(settings, per_channel=not settings.per_channel)
-        return (own, Candidate(_granularity_name(other), {"per_channel": other.per_channel}))
+        candidates.append(Candidate(_granularity_name(other), {"per_channel": other.per_channel}))
+        return tuple(candidates)
 
     def paths(self, native: bool = False) -> tuple[ExecutionPath, ...]:
         """One path: edgepack's emulator (or, with ``native``, Apple's runtime on macOS). The
@@ -280,17 +294,71 @@ class CoreMLBackend:
             captured["q"].append(_float_tensors(quantized.capture(sample)))
             captured["f"].append(_float_tensors(reference.capture(sample)))
         q, f = stack_samples(captured["q"]), stack_samples(captured["f"])
+        rescaled = _normalized_outputs(model_file) & set(q) & set(f)
+        for name in rescaled:
+            q[name] = _in_float_units(q[name], f[name])
         pairs = [
             TensorPair(name, f[name], q[name], order)
             for order, name in enumerate(_matching_name(n) for n in quantized.op_outputs)
             if name in q and name in f and q[name].shape == f[name].shape
         ]
-        return LayerCapture(
-            pairs,
+        matching = (
             "emulator captures of the bundle's program and of the same model converted again "
-            "as an fp32 program without compression, matched by op output name",
-            path="emulator",
+            "as an fp32 program without compression, matched by op output name"
         )
+        if rescaled:
+            matching += (
+                f"; {len(rescaled)} add/sub outputs that coremltools computes in units of one "
+                "input's scale (its distributive_quantized_binary_op_scale_normalization) "
+                "brought back to float units by a least-squares factor"
+            )
+        return LayerCapture(pairs, matching, path="emulator")
+
+
+def _normalized_outputs(model_file: Path) -> set[str]:
+    """Outputs (matching names) of the program's quantized ``add``/``sub`` ops, and of a
+    ``relu`` fused after one, that coremltools' pass ``distributive_quantized_binary_op_scale_
+    normalization`` left in units of an input's scale: it sets that input's dequantize scale
+    to 1 and divides the other input's and the output's quantize scales by the original,
+    which the program no longer holds. The quantized integers are unchanged; the float
+    tensor between them is the true one divided by that scale."""
+    import_coremltools()
+    from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
+    from coremltools.models import MLModel
+
+    mlmodel = MLModel(str(model_file), skip_model_load=True)
+    spec = mlmodel.get_spec()
+    with captured_output():
+        program = milproto_load(spec, spec.specificationVersion, mlmodel.weights_dir)
+    found: set[str] = set()
+    for op in program.functions["main"].operations:
+        if op.op_type not in ("add", "sub") or not any(
+            _unit_dequantize(value.op) for value in (op.x, op.y)
+        ):
+            continue
+        found.add(_matching_name(op.outputs[0].name))
+        consumers = op.outputs[0].child_ops
+        if len(consumers) == 1 and consumers[0].op_type == "relu":
+            found.add(_matching_name(consumers[0].outputs[0].name))
+    return found
+
+
+def _unit_dequantize(op: Any) -> bool:
+    return (
+        op is not None
+        and op.op_type == "dequantize"
+        and bool(np.all(np.asarray(op.scale.val, np.float32) == 1.0))
+    )
+
+
+def _in_float_units(quantized: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``quantized`` times the one positive factor that best matches ``reference`` (least
+    squares): the scale :func:`_normalized_outputs` says the program divided it by."""
+    energy = float(np.vdot(quantized, quantized))
+    if energy == 0.0:
+        return quantized
+    factor = float(np.vdot(quantized, reference)) / energy
+    return quantized * factor if factor > 0 else quantized
 
 
 def _convert(
@@ -473,14 +541,16 @@ def _granularity_name(settings: CoreMLSettings) -> str:
     if settings.quantize not in ("w8", "w8a8"):
         return f"{settings.quantize} (no calibration choice)"
     weights = "per-channel" if settings.per_channel else "per-tensor"
-    activations = ", minmax activations" if settings.quantize == "w8a8" else ""
+    activations = (
+        f", minmax {settings.activations} activations" if settings.quantize == "w8a8" else ""
+    )
     return f"{settings.quantize}: {weights} weights{activations}"
 
 
 def _method(settings: CoreMLSettings) -> str:
     """What calibrated the activations (only w8a8 has quantized activations)."""
     return (
-        "minmax (activation ranges from the edgepack emulator)"
+        f"minmax, {settings.activations} (activation ranges from the edgepack emulator)"
         if settings.quantize == "w8a8"
         else "none (weight-only compression)"
     )
@@ -500,11 +570,14 @@ def _core_ml_samples(
 
 
 def _quantize_activations(
-    mlmodel: Any, samples: list[dict[str, np.ndarray]], kept: frozenset[str] = frozenset()
+    mlmodel: Any,
+    samples: list[dict[str, np.ndarray]],
+    kept: frozenset[str] = frozenset(),
+    mode: str = "linear_symmetric",
 ) -> Any:
-    """coremltools' ``linear_quantize_activations``, its activation ranges measured by
-    edgepack's emulator instead of Core ML (see the module docstring); the ops ``kept``
-    leave their inputs float."""
+    """coremltools' ``linear_quantize_activations`` in ``mode``, its activation ranges
+    measured by edgepack's emulator instead of Core ML (see the module docstring); the ops
+    ``kept`` leave their inputs float."""
     import_coremltools()
     import coremltools.optimize.coreml as cto
     from coremltools.optimize.coreml.experimental._model_debugger import ModelDebugger
@@ -520,7 +593,7 @@ def _quantize_activations(
         return {name: np.asarray(value, dtype=np.float32) for name, value in captured.items()}
 
     config = cto.OptimizationConfig(
-        global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8"),
+        global_config=cto.OpLinearQuantizerConfig(mode=mode, dtype="int8"),
         op_name_configs=dict.fromkeys(sorted(kept)),
     )
     original = ModelDebugger.predict_intermediate_outputs

@@ -174,6 +174,44 @@ def conv_onnx(
     return path
 
 
+def residual_onnx(path: Path) -> Path:
+    """An RGB [N, 3, 8, 8] classifier with a residual add of two live tensors:
+    Conv -> Relu (a), Conv(a) (b), Relu(a + b) -> pool -> Gemm -> Softmax."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    nodes = [
+        helper.make_node("Conv", ["x", "K1", "B1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["a"]),
+        helper.make_node("Conv", ["a", "K2", "B2"], ["b"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["a", "b"], ["sum"]),
+        helper.make_node("Relu", ["sum"], ["joined"]),
+        helper.make_node("GlobalAveragePool", ["joined"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "W", "bias"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+    ]
+    weights = {
+        "K1": rng.normal(size=(8, 3, 3, 3)),
+        "B1": rng.normal(size=(8,)) * 0.1,
+        "K2": rng.normal(size=(8, 8, 3, 3)) * 0.2,
+        "B2": rng.normal(size=(8,)) * 0.1,
+        "W": rng.normal(size=(8, 3)),
+        "bias": np.zeros(3),
+    }
+    graph = helper.make_graph(
+        nodes,
+        "residual",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3])],
+        initializer=[
+            numpy_helper.from_array(value.astype(np.float32), name)
+            for name, value in weights.items()
+        ],
+    )
+    return _save_graph(graph, path)
+
+
 def savedmodel_with_digamma(path: Path) -> Path:
     """A SavedModel classifier on 6x6 grey images with a Digamma, which coremltools cannot
     convert."""

@@ -22,7 +22,7 @@ from tests.conftest import (
     folder_is_empty,
     portable_figures,
 )
-from tests.integration.models import audio_conv1d_onnx, conv_onnx
+from tests.integration.models import audio_conv1d_onnx, conv_onnx, residual_onnx
 
 Run = Callable[..., CliResult]
 
@@ -310,3 +310,42 @@ def test_layers_of_an_onnx_source_pair_every_op(run_cli: Run, tmp_path: Path, ta
     # Conv+Relu, the pooling, the Gemm and the Softmax at least; the output alone before
     assert len(layers["layers"]) >= 4, [d["tensor"] for d in layers["layers"]]
     assert all(d["sqnr_db"] > 20.0 for d in layers["layers"]), layers["layers"]
+
+
+@pytest.mark.parametrize("activations", ["symmetric", "asymmetric"])
+def test_coreml_w8a8_activations_and_residual_adds_in_float_units(
+    run_cli: Run, tmp_path: Path, activations: str
+) -> None:
+    """w8a8 activations symmetric or with a zero point; and the residual add, which
+    coremltools computes in units of one input's scale, is measured in float units (it
+    read -31 dB on ppocr_cls before: a scale, not an error)."""
+    from coremltools.converters.mil.frontend.milproto.load import load
+    from coremltools.models import MLModel
+
+    residual_onnx(tmp_path / "residual.onnx")
+    rgb_set(tmp_path / "calib", "NCHW")
+    report = tmp_path / "build.json"
+    result = run_cli(
+        "-q", "build", "residual.onnx", "-t", "coreml", "-c", "calib", "--num-calib", "30",
+        "--set", "quantize=w8a8", "--set", f"activations={activations}",
+        "--min-agreement", "90%", "--max-drop", "off", "--layers", "--json", str(report),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    bundle = manifest(tmp_path, "residual-coreml")
+    assert bundle["calibration"]["method"].startswith(f"minmax, {activations}")
+    package = MLModel(
+        str(tmp_path / "bundles" / "residual-coreml" / bundle["model"]["file"]),
+        skip_model_load=True,
+    )
+    spec = package.get_spec()
+    program = load(spec, spec.specificationVersion, package.weights_dir)
+    quantizes = [op for op in program.functions["main"].operations if op.op_type == "quantize"]
+    assert len(quantizes) >= 3
+    with_zero_point = [op for op in quantizes if op.zero_point is not None]
+    assert bool(with_zero_point) == (activations == "asymmetric")
+    (checked,) = json.loads(report.read_text())["targets"]
+    layers = checked["layers"]
+    adds = [d for d in layers["layers"] if "add" in d["tensor"].lower()]
+    assert adds, [d["tensor"] for d in layers["layers"]]
+    assert all(d["sqnr_db"] > 15.0 for d in layers["layers"]), layers["layers"]
+    assert "brought back to float units" in layers["matching"]
