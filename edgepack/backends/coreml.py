@@ -30,6 +30,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -250,16 +251,7 @@ class CoreMLBackend:
             runtime = f"edgepack Core ML emulator {__version__} (NumPy, emulated)"
 
         def run(feeds: Feeds) -> Outputs:
-            results: dict[str, list[np.ndarray]] = {o.source_name: [] for o in outputs}
-            for sample in _samples(inputs, feeds):
-                predicted = runner.predict(sample)
-                for info in outputs:
-                    value = predicted[info.name]
-                    if info.classes is not None:  # {class: probability} -> vector
-                        value = [[value[label] for label in info.classes]]
-                    value = np.asarray(value, dtype=np.float32)
-                    results[info.source_name].append(_transposed(value, info.transpose))
-            return {name: np.concatenate(parts) for name, parts in results.items()}
+            return _predicted(runner, inputs, outputs, feeds)
 
         return Emulator(runtime=runtime, run=run, kind=kind, path=chosen.name)
 
@@ -312,7 +304,60 @@ class CoreMLBackend:
                 "input's scale (its distributive_quantized_binary_op_scale_normalization) "
                 "brought back to float units by a least-squares factor"
             )
-        return LayerCapture(pairs, matching, path="emulator")
+        keep_float = (
+            partial(_outputs_keeping_float, quantized, reference, inputs, feeds)
+            if settings.quantize != "fp16"
+            else None  # an fp16 program has no quantized layer to keep in float
+        )
+        return LayerCapture(pairs, matching, path="emulator", keep_float=keep_float)
+
+
+def _predicted(
+    runner: Any, inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo], feeds: Feeds
+) -> Outputs:
+    """``runner`` (the emulator or Core ML) on ``feeds`` one sample at a time: the outputs
+    by source name, in the source's layout, classifier dictionaries as probability vectors."""
+    results: dict[str, list[np.ndarray]] = {o.source_name: [] for o in outputs}
+    for sample in _samples(inputs, feeds):
+        predicted = runner.predict(sample)
+        for info in outputs:
+            value = predicted[info.name]
+            if info.classes is not None:  # {class: probability} -> vector
+                value = [[value[label] for label in info.classes]]
+            value = np.asarray(value, dtype=np.float32)
+            results[info.source_name].append(_transposed(value, info.transpose))
+    return {name: np.concatenate(parts) for name, parts in results.items()}
+
+
+def _outputs_keeping_float(
+    bundle: Any,
+    twin: Any,
+    inputs: Sequence[TensorInfo],
+    feeds: Feeds,
+    outputs: Sequence[TensorInfo],
+    groups: Mapping[str, Sequence[str]],
+) -> dict[str, Outputs]:
+    """The bundle's program in the emulator as it is (key ``""``) and once per group with
+    the ops producing its tensors (matching names) in float
+    (:meth:`CoreMLEmulator.with_float_ops`): no activation quantization between them and
+    their neighbours, their weights the fp32 twin's in the program's own precision."""
+    program_names = {_matching_name(name): name for name in bundle.op_outputs}
+    own = bundle.float_constants()
+    float_weights = {_matching_name(name): c for name, c in twin.float_constants().items()}
+    results = {"": _predicted(bundle, inputs, outputs, feeds)}
+    for layer, tensors in groups.items():
+        ops: dict[str, dict[str, np.ndarray]] = {}
+        for tensor in tensors:
+            name = program_names.get(tensor)
+            if name is None:
+                continue
+            ops[name] = {
+                key: value.astype(own[name][key].dtype)
+                for key, value in float_weights.get(tensor, {}).items()
+                if key in own.get(name, {}) and own[name][key].shape == value.shape
+            }
+        results[layer] = _predicted(bundle.with_float_ops(ops), inputs, outputs, feeds)
+    return results
 
 
 def _normalized_outputs(model_file: Path) -> set[str]:

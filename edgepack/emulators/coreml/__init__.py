@@ -39,6 +39,7 @@ as the program says.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from edgepack._native import import_coremltools
-from edgepack.emulators.coreml.interpreter import CompiledFunction, opset_number
+from edgepack.emulators.coreml.interpreter import CompiledFunction, Ref, opset_number
 from edgepack.emulators.coreml.ops import supported_ops
 from edgepack.emulators.coreml.ops.states import StateBuffer
 from edgepack.errors import ModelLoadError, UnsupportedError
@@ -103,6 +104,28 @@ class CoreMLEmulator:
     def op_outputs(self) -> list[str]:
         """The names :meth:`capture` can return, in execution order."""
         return [name for step in self._function.steps for name, _ in step.outputs]
+
+    def float_constants(self) -> dict[str, dict[str, np.ndarray]]:
+        """Each op's constant float tensor arguments (weights, biases, after any ``constexpr``
+        decompression), by the op's first output name and argument name."""
+        found: dict[str, dict[str, np.ndarray]] = {}
+        for step in self._function.steps:
+            for key, ref in step.args.items():
+                if not isinstance(ref, Ref) or not isinstance(ref.value, np.ndarray):
+                    continue
+                if ref.name is None and ref.value.dtype.kind == "f" and ref.value.ndim >= 1:
+                    found.setdefault(step.outputs[0][0], {})[key] = ref.value
+        return found
+
+    def with_float_ops(self, ops: Mapping[str, Mapping[str, np.ndarray]]) -> CoreMLEmulator:
+        """A copy of this emulator in which the ops with an output named in ``ops`` compute
+        in float: no ``quantize``/``dequantize`` pair between them and their inputs or the
+        ops reading their outputs, and ``ops[output]``'s arguments (e.g. ``weight``, ``bias``)
+        instead of the program's constants. What an int8 program's layer does when it is
+        left out of activation and weight quantization, measured without converting again."""
+        edited = copy.copy(self)
+        edited._function = self._function.with_float_ops(ops)
+        return edited
 
     @property
     def state_names(self) -> list[str]:

@@ -15,9 +15,10 @@ several times the ops themselves); it is handed out as float16 in outputs and ca
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -302,6 +303,54 @@ class CompiledFunction:
             return Ref(value=_compute_value(self.constants[var.name]))
         return Ref(name=var.name)
 
+    def with_float_ops(self, ops: Mapping[str, Mapping[str, np.ndarray]]) -> CompiledFunction:
+        """A copy in which the ops with an output named in ``ops`` compute in float: they
+        and the ops reading their outputs skip the ``quantize`` -> ``dequantize`` pairs
+        between (each reads the tensor the pair quantized), and their constant arguments
+        named in ``ops[output]`` (a float weight, a bias) replace the program's."""
+        produced = {name: step for step in self.steps for name, _ in step.outputs}
+        floated = set(ops) & set(produced)
+
+        def quantized_source(ref: Ref) -> str | None:
+            """The tensor a quantize -> dequantize pair made ``ref`` from, if it is one."""
+            dequantize = produced.get(ref.name or "")
+            if dequantize is None or dequantize.op_type != "dequantize":
+                return None
+            quantize = produced.get(_arg_name(dequantize, "input"))
+            if quantize is None or quantize.op_type != "quantize":
+                return None
+            return _arg_name(quantize, "input")
+
+        def edited(step: Step) -> Step:
+            reads_float = any(name in floated for name, _ in step.outputs)
+            replaced = {k: v for name, _ in step.outputs for k, v in ops.get(name, {}).items()}
+            changed = False
+
+            def arg(key: str, ref: Ref) -> Ref:
+                nonlocal changed
+                if key in replaced:
+                    changed = True
+                    return Ref(value=np.asarray(replaced[key]))
+                source = quantized_source(ref)
+                if source is None or not (reads_float or source in floated):
+                    return ref
+                changed = True
+                return Ref(name=source)
+
+            args: dict[str, Ref | tuple[Ref, ...]] = {
+                key: tuple(arg(key, v) for v in value)
+                if isinstance(value, tuple)
+                else arg(key, value)
+                for key, value in step.args.items()
+            }
+            if not changed:
+                return step
+            return replace(step, args=args, call=_generic_call(step.kernel, args), planned=False)
+
+        copied = copy.copy(self)
+        copied.steps = [edited(step) for step in self.steps]
+        return copied
+
     def run(
         self,
         feeds: Mapping[str, np.ndarray],
@@ -325,6 +374,11 @@ class CompiledFunction:
                     captured[name] = _exposed(value, dtype)
         outputs = {port.name: _exposed(env[port.name], port.dtype) for port in self.outputs}
         return outputs, captured
+
+
+def _arg_name(step: Step, key: str) -> str:
+    ref = step.args.get(key)
+    return (ref.name or "") if isinstance(ref, Ref) else ""
 
 
 def _all_constant(values: Iterable[Ref | tuple[Ref, ...]]) -> bool:
