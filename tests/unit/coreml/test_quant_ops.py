@@ -484,3 +484,33 @@ def test_joint_compression_pruned_then_compressed_ios18(second: str) -> None:
     assert_close(out, expected, rtol=1e-5)
     change = np.linalg.norm(out - _output(model)) / np.linalg.norm(_output(model))
     assert 0 < change < 0.5, change
+
+
+# ----------------------------------------------------------------------------------------
+# CoreMLEmulator.with_float_ops: one layer of an int8 program computed in float, as the
+# per-layer contributions of `check --layers` and mixed precision measure it.
+
+
+def test_with_float_ops_skips_the_layers_quantize_pairs_and_takes_its_float_weights() -> None:
+    x = randn(2, 4, seed=1)
+    weight = randn(3, 4, seed=2)
+    coarse = np.round(weight * 2.0) / 2.0  # the "int8" weights the program holds
+    bias = randn(3, seed=3)
+
+    def body(x):
+        q = mb.quantize(input=x, scale=np.float32(0.25), output_dtype="int8")
+        dq = mb.dequantize(input=q, scale=np.float32(0.25))
+        fc = mb.linear(x=dq, weight=coarse, bias=bias, name="fc")
+        q2 = mb.quantize(input=fc, scale=np.float32(0.5), output_dtype="int8")
+        return mb.relu(x=mb.dequantize(input=q2, scale=np.float32(0.5)), name="out")
+
+    emulator = CoreMLEmulator(convert(build(body, [x]), pass_pipeline=ct.PassPipeline.EMPTY))
+    (name,) = emulator.input_names
+    fc = next(n for n in emulator.op_outputs if n.startswith("fc"))
+    as_built = emulator.predict({name: x})["out"]
+    floated = emulator.with_float_ops({fc: {"weight": weight}})
+    assert set(emulator.float_constants()[fc]) == {"weight", "bias"}
+    expected = np.maximum(x @ weight.T + bias, 0.0)  # no quantization left around fc
+    np.testing.assert_allclose(floated.predict({name: x})["out"], expected, rtol=1e-5, atol=1e-6)
+    assert np.abs(as_built - expected).max() > 0.05  # the program as built is not that
+    np.testing.assert_array_equal(emulator.predict({name: x})["out"], as_built)  # a copy
