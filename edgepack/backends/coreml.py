@@ -52,6 +52,7 @@ from edgepack.backends.base import (
     refuse_plan,
     require_numeric_inputs,
 )
+from edgepack.convert.recent import RecentResults
 from edgepack.convert.tf_view import TFView, tf_view
 from edgepack.drift.layers import TensorPair, stack_samples
 from edgepack.errors import ConversionError, UnsupportedError
@@ -421,8 +422,33 @@ def _convert(
     shapes = {name: tuple(a.shape[1:]) for name, a in view.tf_sample(calibration.first()).items()}
     images = _image_inputs(view, calibration) if settings.image_input else {}
     labels = _class_labels(source, calibration) if settings.classifier else None
-    mlmodel = tensorflow_to_coreml(view.model, shapes, precision, settings.ios, images, labels)
-    return view, mlmodel, images, labels
+    key = (
+        id(view.model.native),
+        tuple(sorted(shapes.items())),
+        precision,
+        settings.ios,
+        json.dumps(images, sort_keys=True),
+        tuple(labels or ()),
+    )
+    cached = CONVERTED.get(key)
+    if cached is None:
+        mlmodel = tensorflow_to_coreml(view.model, shapes, precision, settings.ios, images, labels)
+        cached = (view.model.native, mlmodel)  # the native model kept alive: its id is the key
+        CONVERTED.put(key, cached)
+    return view, _copy(cached[1]), images, labels
+
+
+# ML programs converted in this process (edgepack.convert.recent), by the TF model's identity,
+# the input shapes, the precision, deployment target, image inputs and class labels
+CONVERTED = RecentResults()
+
+
+def _copy(mlmodel: Any) -> Any:
+    """A model of its own (spec and weights copied) for a build to compress and describe."""
+    from coremltools.models import MLModel
+
+    with captured_output():
+        return MLModel(mlmodel.get_spec(), weights_dir=mlmodel.weights_dir, skip_model_load=True)
 
 
 def _samples(inputs: Sequence[TensorInfo], feeds: Feeds) -> Iterator[dict[str, Any]]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import os
 import re
@@ -39,6 +40,7 @@ from edgepack._native import captured_output, import_tensorflow, last_native_lin
 from edgepack.convert.compare import check_float_match
 from edgepack.convert.mask_constants import bound_mask_constants
 from edgepack.convert.onnx_forms import rewrite_gelu, rewrite_hard_sigmoid, rewrite_hardswish
+from edgepack.convert.recent import RecentResults
 from edgepack.convert.tf_view import TFView
 from edgepack.errors import ConversionError
 from edgepack.frontends.base import Feeds, Outputs, SourceModel, TensorSpec
@@ -84,6 +86,10 @@ def onnx_to_tensorflow(
         f"{s.name}:{','.join(str(d) for d in (batch_size, *calibration_batch[s.name].shape[1:]))}"
         for s in source.inputs
     ]
+    key = (hashlib.sha256(prepared.read_bytes()).hexdigest(), tuple(shapes), tuple(layouts.items()))
+    reused = _reused(tf, source, key, calibration_batch, batch_size)
+    if reused is not None:
+        return reused
     tried: list[dict[str, str]] = []
     started = time.monotonic()
     for name, options in _attempts(source, layouts):
@@ -109,10 +115,37 @@ def onnx_to_tensorflow(
             continue
         if tried:
             log.info("onnx2tf converted the model with %s (after: %s)", name, _named(tried))
+        CONVERTED.put(key, (loaded, name, tried))
         return dataclasses.replace(view, conversion={"worked": name, "tried": tried})
     first = tried[0]["failure"]
     others = f"; also tried: {_named(tried[1:])}" if len(tried) > 1 else ""
     raise ConversionError(f"{first}{others}")
+
+
+# SavedModels onnx2tf made in this process, by the prepared ONNX file's digest, the input
+# shapes and layouts: (the loaded model, the attempt that worked, the attempts that failed)
+CONVERTED = RecentResults()
+
+
+def _reused(
+    tf: Any,
+    source: SourceModel,
+    key: tuple[Any, ...],
+    calibration_batch: Mapping[str, np.ndarray],
+    batch_size: int,
+) -> TFView | None:
+    """The view of a SavedModel converted before from the same prepared file, checked
+    against the ONNX model on this call's samples; None when there is none or it fails."""
+    cached = CONVERTED.get(key)
+    if cached is None:
+        return None
+    loaded, name, tried = cached
+    try:
+        model = _savedmodel_source(tf, loaded, source.path)
+        view = _match(source, model, calibration_batch, batch_size)
+    except Exception:  # the full conversion below says what is wrong, with its attempts
+        return None
+    return dataclasses.replace(view, conversion={"worked": name, "tried": tried})
 
 
 # onnx2tf's documented alternatives for the failures seen on real exports, in this order; the
