@@ -216,7 +216,9 @@ def _tuning_line(tuning: dict[str, Any]) -> str:
             f"; {passed_over['name']} scored higher ({_trial_figures(passed_over)}) but beat "
             f"the profile's own on {won} of {len(mine)} folds and in "
             f"{passed_over['resampled_wins']:.0%} of resampled validation sets: not a "
-            f"consistent gain (a switch needs most folds and {CONFIDENCE:.0%})"
+            f"consistent gain (a switch needs most folds"
+            + ("" if default["failures"] else f" and {CONFIDENCE:.0%}")
+            + ")"
         )
     return line
 

@@ -323,6 +323,29 @@ def test_a_gain_carried_by_a_few_samples_does_not_replace_the_profile_choice() -
     assert only_a.trials[1].resampled_wins == resampled_wins(a.energies, own.energies)
 
 
+def test_where_the_own_choice_misses_the_budget_most_folds_are_enough() -> None:
+    """The resampling test guards a bundle that holds the budget; with the own choice
+    missing it as well, the candidate that wins most folds replaces it."""
+    rng = np.random.default_rng(1)
+    noise = [rng.uniform(0.009, 0.011, 13) for _ in range(5)]
+    lucky = [n * 1.05 for n in noise]
+    for fold in lucky[:3]:
+        fold[0] = 0.0001
+    folds = (30.0, 30.0, 30.0, 30.0, 30.0)
+    own = Score(1, 30.0, 1.0, 20.0, folds, energies(*noise))
+    a = Score(1, 31.0, 1.0, 20.3, (31.0, 31.0, 31.0, 30.0, 30.0), energies(*lucky))
+    assert resampled_wins(a.energies, own.energies) < CONFIDENCE
+    result = search_calibration(
+        CANDIDATES[:2], scores(own=own, a=a), max_candidates=8, max_seconds=60
+    )
+    assert result.chosen.name == "a" and result.trials[1].may_replace is True
+    two_folds = Score(1, 31.0, 1.0, 20.3, (31.0, 31.0, 30.0, 30.0, 30.0), energies(*lucky))
+    result = search_calibration(
+        CANDIDATES[:2], scores(own=own, a=two_folds), max_candidates=8, max_seconds=60
+    )
+    assert result.chosen.name == "own"  # most folds still needed
+
+
 def test_resampled_wins_rank_by_the_folds_median_of_the_worst_output() -> None:
     noise = np.linspace(0.01, 0.02, 32)
     plain = (((np.ones(32), noise), (np.ones(32), noise)),)
