@@ -121,8 +121,9 @@ class CoreMLEmulator:
         """A copy of this emulator in which the ops with an output named in ``ops`` compute
         in float: no ``quantize``/``dequantize`` pair between them and their inputs or the
         ops reading their outputs, and ``ops[output]``'s arguments (e.g. ``weight``, ``bias``)
-        instead of the program's constants. What an int8 program's layer does when it is
-        left out of activation and weight quantization, measured without converting again."""
+        instead of the program's constants: a layer's own share of the drift, measured
+        without converting again (coremltools, building the layer float, still quantizes the
+        outputs of the ops before it where their own pattern asks for it)."""
         edited = copy.copy(self)
         edited._function = self._function.with_float_ops(ops)
         return edited
