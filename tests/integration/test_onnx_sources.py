@@ -349,3 +349,38 @@ def test_coreml_w8a8_activations_and_residual_adds_in_float_units(
     assert adds, [d["tensor"] for d in layers["layers"]]
     assert all(d["sqnr_db"] > 15.0 for d in layers["layers"]), layers["layers"]
     assert "brought back to float units" in layers["matching"]
+
+
+def test_a_tuned_build_converts_the_onnx_model_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """onnx2tf and coremltools run once per model and settings in a process: the SavedModel
+    is reused (checked again on each call's samples) while the prepared file is the same,
+    and converted again when it changes."""
+    from edgepack import api
+    from edgepack.backends import coreml
+    from edgepack.convert import onnx_to_tf
+
+    conversions: list[Path] = []
+    run = onnx_to_tf._run_onnx2tf
+
+    def counted(model: Path, output: Path, options: dict) -> None:
+        conversions.append(model)
+        run(model, output, options)
+
+    monkeypatch.setattr(onnx_to_tf, "_run_onnx2tf", counted)
+    monkeypatch.setattr(onnx_to_tf, "CONVERTED", onnx_to_tf.RecentResults())
+    monkeypatch.setattr(coreml, "CONVERTED", coreml.RecentResults())
+    residual_onnx(tmp_path / "residual.onnx")
+    rgb_set(tmp_path / "calib", "NCHW", count=80)
+    options = {"num_calib": 80, "min_agreement": "90%", "max_drop": "off", "environ": {}}
+    (result,) = api.build(
+        tmp_path / "residual.onnx", ["coreml"], tmp_path / "calib", out=tmp_path / "a",
+        tune=True, **options,
+    )  # fmt: skip
+    candidates = result.manifest["tuning"]["candidates"]
+    assert len(candidates) == 2 and len(conversions) == 1  # 2 candidates x 5 folds + final
+    conv_onnx(tmp_path / "residual.onnx")  # another model at the same path
+    api.build(tmp_path / "residual.onnx", ["coreml"], tmp_path / "calib", out=tmp_path / "b",
+              **options)  # fmt: skip
+    assert len(conversions) == 2
