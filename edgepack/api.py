@@ -1877,6 +1877,10 @@ def _labels_of(manifest: dict[str, Any]) -> tuple[str, ...] | None:
 
 
 CONTRIBUTION_LAYERS = 60  # layers whose own contribution is measured: the worst by SQNR
+# ...measured a few at a time until this many seconds have passed (an emulated ResNet runs a
+# few samples a second; every layer is a run over the capture's samples)
+CONTRIBUTION_SECONDS = 120.0
+CONTRIBUTION_CHUNK = 6
 
 
 def _measure_layers(
@@ -1937,8 +1941,9 @@ def _with_contributions(
     reference: Mapping[str, Any],
 ) -> Any:
     """Each of the worst :data:`CONTRIBUTION_LAYERS` layers kept in float alone, the output
-    measured against the float model (edgepack.drift.layers.with_contributions); ``naming``
-    is the source's layers and the tensor-to-layer names the report was ranked with."""
+    measured against the float model (edgepack.drift.layers.with_contributions), a few
+    layers at a time while :data:`CONTRIBUTION_SECONDS` last; ``naming`` is the source's
+    layers and the tensor-to-layer names the report was ranked with."""
     from dataclasses import replace
 
     from edgepack.drift.layers import layer_tensors, with_contributions
@@ -1948,13 +1953,20 @@ def _with_contributions(
             report, contributions=f"not measured: {target} cannot keep one layer in float yet"
         )
     grouped = layer_tensors(capture.pairs, *naming)
-    chosen = {d.layer: grouped[d.layer] for d in report.layers[:CONTRIBUTION_LAYERS]}
-    kept = capture.keep_float(outputs, chosen)
+    worst = [d.layer for d in report.layers[:CONTRIBUTION_LAYERS]]
+    deadline = time.perf_counter() + CONTRIBUTION_SECONDS
+    kept: dict[str, Any] = {}
+    for start in range(0, len(worst), CONTRIBUTION_CHUNK):
+        if kept and time.perf_counter() > deadline:
+            break
+        chunk = worst[start : start + CONTRIBUTION_CHUNK]
+        kept.update(capture.keep_float(outputs, {layer: grouped[layer] for layer in chunk}))
     baseline = kept.pop("")
+    cut = "" if len(kept) == len(worst) else f"; stopped after {CONTRIBUTION_SECONDS:.0f} s"
     how = (
         f"output min-SQNR recovered when only that layer is kept in float (its weights the "
         f"float twin's, its outputs unquantized), on the {capture.path} path; "
-        f"{len(chosen)} of {len(report.layers)} layers (the worst by SQNR)"
+        f"{len(kept)} of {len(report.layers)} layers (the worst by SQNR){cut}"
     )
     return with_contributions(report, reference, kept, baseline, how)
 

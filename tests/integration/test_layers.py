@@ -245,6 +245,26 @@ def test_the_damaged_layer_contributes_most(
     assert document["by_contribution"][0] == "conv2"
 
 
+def test_contributions_stop_at_their_time_limit(
+    bundles: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the time limit no further chunk of layers is measured; the first always is."""
+    from edgepack import api
+
+    monkeypatch.setattr(api, "CONTRIBUTION_SECONDS", 0.0)
+    result = edgepack.check(
+        bundles / "digits-onnx", DIGITS_EVAL, model=DIGITS_MODEL, layers=True, cwd=tmp_path,
+        environ={}, **OFF,
+    )  # fmt: skip
+    report = result.layers
+    assert report is not None and len(report.layers) > api.CONTRIBUTION_CHUNK
+    assert len(report.by_contribution()) == api.CONTRIBUTION_CHUNK
+    assert report.contributions.endswith(
+        f"{api.CONTRIBUTION_CHUNK} of {len(report.layers)} layers (the worst by SQNR); "
+        "stopped after 0 s"
+    )
+
+
 def test_tflite_contributions_say_when_not_measured(bundles: Path, tmp_path: Path) -> None:
     target = "tflite"
     result = edgepack.check(
