@@ -904,6 +904,7 @@ class _Tuning:
     ranking: tuple[dict[str, Any], ...] = ()  # the layers by own share, as ranked
     ladder: tuple[dict[str, Any], ...] = ()  # the precisions tried, each with its limit
     effect: dict[str, Any] | None = None  # the default bundle beside the tuned one
+    groups: int | None = None  # the validation samples' groups, where the set declares them
 
     @property
     def chosen(self) -> Any:
@@ -934,6 +935,7 @@ class _Tuning:
             "method": "calibration search",
             "calibration_samples": self.calibrating,
             "validation_samples": self.validation,
+            "validation_groups": self.groups,
             "folds": options.folds,
             "max_candidates": options.max_candidates,
             "max_seconds": options.max_seconds,
@@ -957,6 +959,7 @@ class _Validation:
     labels: Any
     reference: Any
     data: dict[str, Any]
+    groups: tuple[int, ...] = ()  # each validation sample's group (calibration.toml's group)
 
     @property
     def samples(self) -> int:
@@ -972,7 +975,7 @@ def _validate(job: _Job, folds: Sequence[_Validation], settings: Any, plan: Any 
 
     import numpy as np
 
-    from edgepack.tune import Score
+    from edgepack.tune import Score, grouped_energies
 
     options = job.options
     parts = []
@@ -1022,7 +1025,10 @@ def _validate(job: _Job, folds: Sequence[_Validation], settings: Any, plan: Any 
         ranked.top1_agreement,
         ranked.min_sqnr_db,
         by_fold,
-        tuple(_energies(part) for part in parts),
+        tuple(
+            grouped_energies(_energies(part), fold.groups)
+            for part, fold in zip(parts, folds, strict=True)
+        ),
     )
     return score, whole.passed and not sqnr_fails
 
@@ -1057,33 +1063,35 @@ def _returning(outputs: dict[str, Any]) -> Callable[[Any], dict[str, Any]]:
 def _folds(job: _Job, refs: Sequence[Any]) -> list[_Validation]:
     """The tuning splits: with ``tune.folds`` = 1 the last ``tune.validation`` of the
     calibration samples validate and the rest fit; with k folds each of k contiguous parts
-    validates once while the others fit (every calibration sample is validated on)."""
-    from edgepack.tune import validation_split
+    validates once while the others fit (every calibration sample is validated on). Samples
+    the set's ``group`` puts together (a page and its rotations) stay in one part: the
+    samples are ordered group by group and every cut falls between groups."""
+    from edgepack.tune import group_boundary, validation_split
 
     tune = job.options.tune
-    pairs = [validation_split(refs, tune.validation)]  # also refuses too few samples
+    refs, groups = _by_group(job.samples, refs)
+    fitting, _ = validation_split(refs, tune.validation)  # also refuses too few samples
+    size = len(refs)
     if tune.folds > 1:
-        size = len(refs)
-        bounds = [round(i * size / tune.folds) for i in range(tune.folds + 1)]
-        pairs = [
-            (
-                tuple(refs[: bounds[i]]) + tuple(refs[bounds[i + 1] :]),
-                tuple(refs[bounds[i] : bounds[i + 1]]),
-            )
-            for i in range(tune.folds)
-        ]
-        if min(len(v) for _, v in pairs) < 2 or min(len(f) for f, _ in pairs) < 2:
-            raise ConfigError(
-                f"tune.folds = {tune.folds} needs more than {size} calibration samples"
-            )
+        cuts = [group_boundary(groups, round(i * size / tune.folds)) for i in range(tune.folds)]
+        parts = list(zip(cuts, [*cuts[1:], size], strict=True))
+    else:
+        parts = [(group_boundary(groups, len(fitting)), size)]
+    pairs = [(tuple(refs[:a]) + tuple(refs[b:]), tuple(refs[a:b])) for a, b in parts]
+    if min(len(v) for _, v in pairs) < 2 or min(len(f) for f, _ in pairs) < 2:
+        grouped = f" in {len(set(groups))} groups" if job.samples.contract.group else ""
+        raise ConfigError(
+            f"tune.folds = {tune.folds} needs more than {size} calibration samples{grouped}"
+        )
     data = {
         "path": portable_path(job.samples.root, job.options.project_root),
         "fingerprint": job.samples.fingerprint(),
         "split": VALIDATION_SPLIT,
     }
     folds = []
-    for fitting, validating in pairs:
+    for (fitting, validating), (a, b) in zip(pairs, parts, strict=True):
         feeds = job.bound.load(validating)
+        numbered = {g: i for i, g in enumerate(dict.fromkeys(groups[a:b]))}
         folds.append(
             _Validation(
                 _calibration_data(job, fitting),
@@ -1091,9 +1099,20 @@ def _folds(job: _Job, refs: Sequence[Any]) -> list[_Validation]:
                 job.bound.labels(validating),
                 _in_chunks(job.source.run, feeds, "float model", None),
                 data,
+                tuple(numbered[g] for g in groups[a:b]) if job.samples.contract.group else (),
             )
         )
     return folds
+
+
+def _by_group(samples: Any, refs: Sequence[Any]) -> tuple[list[Any], list[int]]:
+    """``refs`` with each group's samples together (groups in the order of their first
+    sample, samples in their own order within) and each one's group number; without a
+    ``group`` in the set's contract, every sample is a group of its own."""
+    names = [samples.contract.group_of(ref.describe(samples.root)) for ref in refs]
+    numbers = {name: i for i, name in enumerate(dict.fromkeys(names))}
+    order = sorted(range(len(refs)), key=lambda i: numbers[names[i]])
+    return [refs[i] for i in order], [numbers[names[i]] for i in order]
 
 
 def _uncounted(thresholds: Any) -> Any:
@@ -1148,7 +1167,8 @@ def _tune(job: _Job, refs: Sequence[Any]) -> _Tuning:
     if search.stopped:
         log.warning("%s: calibration search stopped early: %s", name, search.stopped)
     settings = dataclasses.replace(options.settings, **search.chosen.overrides)
-    tuning = _Tuning(search, fitting, validating, 0.0)
+    groups = sum(len(set(fold.groups)) for fold in folds) or None
+    tuning = _Tuning(search, fitting, validating, 0.0, groups=groups)
     offered = job.backend.precisions(settings)
     wider = [p for p in offered if p in options.tune.precisions]
     if not held[search.chosen.name] and not wider:

@@ -35,7 +35,8 @@ CONFIDENCE = 0.9
 RESAMPLES = 1000
 
 # per validation fold, per (execution path, output): each sample's signal and noise energies
-Energies = tuple[tuple[tuple[np.ndarray, np.ndarray], ...], ...]
+FoldEnergies = tuple[tuple[np.ndarray, np.ndarray], ...]  # per path x output: (signal, noise)
+Energies = tuple[FoldEnergies, ...]
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,26 @@ def validation_split(
             f"on (give at least {2 * max(count, MIN_VALIDATION_SAMPLES)})"
         )
     return tuple(refs[: total - count]), tuple(refs[total - count :])
+
+
+def group_boundary(groups: Sequence[int], index: int) -> int:
+    """The cut nearest ``index`` in samples ordered by group (``groups``: each sample's group
+    number, non-decreasing) that falls between two groups; ties go to the later cut."""
+    cuts = [0, *(i for i in range(1, len(groups)) if groups[i] != groups[i - 1]), len(groups)]
+    return min(cuts, key=lambda cut: (abs(cut - index), -cut))
+
+
+def grouped_energies(energies: FoldEnergies, groups: Sequence[int]) -> FoldEnergies:
+    """A fold's per-sample (signal, noise) energies summed per group, so that resampling
+    (:func:`resampled_wins`) draws whole groups: samples that belong together are not
+    independent evidence. Unchanged without ``groups``."""
+    if not groups:
+        return energies
+    index = np.asarray(groups)
+    return tuple(
+        (np.bincount(index, weights=signal), np.bincount(index, weights=noise))
+        for signal, noise in energies
+    )
 
 
 def search_calibration(

@@ -1,4 +1,4 @@
-"""The preprocessing contract of a calibration or evaluation set (``calibration.toml``).
+r"""The preprocessing contract of a calibration or evaluation set (``calibration.toml``).
 
 The contract says exactly how a raw image becomes the model's input tensor, and it is written
 into every bundle's manifest so that the app reproduces it::
@@ -13,6 +13,12 @@ preprocessed: only ``input``, ``layout`` and ``dtype`` apply to them.
 Example::
 
     input = "image"                 # the model input this set feeds (default: the only one)
+    group = '^(\d+)_'               # optional: a regular expression on each sample's name
+                                    # (its path in the set; array files: "file.npy[3]");
+                                    # samples with the same first group (or match) belong
+                                    # together, e.g. a page and its rotations: tuning's
+                                    # validation folds keep them together and resample them
+                                    # as one (a sample it does not match is its own group)
 
     [preprocessing]
     size = [8, 8]                   # height, width
@@ -42,6 +48,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,7 +61,7 @@ RESIZE_METHODS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 COLOR_MODES = {"RGB": 3, "BGR": 3, "GRAY": 1}
 LAYOUTS = ("NHWC", "NCHW")
 DTYPES = ("float32",)
-_TOP_KEYS = {"input", "preprocessing", "labels", "outputs"}
+_TOP_KEYS = {"input", "group", "preprocessing", "labels", "outputs"}
 _PREPROCESSING_KEYS = {
     "size",
     "resize",
@@ -230,6 +237,14 @@ class Contract:
     label_names: tuple[str, ...] | None = None
     labels_output: str | None = None  # the output the labels index
     output_semantics: dict[str, str] = field(default_factory=dict)
+    group: str | None = None  # the regular expression naming each sample's group
+
+    def group_of(self, name: str) -> str:
+        """The group a sample named ``name`` belongs to (itself without a ``group``)."""
+        found = re.search(self.group, name) if self.group else None
+        if found is None:
+            return name
+        return found.group(1) if found.groups() else found.group(0)
 
 
 def read_contract(folder: Path) -> Contract | None:
@@ -274,10 +289,19 @@ def read_contract(folder: Path) -> Contract | None:
     input_name = data.get("input")
     if input_name is not None and not isinstance(input_name, str):
         raise CalibrationError(f"{path}: 'input' must be a string (a model input name)")
+    group = data.get("group")
+    if group is not None:
+        try:
+            re.compile(group)
+        except (re.error, TypeError) as exc:
+            raise CalibrationError(
+                f"{path}: 'group' must be a regular expression over sample names ({exc})"
+            ) from None
     return Contract(
         preprocessing=Preprocessing.from_dict(dict(data.get("preprocessing", {})), str(path)),
         input_name=input_name,
         label_names=tuple(str(n) for n in names) if names is not None else None,
         labels_output=labels_output,
         output_semantics=semantics,
+        group=group,
     )

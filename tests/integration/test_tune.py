@@ -244,6 +244,29 @@ def test_k_fold_validation_scores_every_calibration_sample_once(
     assert scores["minmax, per-channel weights"] < scores["percentile 99.99, per-channel weights"]
 
 
+def test_samples_of_one_group_stay_in_one_fold(spiky: dict[str, Path], tmp_path: Path) -> None:
+    """21 groups of 4 samples (files g00.npy .. g20.npy) in 5 folds: the first fold's cut
+    moves from sample 17 (84 / 5, rounded) to the group boundary at 16, so 68 samples
+    calibrate its bundle; every group is resampled as one."""
+    calib = tmp_path / "grouped"
+    calib.mkdir()
+    rng = np.random.default_rng(3)
+    for group in range(21):
+        np.save(calib / f"g{group:02d}.npy", rng.normal(size=(4, 16, 16, 1)).astype(np.float32))
+    (calib / "calibration.toml").write_text("input = \"x\"\ngroup = '^(g\\d+)'\n")
+    (tmp_path / "edgepack.toml").write_text(
+        "[tune]\nenabled = true\nfolds = 5\nmax_candidates = 1\n"
+    )
+    result = api.build(
+        spiky["model"], ["onnx"], calib, eval=spiky["eval"], out=tmp_path / "out",
+        paths=PORTABLE["onnx"], cwd=tmp_path, environ={}, **OFF,  # type: ignore[arg-type]
+    )[0]  # fmt: skip
+    assert_valid_manifest(result.manifest)
+    tuning = result.manifest["tuning"]
+    assert (tuning["calibration_samples"], tuning["validation_samples"]) == (68, 84)
+    assert tuning["validation_groups"] == 21
+
+
 FLOAT_RUNG_CONFIG = {
     "onnx": "",
     "tflite": "[targets.tflite.settings]\nallow_float_fallback = true\n",

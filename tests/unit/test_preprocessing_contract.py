@@ -201,3 +201,19 @@ def test_exif_orientation_apply_rotates_as_the_tag_says(tmp_path: Path) -> None:
     )
     assert applied.shape == (6, 4, 3)
     assert applied[:, -1, 0].min() > 200  # displayed: the red row is now the right column
+
+
+def test_group_names_the_samples_that_belong_together(tmp_path: Path) -> None:
+    from edgepack.calib.contract import read_contract
+    from edgepack.errors import CalibrationError
+
+    (tmp_path / "calibration.toml").write_text("group = '^(\\d+)_'\n")
+    contract = read_contract(tmp_path)
+    assert contract is not None and contract.group == "^(\\d+)_"
+    assert contract.group_of("03_090.png") == contract.group_of("03_270.png") == "03"
+    assert contract.group_of("cover.png") == "cover.png"  # no match: a group of its own
+    (tmp_path / "calibration.toml").write_text("group = 'page\\d'\n")  # no capture group
+    assert read_contract(tmp_path).group_of("a/page7-b.png") == "page7"  # type: ignore[union-attr]
+    (tmp_path / "calibration.toml").write_text("group = '(unclosed'\n")
+    with pytest.raises(CalibrationError, match="'group' must be a regular expression"):
+        read_contract(tmp_path)

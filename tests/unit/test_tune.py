@@ -17,6 +17,8 @@ from edgepack.tune import (
     Score,
     SearchResult,
     climb_ladder,
+    group_boundary,
+    grouped_energies,
     resampled_wins,
     search_calibration,
     search_precisions,
@@ -344,6 +346,35 @@ def test_where_the_own_choice_misses_the_budget_most_folds_are_enough() -> None:
         CANDIDATES[:2], scores(own=own, a=two_folds), max_candidates=8, max_seconds=60
     )
     assert result.chosen.name == "own"  # most folds still needed
+
+
+def test_fold_cuts_fall_between_groups() -> None:
+    groups = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3]
+    assert group_boundary(groups, 5) == 4
+    assert group_boundary(groups, 6) == 8  # a tie goes to the later cut
+    assert group_boundary(groups, 0) == 0 and group_boundary(groups, 13) == 13
+    assert group_boundary(list(range(10)), 7) == 7  # every sample its own group
+
+
+def test_grouped_resampling_draws_whole_groups() -> None:
+    """Four rotations of each of three pages: a gain that rests on one page is three
+    samples' worth of evidence when they are independent, one when they are grouped."""
+    groups = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
+    noise = np.full(12, 0.01)
+    lucky = noise.copy()
+    lucky[:4] = 0.001  # better on every rotation of page 0, worse on the rest
+    lucky[4:] = 0.0105
+    grouped = grouped_energies(energies(lucky)[0], groups)
+    assert [len(part) for part in grouped[0]] == [3, 3]
+    np.testing.assert_allclose(grouped[0][1], [0.004, 0.042, 0.042])
+    ungrouped = energies(noise)[0]
+    assert grouped_energies(ungrouped, ()) is ungrouped
+    independent = resampled_wins(energies(lucky), energies(noise))
+    as_groups = resampled_wins(
+        (grouped_energies(energies(lucky)[0], groups),),
+        (grouped_energies(energies(noise)[0], groups),),
+    )
+    assert as_groups < independent, (as_groups, independent)
 
 
 def test_resampled_wins_rank_by_the_folds_median_of_the_worst_output() -> None:
