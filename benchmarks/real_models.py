@@ -101,16 +101,21 @@ def _other_photos() -> list[np.ndarray]:
     return [np.asarray(p)[..., :3].astype(np.uint8) for p in photos]
 
 
+# the views of one photo or page (its rotations, its crops) belong together (README: Tuning)
+GROUP_BY_PREFIX = "group = '^(\\d+)_'\n"
+
+
 def _write_preprocessing(folder: Path, layout: str, color: str) -> None:
     (folder / "calibration.toml").write_text(
-        f'[preprocessing]\nsize = [224, 224]\nresize = "bilinear"\ncolor = "{color}"\n'
-        f'{IMAGENET}\nlayout = "{layout}"\n'
+        f'{GROUP_BY_PREFIX}[preprocessing]\nsize = [224, 224]\nresize = "bilinear"\n'
+        f'color = "{color}"\n{IMAGENET}\nlayout = "{layout}"\n'
     )
 
 
 def photo_set(folder: Path, layout: str = "NCHW", color: str = "RGB") -> Path:
     """scikit-image's photos rotated by 0/90/180/270 degrees, 224x224, ImageNet normalisation."""
     if (folder / "calibration.toml").is_file():
+        _write_preprocessing(folder, layout, color)  # sets made before the contract changed
         return folder
     for index, photo in enumerate(_photos()):
         for quarter in range(4):
@@ -126,6 +131,7 @@ def photo_crop_set(folder: Path, crops: int = 36, layout: str = "NCHW", color: s
     """Square crops (a third to the whole of the short side, some mirrored) of the photos
     that are not in :func:`photo_set`, as evaluation data for it."""
     if (folder / "calibration.toml").is_file():
+        _write_preprocessing(folder, layout, color)
         return folder
     rng = np.random.default_rng(3)
     folder.mkdir(parents=True, exist_ok=True)
@@ -171,7 +177,12 @@ def document_set(folder: Path, pages: int = 16, side: int = 224, seed: int = 1) 
     """Rendered text pages rotated by 0/90/180/270 degrees (what a document-orientation model
     sees, and text lines in four directions for a text detector), ``side`` x ``side``,
     ImageNet normalisation, NCHW. Another ``seed`` renders other pages."""
+    contract = (
+        f'{GROUP_BY_PREFIX}[preprocessing]\nsize = [{side}, {side}]\nresize = "bilinear"\n'
+        f'color = "RGB"\n{IMAGENET}\nlayout = "NCHW"\n'
+    )
     if (folder / "calibration.toml").is_file():
+        (folder / "calibration.toml").write_text(contract)
         return folder
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -184,10 +195,7 @@ def document_set(folder: Path, pages: int = 16, side: int = 224, seed: int = 1) 
             draw.text((12, 8 + line * (size + 8)), _words(rng, 5), fill=(20, 20, 20), font=font)
         for quarter in range(4):
             page.rotate(quarter * 90).save(folder / f"{index:02d}_{quarter * 90:03d}.png")
-    (folder / "calibration.toml").write_text(
-        f'[preprocessing]\nsize = [{side}, {side}]\nresize = "bilinear"\ncolor = "RGB"\n'
-        f'{IMAGENET}\nlayout = "NCHW"\n'
-    )
+    (folder / "calibration.toml").write_text(contract)
     return folder
 
 
