@@ -1070,13 +1070,13 @@ def _folds(job: _Job, refs: Sequence[Any]) -> list[_Validation]:
 
     tune = job.options.tune
     refs, groups = _by_group(job.samples, refs)
-    fitting, _ = validation_split(refs, tune.validation)  # also refuses too few samples
+    calibrating, _ = validation_split(refs, tune.validation)  # also refuses too few samples
     size = len(refs)
     if tune.folds > 1:
         cuts = [group_boundary(groups, round(i * size / tune.folds)) for i in range(tune.folds)]
         parts = list(zip(cuts, [*cuts[1:], size], strict=True))
     else:
-        parts = [(group_boundary(groups, len(fitting)), size)]
+        parts = [(group_boundary(groups, len(calibrating)), size)]
     pairs = [(tuple(refs[:a]) + tuple(refs[b:]), tuple(refs[a:b])) for a, b in parts]
     if min(len(v) for _, v in pairs) < 2 or min(len(f) for f, _ in pairs) < 2:
         grouped = f" in {len(set(groups))} groups" if job.samples.contract.group else ""
