@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -514,3 +515,41 @@ def test_with_float_ops_skips_the_layers_quantize_pairs_and_takes_its_float_weig
     np.testing.assert_allclose(floated.predict({name: x})["out"], expected, rtol=1e-5, atol=1e-6)
     assert np.abs(as_built - expected).max() > 0.05  # the program as built is not that
     np.testing.assert_array_equal(emulator.predict({name: x})["out"], as_built)  # a copy
+
+
+# ----------------------------------------------------------------------------------------
+# The coreml backend's activation ranges (w8a8): every calibration sample's, not the last's.
+
+
+@pytest.mark.parametrize(("mode", "dtype"), [("linear_symmetric", None), ("linear", "int8")])
+def test_w8a8_activation_ranges_span_every_calibration_sample(mode: str, dtype: Any) -> None:
+    """coremltools 9.0 keeps only the last sample's range; the backend widens it over all:
+    the input's quantize step is the widest sample's, though the last sample is small."""
+    from coremltools.converters.mil.frontend.milproto.load import load
+
+    from edgepack.backends.coreml import _quantize_activations
+
+    x = randn(1, 8, seed=4)
+    weight = randn(4, 8, seed=5)
+
+    def body(x):
+        return mb.relu(x=mb.linear(x=x, weight=weight, bias=np.zeros(4, np.float32)))
+
+    with mock.patch("gc.collect"):  # an fp16 program, as the backend quantizes
+        mlmodel = ct.convert(
+            build(body, [x]), convert_to="mlprogram", minimum_deployment_target=IOS17,
+            skip_model_load=True,
+        )  # fmt: skip
+    (name,) = CoreMLEmulator(mlmodel).input_names
+    wide, narrow = x * 0 + np.linspace(-4.0, 3.0, 8, dtype=np.float32), x * 0.01
+    quantized = _quantize_activations(mlmodel, [{name: wide}, {name: narrow}], mode=mode)
+    spec = quantized.get_spec()
+    program = load(spec, spec.specificationVersion, quantized.weights_dir)
+    (first, *_) = [o for o in program.functions["main"].operations if o.op_type == "quantize"]
+    assert first.input.name == f"{name}_to_fp16"  # the input cast to the program precision
+    step = float(first.scale.val)
+    if mode == "linear_symmetric":
+        assert step == pytest.approx(4.0 / 127.5, rel=0.01)  # |-4| over int8's half range
+    else:
+        assert step == pytest.approx(7.0 / 255, rel=0.01)  # [-4, 3] over 255 steps
+        assert first.zero_point is not None
