@@ -119,11 +119,10 @@ class CoreMLEmulator:
 
     def with_float_ops(self, ops: Mapping[str, Mapping[str, np.ndarray]]) -> CoreMLEmulator:
         """A copy of this emulator in which the ops with an output named in ``ops`` compute
-        in float: no ``quantize``/``dequantize`` pair between them and their inputs or the
-        ops reading their outputs, and ``ops[output]``'s arguments (e.g. ``weight``, ``bias``)
-        instead of the program's constants: a layer's own share of the drift, measured
-        without converting again (coremltools, building the layer float, still quantizes the
-        outputs of the ops before it where their own pattern asks for it)."""
+        in float: the ops reading their outputs read them unquantized, and ``ops[output]``'s
+        arguments (e.g. ``weight``, ``bias``) replace the program's constants; their own
+        inputs stay as quantized, as when coremltools builds a layer float after quantized
+        ones. A layer's own share of the drift, measured without converting again."""
         edited = copy.copy(self)
         edited._function = self._function.with_float_ops(ops)
         return edited

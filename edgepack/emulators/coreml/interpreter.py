@@ -304,26 +304,34 @@ class CompiledFunction:
         return Ref(name=var.name)
 
     def with_float_ops(self, ops: Mapping[str, Mapping[str, np.ndarray]]) -> CompiledFunction:
-        """A copy in which the ops with an output named in ``ops`` compute in float: they
-        and the ops reading their outputs skip the ``quantize`` -> ``dequantize`` pairs
-        between (each reads the tensor the pair quantized), and their constant arguments
-        named in ``ops[output]`` (a float weight, a bias) replace the program's."""
+        """A copy in which the ops with an output named in ``ops`` compute in float: the ops
+        reading their outputs skip the ``quantize`` -> ``dequantize`` pair between (they read
+        the float tensor), and their constant arguments named in ``ops[output]`` (a float
+        weight, a bias) replace the program's. Their own inputs stay as quantized, unless a
+        pass computed the op in units of an input's scale (an ``add`` whose input dequantize
+        scale was set to 1): then it reads its inputs unquantized, in float units."""
         produced = {name: step for step in self.steps for name, _ in step.outputs}
         floated = set(ops) & set(produced)
 
-        def quantized_source(ref: Ref) -> str | None:
-            """The tensor a quantize -> dequantize pair made ``ref`` from, if it is one."""
+        def quantized_source(ref: Ref) -> tuple[str, Step] | None:
+            """The tensor a quantize -> dequantize pair made ``ref`` from, and the dequantize."""
             dequantize = produced.get(ref.name or "")
             if dequantize is None or dequantize.op_type != "dequantize":
                 return None
             quantize = produced.get(_arg_name(dequantize, "input"))
             if quantize is None or quantize.op_type != "quantize":
                 return None
-            return _arg_name(quantize, "input")
+            return _arg_name(quantize, "input"), dequantize
+
+        def rescaled(step: Step) -> bool:
+            refs = [ref for ref in step.args.values() if isinstance(ref, Ref)]
+            pairs = [found for found in map(quantized_source, refs) if found is not None]
+            return any(_unit_scale(dequantize) for _, dequantize in pairs)
 
         def edited(step: Step) -> Step:
-            reads_float = any(name in floated for name, _ in step.outputs)
+            own = any(name in floated for name, _ in step.outputs)
             replaced = {k: v for name, _ in step.outputs for k, v in ops.get(name, {}).items()}
+            unquantized_inputs = own and rescaled(step)
             changed = False
 
             def arg(key: str, ref: Ref) -> Ref:
@@ -331,11 +339,11 @@ class CompiledFunction:
                 if key in replaced:
                     changed = True
                     return Ref(value=np.asarray(replaced[key]))
-                source = quantized_source(ref)
-                if source is None or not (reads_float or source in floated):
+                found = quantized_source(ref)
+                if found is None or not (unquantized_inputs or found[0] in floated):
                     return ref
                 changed = True
-                return Ref(name=source)
+                return Ref(name=found[0])
 
             args: dict[str, Ref | tuple[Ref, ...]] = {
                 key: tuple(arg(key, v) for v in value)
@@ -374,6 +382,11 @@ class CompiledFunction:
                     captured[name] = _exposed(value, dtype)
         outputs = {port.name: _exposed(env[port.name], port.dtype) for port in self.outputs}
         return outputs, captured
+
+
+def _unit_scale(dequantize: Step) -> bool:
+    scale = dequantize.args.get("scale")
+    return isinstance(scale, Ref) and scale.name is None and bool(np.all(scale.value == 1))
 
 
 def _arg_name(step: Step, key: str) -> str:

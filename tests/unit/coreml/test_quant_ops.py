@@ -492,7 +492,7 @@ def test_joint_compression_pruned_then_compressed_ios18(second: str) -> None:
 # per-layer contributions of `check --layers` and mixed precision measure it.
 
 
-def test_with_float_ops_skips_the_layers_quantize_pairs_and_takes_its_float_weights() -> None:
+def test_with_float_ops_reads_the_layers_output_unquantized_with_its_float_weights() -> None:
     x = randn(2, 4, seed=1)
     weight = randn(3, 4, seed=2)
     coarse = np.round(weight * 2.0) / 2.0  # the "int8" weights the program holds
@@ -511,7 +511,8 @@ def test_with_float_ops_skips_the_layers_quantize_pairs_and_takes_its_float_weig
     as_built = emulator.predict({name: x})["out"]
     floated = emulator.with_float_ops({fc: {"weight": weight}})
     assert set(emulator.float_constants()[fc]) == {"weight", "bias"}
-    expected = np.maximum(x @ weight.T + bias, 0.0)  # no quantization left around fc
+    as_read = np.clip(np.round(x / 0.25), -128, 127) * 0.25  # its input stays quantized
+    expected = np.maximum(as_read @ weight.T + bias, 0.0)  # its output is read unquantized
     np.testing.assert_allclose(floated.predict({name: x})["out"], expected, rtol=1e-5, atol=1e-6)
     assert np.abs(as_built - expected).max() > 0.05  # the program as built is not that
     np.testing.assert_array_equal(emulator.predict({name: x})["out"], as_built)  # a copy
