@@ -224,9 +224,8 @@ def _replaces(score: Score | None, own: Score) -> bool:
     choice that holds the budget; where the own choice misses it too, most folds suffice
     (ppocr_cls on Core ML w8a8, its ranges then the last sample's: asymmetric activations
     won 3 of 5 folds and 65% of resamples, and measured 13.96 dB against 9.48 dB on 256
-    other lines). The fold test
-    needs 3 folds or more, the resampling test per-sample figures; each is skipped without
-    them."""
+    other lines). The fold test needs 3 folds or more, the resampling test per-sample
+    figures; each is skipped without them."""
     assert score is not None
     if score.failures < own.failures:
         return True
