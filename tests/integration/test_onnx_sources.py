@@ -373,13 +373,18 @@ def test_a_tuned_build_converts_the_onnx_model_once(
     monkeypatch.setattr(coreml, "CONVERTED", coreml.RecentResults())
     residual_onnx(tmp_path / "residual.onnx")
     rgb_set(tmp_path / "calib", "NCHW", count=80)
-    options = {"num_calib": 80, "min_agreement": "90%", "max_drop": "off", "environ": {}}
+    (tmp_path / "edgepack.toml").write_text("[tune]\nfolds = 2\n")
+    options = {
+        "num_calib": 80, "min_agreement": "90%", "max_drop": "off", "environ": {},
+        "cwd": tmp_path,
+    }  # fmt: skip
     (result,) = api.build(
         tmp_path / "residual.onnx", ["coreml"], tmp_path / "calib", out=tmp_path / "a",
         tune=True, **options,
     )  # fmt: skip
     candidates = result.manifest["tuning"]["candidates"]
-    assert len(candidates) == 2 and len(conversions) == 1  # 2 candidates x 5 folds + final
+    assert result.manifest["tuning"]["folds"] == 2
+    assert len(candidates) == 2 and len(conversions) == 1  # 2 candidates x 2 folds + final
     conv_onnx(tmp_path / "residual.onnx")  # another model at the same path
     api.build(tmp_path / "residual.onnx", ["coreml"], tmp_path / "calib", out=tmp_path / "b",
               **options)  # fmt: skip
