@@ -1979,8 +1979,10 @@ def _with_contributions(
     for start in range(0, len(worst), CONTRIBUTION_CHUNK):
         if kept and time.perf_counter() > deadline:
             break
-        chunk = worst[start : start + CONTRIBUTION_CHUNK]
-        kept.update(capture.keep_float(outputs, {layer: grouped[layer] for layer in chunk}))
+        chunk = {layer: grouped[layer] for layer in worst[start : start + CONTRIBUTION_CHUNK]}
+        if not kept:
+            chunk[""] = []  # the bundle as it is: the baseline, measured once
+        kept.update(capture.keep_float(outputs, chunk))
     baseline = kept.pop("")
     cut = "" if len(kept) == len(worst) else f"; stopped after {CONTRIBUTION_SECONDS:.0f} s"
     how = (

@@ -153,9 +153,10 @@ class LayerCapture:
     names the execution path the bundle's model ran on (one that exposes every tensor).
 
     ``keep_float(outputs, groups)``, where the target can keep one layer in float, gives the
-    bundle's outputs (source names) on that path once as they are (key ``""``) and once per
-    group with only that group's tensors (a layer's) computed in float, their quantization
-    removed and their weights the float twin's; None where the target cannot yet.
+    bundle's outputs (source names) on that path once per group with only that group's
+    tensors (a layer's) computed in float, their quantization removed and their weights the
+    float twin's (a group without tensors: the bundle as it is); None where the target
+    cannot yet.
     """
 
     pairs: list[TensorPair]

@@ -287,7 +287,7 @@ class CoreMLBackend:
             captured["q"].append(_float_tensors(quantized.capture(sample)))
             captured["f"].append(_float_tensors(reference.capture(sample)))
         q, f = stack_samples(captured["q"]), stack_samples(captured["f"])
-        rescaled = _normalized_outputs(model_file) & set(q) & set(f)
+        rescaled = {_matching_name(n) for n in quantized.rescaled_outputs()} & set(q) & set(f)
         for name in rescaled:
             q[name] = _in_float_units(q[name], f[name])
         pairs = [
@@ -338,14 +338,13 @@ def _outputs_keeping_float(
     outputs: Sequence[TensorInfo],
     groups: Mapping[str, Sequence[str]],
 ) -> dict[str, Outputs]:
-    """The bundle's program in the emulator as it is (key ``""``) and once per group with
-    the ops producing its tensors (matching names) in float
-    (:meth:`CoreMLEmulator.with_float_ops`): no activation quantization between them and
-    their neighbours, their weights the fp32 twin's in the program's own precision."""
+    """The bundle's program in the emulator once per group with the ops producing its
+    tensors (matching names) in float (:meth:`CoreMLEmulator.with_float_ops`): their outputs
+    read unquantized, their weights the fp32 twin's in the program's own precision."""
     program_names = {_matching_name(name): name for name in bundle.op_outputs}
     own = bundle.float_constants()
     float_weights = {_matching_name(name): c for name, c in twin.float_constants().items()}
-    results = {"": _predicted(bundle, inputs, outputs, feeds)}
+    results = {}
     for layer, tensors in groups.items():
         ops: dict[str, dict[str, np.ndarray]] = {}
         for tensor in tensors:
@@ -361,45 +360,9 @@ def _outputs_keeping_float(
     return results
 
 
-def _normalized_outputs(model_file: Path) -> set[str]:
-    """Outputs (matching names) of the program's quantized ``add``/``sub`` ops, and of a
-    ``relu`` fused after one, that coremltools' pass ``distributive_quantized_binary_op_scale_
-    normalization`` left in units of an input's scale: it sets that input's dequantize scale
-    to 1 and divides the other input's and the output's quantize scales by the original,
-    which the program no longer holds. The quantized integers are unchanged; the float
-    tensor between them is the true one divided by that scale."""
-    import_coremltools()
-    from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
-    from coremltools.models import MLModel
-
-    mlmodel = MLModel(str(model_file), skip_model_load=True)
-    spec = mlmodel.get_spec()
-    with captured_output():
-        program = milproto_load(spec, spec.specificationVersion, mlmodel.weights_dir)
-    found: set[str] = set()
-    for op in program.functions["main"].operations:
-        if op.op_type not in ("add", "sub") or not any(
-            _unit_dequantize(value.op) for value in (op.x, op.y)
-        ):
-            continue
-        found.add(_matching_name(op.outputs[0].name))
-        consumers = op.outputs[0].child_ops
-        if len(consumers) == 1 and consumers[0].op_type == "relu":
-            found.add(_matching_name(consumers[0].outputs[0].name))
-    return found
-
-
-def _unit_dequantize(op: Any) -> bool:
-    return (
-        op is not None
-        and op.op_type == "dequantize"
-        and bool(np.all(np.asarray(op.scale.val, np.float32) == 1.0))
-    )
-
-
 def _in_float_units(quantized: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """``quantized`` times the one positive factor that best matches ``reference`` (least
-    squares): the scale :func:`_normalized_outputs` says the program divided it by."""
+    squares): the scale the program divided it by (``CoreMLEmulator.rescaled_outputs``)."""
     energy = float(np.vdot(quantized, quantized))
     if energy == 0.0:
         return quantized

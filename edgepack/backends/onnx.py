@@ -561,14 +561,12 @@ def _outputs_keeping_float(
     outputs: Sequence[TensorInfo],
     groups: Mapping[str, Sequence[str]],
 ) -> dict[str, Outputs]:
-    """The QDQ ``bundle`` as it is (key ``""``) and edited once per group
-    (:func:`_keeping_float`), run with graph optimizations off like the per-layer capture."""
-    results = {"": _run_model(bundle, inputs, outputs, feeds)}
-    for name, tensors in groups.items():
-        results[name] = _run_model(
-            _keeping_float(bundle, twin, set(tensors)), inputs, outputs, feeds
-        )
-    return results
+    """The QDQ ``bundle`` edited once per group (:func:`_keeping_float`), run with graph
+    optimizations off like the per-layer capture."""
+    return {
+        name: _run_model(_keeping_float(bundle, twin, set(tensors)), inputs, outputs, feeds)
+        for name, tensors in groups.items()
+    }
 
 
 def _keeping_float(model: Any, twin: Any, tensors: set[str]) -> Any:

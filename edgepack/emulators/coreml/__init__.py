@@ -117,6 +117,11 @@ class CoreMLEmulator:
                     found.setdefault(step.outputs[0][0], {})[key] = ref.value
         return found
 
+    def rescaled_outputs(self) -> set[str]:
+        """Op outputs an int8 program computes in units of one input's scale (coremltools'
+        scale normalization of quantized ``add``/``sub``), not in float units."""
+        return self._function.rescaled_outputs()
+
     def with_float_ops(self, ops: Mapping[str, Mapping[str, np.ndarray]]) -> CoreMLEmulator:
         """A copy of this emulator in which the ops with an output named in ``ops`` compute
         in float: the ops reading their outputs read them unquantized, and ``ops[output]``'s

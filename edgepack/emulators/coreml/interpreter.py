@@ -313,25 +313,20 @@ class CompiledFunction:
         produced = {name: step for step in self.steps for name, _ in step.outputs}
         floated = set(ops) & set(produced)
 
-        def quantized_source(ref: Ref) -> tuple[str, Step] | None:
-            """The tensor a quantize -> dequantize pair made ``ref`` from, and the dequantize."""
+        def quantized_source(ref: Ref) -> str | None:
+            """The tensor a quantize -> dequantize pair made ``ref`` from, if it is one."""
             dequantize = produced.get(ref.name or "")
             if dequantize is None or dequantize.op_type != "dequantize":
                 return None
             quantize = produced.get(_arg_name(dequantize, "input"))
             if quantize is None or quantize.op_type != "quantize":
                 return None
-            return _arg_name(quantize, "input"), dequantize
-
-        def rescaled(step: Step) -> bool:
-            refs = [ref for ref in step.args.values() if isinstance(ref, Ref)]
-            pairs = [found for found in map(quantized_source, refs) if found is not None]
-            return any(_unit_scale(dequantize) for _, dequantize in pairs)
+            return _arg_name(quantize, "input")
 
         def edited(step: Step) -> Step:
             own = any(name in floated for name, _ in step.outputs)
             replaced = {k: v for name, _ in step.outputs for k, v in ops.get(name, {}).items()}
-            unquantized_inputs = own and rescaled(step)
+            unquantized_inputs = own and _reads_unit_dequantize(step, produced)
             changed = False
 
             def arg(key: str, ref: Ref) -> Ref:
@@ -339,11 +334,11 @@ class CompiledFunction:
                 if key in replaced:
                     changed = True
                     return Ref(value=np.asarray(replaced[key]))
-                found = quantized_source(ref)
-                if found is None or not (unquantized_inputs or found[0] in floated):
+                source = quantized_source(ref)
+                if source is None or not (unquantized_inputs or source in floated):
                     return ref
                 changed = True
-                return Ref(name=found[0])
+                return Ref(name=source)
 
             args: dict[str, Ref | tuple[Ref, ...]] = {
                 key: tuple(arg(key, v) for v in value)
@@ -358,6 +353,29 @@ class CompiledFunction:
         copied = copy.copy(self)
         copied.steps = [edited(step) for step in self.steps]
         return copied
+
+    def rescaled_outputs(self) -> set[str]:
+        """Outputs of the ``add``/``sub`` steps that read an input through a dequantize of
+        scale 1, and of a ``relu`` that alone reads one: coremltools' pass
+        ``distributive_quantized_binary_op_scale_normalization`` sets that scale to 1 and
+        divides the others by the original, so these tensors are the true ones divided by a
+        scale the program no longer holds (the quantized integers around them are exact)."""
+        produced = {name: step for step in self.steps for name, _ in step.outputs}
+        readers: dict[str, list[Step]] = {}
+        for step in self.steps:
+            for ref in step.args.values():
+                if isinstance(ref, Ref) and ref.name:
+                    readers.setdefault(ref.name, []).append(step)
+        found: set[str] = set()
+        for step in self.steps:
+            if step.op_type not in ("add", "sub") or not _reads_unit_dequantize(step, produced):
+                continue
+            output = step.outputs[0][0]
+            found.add(output)
+            after = readers.get(output, [])
+            if len(after) == 1 and after[0].op_type == "relu":
+                found.add(after[0].outputs[0][0])
+        return found
 
     def run(
         self,
@@ -384,9 +402,15 @@ class CompiledFunction:
         return outputs, captured
 
 
-def _unit_scale(dequantize: Step) -> bool:
-    scale = dequantize.args.get("scale")
-    return isinstance(scale, Ref) and scale.name is None and bool(np.all(scale.value == 1))
+def _reads_unit_dequantize(step: Step, produced: Mapping[str, Step]) -> bool:
+    """Whether ``step`` reads an input through a ``dequantize`` whose scale is 1."""
+    for ref in step.args.values():
+        source = produced.get(ref.name or "") if isinstance(ref, Ref) else None
+        if source is not None and source.op_type == "dequantize":
+            scale = source.args.get("scale")
+            if isinstance(scale, Ref) and scale.name is None and np.all(scale.value == 1):
+                return True
+    return False
 
 
 def _arg_name(step: Step, key: str) -> str:
