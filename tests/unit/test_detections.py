@@ -232,6 +232,14 @@ def test_maps_are_recognised_and_matched(channels_first: bool) -> None:
     assert (merged.quantized_detections, merged.matched) == (3, 0)
 
 
+def test_a_sigmoid_rounded_past_one_is_still_a_map() -> None:
+    # onnxruntime's float sigmoid gives 1.0000001 on PP-OCRv4's detector (64 evaluation pages)
+    reference = probability_map().astype(np.float32)
+    reference[0, 0, 10, 10] = np.nextafter(np.float32(1), np.float32(2))
+    assert reference.max() > 1 and recognise_layout(reference) == "map"
+    assert not looks_like_map(reference * 1.01)  # past rounding: not probabilities
+
+
 def test_images_and_multi_channel_maps_are_not_maps() -> None:
     rng = np.random.default_rng(2)
     assert not looks_like_map(rng.random((2, 1, 64, 64)))  # an image in [0, 1]: not saturated
