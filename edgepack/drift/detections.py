@@ -279,8 +279,7 @@ def _check_layout(layout: str) -> None:
 
 def _looks_like_detections(rows: np.ndarray) -> bool:
     """``rows [4 + C, N, A]``: scores within [0, 1], each box row ranging over > 1 pixel."""
-    scores = rows[4:]
-    if not (scores.min() >= 0 and scores.max() <= 1):
+    if not regions.are_probabilities(rows[4:]):
         return False
     boxes = rows[:4].reshape(4, -1)
     return bool(np.all(boxes.max(axis=1).astype(np.float64) - boxes.min(axis=1) > 1))

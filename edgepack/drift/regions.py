@@ -23,7 +23,7 @@ MAX_REGIONS = 1000  # max_candidates
 MIN_SIDE_OF_MAP = 16
 SATURATED = 0.9  # share of pixels below 0.1 or above 0.9 in a probability map
 # how far a float sigmoid may round past [0, 1]: onnxruntime's gives 1.0000001 on PP-OCRv4's
-# detector, which a strict bound took for "not a probability map"
+# detector, which a strict bound took for "not probabilities"
 PROBABILITY_SLACK = 1e-5
 
 Regions = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes_xyxy [M, 4], scores, classes
@@ -31,18 +31,21 @@ Regions = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes_xyxy [M, 4], scores
 
 def looks_like_map(reference: np.ndarray) -> bool:
     """True for a batch of one-channel probability maps beyond doubt: rank 4 with one channel
-    (axis 1 or 3), both spatial sides >= 16, every value in [0, 1] (give or take
-    :data:`PROBABILITY_SLACK`), and saturated as a
-    sigmoid's detection map is (>= 90% of the pixels below 0.1 or above 0.9), which an image
-    scaled to [0, 1] is not."""
+    (axis 1 or 3), both spatial sides >= 16, every value a probability
+    (:func:`are_probabilities`), and saturated as a sigmoid's detection map is (>= 90% of the
+    pixels below 0.1 or above 0.9), which an image scaled to [0, 1] is not."""
     ref = np.asarray(reference)
     if ref.ndim != 4 or ref.size == 0 or 1 not in (ref.shape[1], ref.shape[3]):
         return False
     maps = as_maps(ref)
-    in_range = maps.min() >= -PROBABILITY_SLACK and maps.max() <= 1 + PROBABILITY_SLACK
-    if min(maps.shape[1:]) < MIN_SIDE_OF_MAP or not in_range:
+    if min(maps.shape[1:]) < MIN_SIDE_OF_MAP or not are_probabilities(maps):
         return False
     return bool(np.mean((maps < 0.1) | (maps > 0.9)) >= SATURATED)
+
+
+def are_probabilities(values: np.ndarray) -> bool:
+    """Whether every value lies in [0, 1], give or take :data:`PROBABILITY_SLACK`."""
+    return bool(values.min() >= -PROBABILITY_SLACK and values.max() <= 1 + PROBABILITY_SLACK)
 
 
 def as_maps(output: np.ndarray) -> np.ndarray:

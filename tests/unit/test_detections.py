@@ -232,12 +232,18 @@ def test_maps_are_recognised_and_matched(channels_first: bool) -> None:
     assert (merged.quantized_detections, merged.matched) == (3, 0)
 
 
-def test_a_sigmoid_rounded_past_one_is_still_a_map() -> None:
+def test_a_sigmoid_rounded_past_one_is_still_a_probability() -> None:
     # onnxruntime's float sigmoid gives 1.0000001 on PP-OCRv4's detector (64 evaluation pages)
+    past_one = np.nextafter(np.float32(1), np.float32(2))
     reference = probability_map().astype(np.float32)
-    reference[0, 0, 10, 10] = np.nextafter(np.float32(1), np.float32(2))
+    reference[0, 0, 10, 10] = past_one
     assert reference.max() > 1 and recognise_layout(reference) == "map"
     assert not looks_like_map(reference * 1.01)  # past rounding: not probabilities
+    rows = detector_output()
+    rows[0, 4, 0] = past_one  # a class score
+    assert recognise_layout(rows) == "channels_first"
+    rows[0, 4, 0] = 1.01
+    assert recognise_layout(rows) is None
 
 
 def test_images_and_multi_channel_maps_are_not_maps() -> None:
