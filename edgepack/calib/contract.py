@@ -244,7 +244,8 @@ class Contract:
         found = re.search(self.group, name) if self.group else None
         if found is None:
             return name
-        return found.group(1) if found.groups() else found.group(0)
+        first = found.group(1) if found.groups() else None
+        return found.group(0) if first is None else first  # an optional group may not take part
 
 
 def read_contract(folder: Path) -> Contract | None:

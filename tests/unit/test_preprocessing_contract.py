@@ -214,6 +214,10 @@ def test_group_names_the_samples_that_belong_together(tmp_path: Path) -> None:
     assert contract.group_of("cover.png") == "cover.png"  # no match: a group of its own
     (tmp_path / "calibration.toml").write_text("group = 'page\\d'\n")  # no capture group
     assert read_contract(tmp_path).group_of("a/page7-b.png") == "page7"  # type: ignore[union-attr]
+    (tmp_path / "calibration.toml").write_text("group = '(p)?age\\d'\n")  # optional group
+    optional = read_contract(tmp_path)
+    assert optional is not None and optional.group_of("page7.png") == "p"
+    assert optional.group_of("age3.png") == "age3"  # the group took no part: the match
     (tmp_path / "calibration.toml").write_text("group = '(unclosed'\n")
     with pytest.raises(CalibrationError, match="'group' must be a regular expression"):
         read_contract(tmp_path)
